@@ -1,0 +1,21 @@
+//! Domain types shared by every wardwatch crate, and nothing else.
+//!
+//! # Layout
+//! - [`vital`]: the vitals wardwatch understands, their LOINC codes, canonical
+//!   units, accepted unit conversions and physiological plausibility ranges.
+//! - [`reading`]: a validated [`Reading`] in canonical units, and the ids it carries.
+//! - [`quarantine`]: why an input was rejected ([`QuarantineReason`]) and the
+//!   record kept for operators ([`Rejection`]).
+//! - [`clock`]: an injectable [`Clock`] so logic never calls `now()` itself.
+//!
+//! This crate imports no other wardwatch crate and does no I/O.
+
+pub mod clock;
+pub mod quarantine;
+pub mod reading;
+pub mod vital;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use quarantine::{QuarantineReason, Rejection};
+pub use reading::{DeliveryTag, DeviceId, IdError, PatientId, Reading, ReadingSource};
+pub use vital::{UnitError, Vital, VitalValue};

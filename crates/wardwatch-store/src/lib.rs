@@ -1,0 +1,115 @@
+//! Durable storage for wardwatch behind one small trait, [`Store`].
+//!
+//! # Layout
+//! - [`Store`]: what the engine needs from storage: write a batch of decoded
+//!   messages atomically (readings and quarantine rows together), look up
+//!   relative-time anchors, and the admin operations on patients and devices.
+//! - [`batch`]: the batch types ([`IngestMessage`], [`BatchOutcome`]) and the
+//!   pure attribution of readings to patients by device assignment.
+//! - [`postgres`]: the PostgreSQL backend, with TimescaleDB hypertables,
+//!   compression and retention when the extension exists, plain tables and a
+//!   retention sweep when it does not.
+//!
+//! The trait exists so an embedded SQLite backend can join later and share one
+//! conformance suite; the engine is generic over it.
+
+pub mod batch;
+pub mod postgres;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use wardwatch_core::{DeviceId, PatientId};
+
+pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey};
+pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
+
+/// Errors from the store. `Unavailable` is worth retrying; the others are not.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be reached or the connection broke.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database refused the statement.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An admin request that cannot be carried out, with the reason for the user.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// True when retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Self::Unavailable(e),
+            sqlx::Error::Database(db) => {
+                // Class 08 connection exceptions, 57P01..03 admin shutdown / crash / cannot connect now, 53 resources.
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
+                    Self::Unavailable(e)
+                } else {
+                    Self::Database(e)
+                }
+            }
+            _ => Self::Database(e),
+        }
+    }
+}
+
+/// What the engine needs from storage. Implementations must make
+/// [`Store::write_batch`] atomic and idempotent.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Commits every reading and rejection of these messages in one
+    /// transaction. Readings are attributed to the patient their device was
+    /// assigned to at the reading's time; unattributable ones are quarantined.
+    /// Writing the same messages again inserts nothing new.
+    fn write_batch(
+        &self,
+        messages: &[IngestMessage],
+    ) -> impl Future<Output = Result<BatchOutcome, StoreError>> + Send;
+
+    /// The first receipt time of a message whose SenML times were relative, if
+    /// it was committed before.
+    fn relative_anchor(
+        &self,
+        key: &MessageKey,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Enrols a patient on a team (or moves an existing one to it).
+    fn upsert_patient(
+        &self,
+        patient: &PatientId,
+        team: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Assigns a device to a patient from `from`, ending any open assignment at `from`.
+    fn assign_device(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        from: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends the device's open assignment at `at`.
+    fn unassign_device(
+        &self,
+        device: &DeviceId,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

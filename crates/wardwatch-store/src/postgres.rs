@@ -1,0 +1,610 @@
+//! The PostgreSQL backend, with TimescaleDB when the extension is available.
+//!
+//! Batches go in through one bulk statement per table (array `UNNEST`, or
+//! `COPY` into a staging table), never row by row, inside one transaction
+//! per batch. Idempotency comes from unique keys and `ON CONFLICT`, so a
+//! redelivered message changes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+use tracing::{info, warn};
+use wardwatch_core::{DeviceId, PatientId, QuarantineReason};
+
+use crate::batch::{plan, Assignment, AssignmentIndex, QuarantineRow, ReadingRow};
+use crate::{BatchOutcome, IngestMessage, MessageKey, Store, StoreError};
+
+/// How readings are bulk-inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMethod {
+    /// `INSERT … SELECT FROM UNNEST($arrays) ON CONFLICT DO NOTHING`.
+    #[default]
+    Unnest,
+    /// `COPY` into a temporary staging table, then `INSERT … SELECT … ON CONFLICT DO NOTHING`
+    /// (COPY itself cannot skip conflicts).
+    Copy,
+}
+
+/// Which storage path is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    /// `readings` is a TimescaleDB hypertable with compression and retention policies.
+    Timescale,
+    /// Plain PostgreSQL tables; retention by a periodic sweep.
+    Plain,
+}
+
+/// TimescaleDB settings, applied at start-up when the extension exists.
+#[derive(Debug, Clone)]
+pub struct TimescalePolicy {
+    /// Hypertable chunk interval.
+    pub chunk_interval: Duration,
+    /// Compress chunks older than this.
+    pub compress_after: Duration,
+    /// Drop chunks older than this (also the `too_old` validation limit).
+    pub retention: Duration,
+}
+
+/// The PostgreSQL store. Cheap to clone (shares the pool).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    method: WriteMethod,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl PgStore {
+    /// Connects with a bounded pool.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let opts: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.application_name("wardwatch"))
+            .await?;
+        Ok(Self {
+            pool,
+            method: WriteMethod::default(),
+        })
+    }
+
+    /// Chooses the bulk insert method.
+    pub fn with_write_method(mut self, method: WriteMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// The pool, for tests and tools that need a direct query.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Turns `readings` into a hypertable with compression and retention when
+    /// TimescaleDB can be loaded; otherwise stays on plain PostgreSQL. Logs
+    /// which path is active.
+    pub async fn prepare_storage(
+        &self,
+        policy: &TimescalePolicy,
+    ) -> Result<StorageMode, StoreError> {
+        let available: Option<String> = sqlx::query_scalar(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if available.is_none() {
+            info!(
+                message = "Storage path: plain PostgreSQL (timescaledb extension not available).",
+                retention_days = policy.retention.as_secs() / 86_400
+            );
+            return Ok(StorageMode::Plain);
+        }
+        if let Err(error) = sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            .execute(&self.pool)
+            .await
+        {
+            warn!(message = "Storage path: plain PostgreSQL (timescaledb is installed but could not be loaded; is it in shared_preload_libraries?).", %error);
+            return Ok(StorageMode::Plain);
+        }
+        self.apply_timescale(policy).await?;
+        info!(
+            message = "Storage path: TimescaleDB hypertable with compression and retention.",
+            chunk_hours = policy.chunk_interval.as_secs() / 3600,
+            compress_after_days = policy.compress_after.as_secs() / 86_400,
+            retention_days = policy.retention.as_secs() / 86_400
+        );
+        Ok(StorageMode::Timescale)
+    }
+
+    async fn apply_timescale(&self, p: &TimescalePolicy) -> Result<(), StoreError> {
+        let secs = |d: Duration| format!("{} seconds", d.as_secs());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT create_hypertable('readings', 'time', chunk_time_interval => $1::interval, \
+             if_not_exists => TRUE, migrate_data => TRUE)",
+        )
+        .bind(secs(p.chunk_interval))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "ALTER TABLE readings SET (timescaledb.compress, \
+             timescaledb.compress_segmentby = 'patient_id', \
+             timescaledb.compress_orderby = 'vital, time DESC, device_id')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Re-create the policies so a changed configuration takes effect.
+        sqlx::query("SELECT remove_compression_policy('readings', if_exists => TRUE)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT add_compression_policy('readings', $1::interval)")
+            .bind(secs(p.compress_after))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT remove_retention_policy('readings', if_exists => TRUE)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT add_retention_policy('readings', $1::interval)")
+            .bind(secs(p.retention))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Plain-PostgreSQL retention: deletes up to `limit` readings older than
+    /// `cutoff` and returns how many went. Small slices keep locks short.
+    pub async fn sweep_retention(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM readings WHERE ctid = ANY (ARRAY(\
+               SELECT ctid FROM readings WHERE time < $1 LIMIT $2))",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM relative_time_anchors WHERE anchor < now() - interval '7 days'")
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn load_assignments(
+        conn: &mut PgConnection,
+        messages: &[IngestMessage],
+    ) -> Result<AssignmentIndex, StoreError> {
+        let devices: Vec<String> = messages
+            .iter()
+            .flat_map(|m| m.readings.iter().map(|r| r.device_id.as_str()))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut index = AssignmentIndex::new();
+        if devices.is_empty() {
+            return Ok(index);
+        }
+        let rows = sqlx::query(
+            "SELECT d.id, a.patient_id, a.valid_from, a.valid_to \
+             FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id \
+             WHERE d.id = ANY($1)",
+        )
+        .bind(&devices)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let device: String = row.try_get(0)?;
+            let entry = index.entry(device).or_default();
+            let patient: Option<String> = row.try_get(1)?;
+            if let Some(patient_id) = patient {
+                entry.push(Assignment {
+                    patient_id,
+                    valid_from: row.try_get(2)?,
+                    valid_to: row.try_get(3)?,
+                });
+            }
+        }
+        Ok(index)
+    }
+
+    async fn insert_readings_unnest(
+        conn: &mut PgConnection,
+        rows: &[ReadingRow<'_>],
+    ) -> Result<u64, StoreError> {
+        let n = rows.len();
+        let mut time = Vec::with_capacity(n);
+        let mut patient = Vec::with_capacity(n);
+        let mut device = Vec::with_capacity(n);
+        let mut vital = Vec::with_capacity(n);
+        let mut value = Vec::with_capacity(n);
+        let mut received = Vec::with_capacity(n);
+        let mut source = Vec::with_capacity(n);
+        let mut name = Vec::with_capacity(n);
+        for r in rows {
+            time.push(r.reading.time);
+            patient.push(r.patient_id);
+            device.push(r.reading.device_id.as_str());
+            vital.push(r.reading.vital.as_str());
+            value.push(r.reading.value);
+            received.push(r.reading.received_at);
+            source.push(r.reading.source.as_str());
+            name.push(r.reading.source_name.as_deref());
+        }
+        let res = sqlx::query(
+            "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source, source_name) \
+             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
+                                  $5::float8[], $6::timestamptz[], $7::text[], $8::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(time)
+        .bind(patient)
+        .bind(device)
+        .bind(vital)
+        .bind(value)
+        .bind(received)
+        .bind(source)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
+    async fn insert_readings_copy(
+        conn: &mut PgConnection,
+        rows: &[ReadingRow<'_>],
+    ) -> Result<u64, StoreError> {
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS readings_stage \
+             (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let mut buf = String::with_capacity(rows.len() * 96);
+        for r in rows {
+            let rd = r.reading;
+            let _ = write!(
+                buf,
+                "{}\t{}\t{}\t{}\t{:?}\t{}\t{}\t",
+                rd.time.format("%Y-%m-%d %H:%M:%S%.6f+00"),
+                copy_escape(r.patient_id),
+                copy_escape(rd.device_id.as_str()),
+                rd.vital.as_str(),
+                rd.value,
+                rd.received_at.format("%Y-%m-%d %H:%M:%S%.6f+00"),
+                rd.source.as_str(),
+            );
+            match &rd.source_name {
+                Some(s) => buf.push_str(&copy_escape(s)),
+                None => buf.push_str("\\N"),
+            }
+            buf.push('\n');
+        }
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY readings_stage (time, patient_id, device_id, vital, value, received_at, source, source_name) FROM STDIN",
+            )
+            .await?;
+        copy.send(buf.as_bytes()).await?;
+        copy.finish().await?;
+        let res =
+            sqlx::query("INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING")
+                .execute(&mut *conn)
+                .await?;
+        Ok(res.rows_affected())
+    }
+
+    async fn insert_quarantine(
+        conn: &mut PgConnection,
+        rows: &[QuarantineRow],
+    ) -> Result<BTreeMap<QuarantineReason, u64>, StoreError> {
+        let mut counts = BTreeMap::new();
+        if rows.is_empty() {
+            return Ok(counts);
+        }
+        let received: Vec<_> = rows.iter().map(|r| r.received_at).collect();
+        let topic: Vec<_> = rows.iter().map(|r| r.topic.as_str()).collect();
+        let device: Vec<_> = rows.iter().map(|r| r.device_id.as_deref()).collect();
+        let reason: Vec<_> = rows.iter().map(|r| r.reason.as_str()).collect();
+        let detail: Vec<_> = rows.iter().map(|r| r.detail.as_str()).collect();
+        let record: Vec<_> = rows.iter().map(|r| r.record.as_str()).collect();
+        let key: Vec<_> = rows.iter().map(|r| r.key.to_vec()).collect();
+        let part: Vec<_> = rows.iter().map(|r| r.part).collect();
+        let item: Vec<_> = rows.iter().map(|r| r.item).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO quarantine (received_at, last_seen_at, topic, device_id, reason, detail, record, message_key, part, item) \
+             SELECT r, r, t, d, re, de, rc, k, p, i FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::bytea[], $8::int2[], $9::int4[]) AS u(r, t, d, re, de, rc, k, p, i) \
+             ON CONFLICT (message_key, part, item) DO UPDATE \
+               SET times_seen = quarantine.times_seen + 1, last_seen_at = excluded.last_seen_at \
+             RETURNING reason, (xmax = 0) AS inserted",
+        )
+        .bind(received)
+        .bind(topic)
+        .bind(device)
+        .bind(reason)
+        .bind(detail)
+        .bind(record)
+        .bind(key)
+        .bind(part)
+        .bind(item)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in inserted {
+            let fresh: bool = row.try_get(1)?;
+            if !fresh {
+                continue;
+            }
+            let reason: String = row.try_get(0)?;
+            if let Some(r) = QuarantineReason::parse(&reason) {
+                *counts.entry(r).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn insert_anchors(
+        conn: &mut PgConnection,
+        messages: &[IngestMessage],
+    ) -> Result<(), StoreError> {
+        let (keys, anchors): (Vec<Vec<u8>>, Vec<DateTime<Utc>>) = messages
+            .iter()
+            .filter_map(|m| m.relative_anchor.map(|a| (m.key.to_vec(), a)))
+            .unzip();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO relative_time_anchors (message_key, anchor) \
+             SELECT * FROM UNNEST($1::bytea[], $2::timestamptz[]) \
+             ON CONFLICT (message_key) DO UPDATE SET anchor = excluded.anchor",
+        )
+        .bind(keys)
+        .bind(anchors)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts readings whose device id starts with `prefix` (load generator bookkeeping).
+    pub async fn count_readings_with_device_prefix(&self, prefix: &str) -> Result<i64, StoreError> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM readings WHERE device_id LIKE $1")
+                .bind(pattern)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Enrols many patients with one device each, assigned from `from` (load generator set-up).
+    pub async fn enrol_bulk(
+        &self,
+        team: &str,
+        pairs: &[(String, String)],
+        from: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let patients: Vec<&str> = pairs.iter().map(|(p, _)| p.as_str()).collect();
+        let devices: Vec<&str> = pairs.iter().map(|(_, d)| d.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO patients (id, team_id) SELECT p, $2 FROM UNNEST($1::text[]) p \
+             ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id",
+        )
+        .bind(&patients)
+        .bind(team)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO devices (id) SELECT UNNEST($1::text[]) ON CONFLICT DO NOTHING")
+            .bind(&devices)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = GREATEST($2, valid_from + interval '1 microsecond') \
+             WHERE device_id = ANY($1) AND valid_to IS NULL",
+        )
+        .bind(&devices)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO device_assignments (device_id, patient_id, valid_from) \
+             SELECT d, p, $3 FROM UNNEST($1::text[], $2::text[]) AS u(d, p)",
+        )
+        .bind(&devices)
+        .bind(&patients)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Escapes a value for COPY's text format.
+fn copy_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Store for PgStore {
+    async fn write_batch(&self, messages: &[IngestMessage]) -> Result<BatchOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let index = Self::load_assignments(&mut tx, messages).await?;
+        let (readings, quarantine) = plan(messages, &index);
+        let inserted = if readings.is_empty() {
+            0
+        } else {
+            match self.method {
+                WriteMethod::Unnest => Self::insert_readings_unnest(&mut tx, &readings).await?,
+                WriteMethod::Copy => Self::insert_readings_copy(&mut tx, &readings).await?,
+            }
+        };
+        let quarantined = Self::insert_quarantine(&mut tx, &quarantine).await?;
+        Self::insert_anchors(&mut tx, messages).await?;
+        tx.commit().await?;
+        Ok(BatchOutcome {
+            readings_inserted: inserted,
+            readings_duplicate: readings.len() as u64 - inserted,
+            quarantined,
+        })
+    }
+
+    async fn relative_anchor(&self, key: &MessageKey) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT anchor FROM relative_time_anchors WHERE message_key = $1")
+                .bind(key.to_vec())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn upsert_patient(&self, patient: &PatientId, team: &str) -> Result<(), StoreError> {
+        if team.trim().is_empty() {
+            return Err(StoreError::Rejected("team must not be empty".into()));
+        }
+        sqlx::query(
+            "INSERT INTO patients (id, team_id) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id",
+        )
+        .bind(patient.as_str())
+        .bind(team)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn assign_device(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        from: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE id = $1")
+            .bind(patient.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled; add it first (wardwatch patient add --id {patient} --team T)"
+            )));
+        }
+        sqlx::query("INSERT INTO devices (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        // Serialise concurrent assignments of the same device.
+        sqlx::query("SELECT id FROM devices WHERE id = $1 FOR UPDATE")
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let later: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT patient_id, valid_from FROM device_assignments \
+             WHERE device_id = $1 AND (valid_to IS NULL OR valid_to > $2) AND valid_from >= $2 \
+             ORDER BY valid_from LIMIT 1",
+        )
+        .bind(device.as_str())
+        .bind(from)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((p, since)) = later {
+            return Err(StoreError::Rejected(format!(
+                "device {device} is assigned to {p} from {}; an assignment cannot start at or before it ({})",
+                since.to_rfc3339(),
+                from.to_rfc3339()
+            )));
+        }
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL",
+        )
+        .bind(device.as_str())
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
+        )
+        .bind(device.as_str())
+        .bind(patient.as_str())
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unassign_device(
+        &self,
+        device: &DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let open: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT valid_from FROM device_assignments WHERE device_id = $1 AND valid_to IS NULL FOR UPDATE",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(since) = open else {
+            return Err(StoreError::Rejected(format!(
+                "device {device} is not assigned to anyone"
+            )));
+        };
+        if at <= since {
+            return Err(StoreError::Rejected(format!(
+                "device {device} was assigned at {}; it cannot be returned at {}",
+                since.to_rfc3339(),
+                at.to_rfc3339()
+            )));
+        }
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL",
+        )
+        .bind(device.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_escaping_keeps_separators_out_of_fields() {
+        assert_eq!(copy_escape("a\tb\nc\\d\re"), "a\\tb\\nc\\\\d\\re");
+    }
+}

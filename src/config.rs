@@ -1,0 +1,344 @@
+//! The engine's configuration: `config/wardwatch.toml` (every setting is
+//! documented there) plus environment overrides. Strict: unknown keys are
+//! errors, and settings that would stall ingest are refused at load with a
+//! message that says what to change.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use wardwatch_ingest::decode::ValidationPolicy;
+use wardwatch_ingest::session::SessionConfig;
+use wardwatch_store::{TimescalePolicy, WriteMethod};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Broker connection.
+    pub mqtt: MqttConfig,
+    /// PostgreSQL connection and bulk-write method.
+    pub database: DatabaseConfig,
+    /// Validation limits and batching.
+    pub ingest: IngestConfig,
+    /// Retention and TimescaleDB policies.
+    pub storage: StorageConfig,
+    /// The HTTP listener (health, metrics).
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://[user:pass@]host[:port]`. Env: `WARDWATCH_MQTT_URL`.
+    pub url: String,
+    /// Fixed client id of the persistent session.
+    pub client_id: String,
+    /// Keep-alive in seconds.
+    pub keep_alive_secs: u64,
+    /// The broker's in-flight window for us (`max_inflight_messages`).
+    pub max_inflight: usize,
+    /// Largest packet the client accepts; keep it at or above the broker's `max_packet_size`.
+    pub max_packet_bytes: usize,
+    /// First reconnect delay.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: "wardwatch-engine".into(),
+            keep_alive_secs: 30,
+            max_inflight: 1000,
+            max_packet_bytes: 2 * 1024 * 1024,
+            reconnect_min_ms: 200,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. Env: `WARDWATCH_DATABASE_URL`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// `unnest` or `copy`.
+    pub write_method: WriteMethod,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/wardwatch".into(),
+            max_connections: 8,
+            write_method: WriteMethod::Unnest,
+        }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Payloads larger than this are quarantined as `oversized`.
+    pub max_payload_bytes: usize,
+    /// Readings further ahead than this are quarantined as `future_time`.
+    pub max_future_skew_secs: u64,
+    /// Flush a batch at this many messages.
+    pub batch_max_messages: usize,
+    /// Flush a batch at this many rows (readings plus rejections).
+    pub batch_max_rows: usize,
+    /// Flush a batch this long after its first message at the latest.
+    pub batch_max_delay_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 256 * 1024,
+            max_future_skew_secs: 300,
+            batch_max_messages: 400,
+            batch_max_rows: 10_000,
+            batch_max_delay_ms: 20,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Readings older than this are dropped (and refused as `too_old`).
+    pub retention_days: u64,
+    /// TimescaleDB chunk interval.
+    pub chunk_interval_hours: u64,
+    /// TimescaleDB: compress chunks older than this.
+    pub compress_after_days: u64,
+    /// Plain PostgreSQL: how often the retention sweep runs.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 2922,
+            chunk_interval_hours: 24,
+            compress_after_days: 7,
+            sweep_interval_secs: 3600,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address. Env: `WARDWATCH_HTTP_ADDR`.
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`. Env: `WARDWATCH_LOG_FORMAT`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `wardwatch=debug,info`. Env: `RUST_LOG`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Loads a file (if given and present), applies environment overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                Self::from_toml(&text).with_context(|| format!("in config file {}", p.display()))?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Environment overrides (injected for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = get("WARDWATCH_MQTT_URL") {
+            self.mqtt.url = v;
+        }
+        if let Some(v) = get("WARDWATCH_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = get("WARDWATCH_HTTP_ADDR") {
+            self.http.addr = v
+                .parse()
+                .with_context(|| format!("WARDWATCH_HTTP_ADDR={v:?} is not host:port"))?;
+        }
+        if let Some(v) = get("WARDWATCH_MQTT_CLIENT_ID") {
+            self.mqtt.client_id = v;
+        }
+        if let Some(v) = get("WARDWATCH_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "human" => LogFormat::Human,
+                _ => bail!("WARDWATCH_LOG_FORMAT must be human or json, not {v:?}"),
+            };
+        }
+        Ok(())
+    }
+
+    /// Refuses settings that would stall or lose data.
+    pub fn validate(&self) -> Result<()> {
+        SessionConfig::parse_url(&self.mqtt.url).context("mqtt.url")?;
+        if self.mqtt.max_inflight < 2 {
+            bail!("mqtt.max_inflight must be at least 2");
+        }
+        if self.ingest.batch_max_messages == 0 || self.ingest.batch_max_rows == 0 {
+            bail!("ingest.batch_max_messages and ingest.batch_max_rows must be positive");
+        }
+        // A batch fills only if the broker may send that many unacknowledged
+        // messages; half the window lets the next batch fill while one commits.
+        if self.ingest.batch_max_messages > self.mqtt.max_inflight / 2 {
+            bail!(
+                "ingest.batch_max_messages ({}) must be at most half of mqtt.max_inflight ({}): \
+                 the broker sends no more than its in-flight window before we acknowledge, \
+                 so a larger batch would wait for its timer on every flush",
+                self.ingest.batch_max_messages,
+                self.mqtt.max_inflight
+            );
+        }
+        if self.mqtt.max_packet_bytes < self.ingest.max_payload_bytes {
+            bail!("mqtt.max_packet_bytes must be at least ingest.max_payload_bytes, or oversized payloads would break the connection instead of being quarantined");
+        }
+        if self.storage.retention_days == 0 {
+            bail!("storage.retention_days must be positive");
+        }
+        Ok(())
+    }
+
+    /// The MQTT session settings.
+    pub fn session(&self) -> Result<SessionConfig> {
+        let (host, port, credentials) = SessionConfig::parse_url(&self.mqtt.url)?;
+        Ok(SessionConfig {
+            host,
+            port,
+            client_id: self.mqtt.client_id.clone(),
+            credentials,
+            keep_alive: Duration::from_secs(self.mqtt.keep_alive_secs),
+            max_inflight: self.mqtt.max_inflight,
+            max_packet_bytes: self.mqtt.max_packet_bytes,
+            reconnect_min: Duration::from_millis(self.mqtt.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(self.mqtt.reconnect_max_ms),
+        })
+    }
+
+    /// Validation limits.
+    pub fn validation(&self) -> ValidationPolicy {
+        ValidationPolicy {
+            max_payload_bytes: self.ingest.max_payload_bytes,
+            max_future_skew: chrono::Duration::seconds(self.ingest.max_future_skew_secs as i64),
+            retention: chrono::Duration::days(self.storage.retention_days as i64),
+        }
+    }
+
+    /// TimescaleDB policies.
+    pub fn timescale(&self) -> TimescalePolicy {
+        TimescalePolicy {
+            chunk_interval: Duration::from_secs(self.storage.chunk_interval_hours * 3600),
+            compress_after: Duration::from_secs(self.storage.compress_after_days * 86_400),
+            retention: Duration::from_secs(self.storage.retention_days * 86_400),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_parses_and_validates() {
+        let text = include_str!("../config/wardwatch.toml");
+        let cfg = Config::from_toml(text).unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = Config::from_toml("[mqtt]\nurll = \"x\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
+    }
+
+    #[test]
+    fn a_batch_larger_than_half_the_inflight_window_is_refused() {
+        let mut cfg = Config::default();
+        cfg.mqtt.max_inflight = 100;
+        cfg.ingest.batch_max_messages = 51;
+        let e = cfg.validate().unwrap_err();
+        assert!(e.to_string().contains("in-flight window"));
+        cfg.ingest.batch_max_messages = 50;
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| match k {
+            "WARDWATCH_MQTT_URL" => Some("mqtt://b:1884".into()),
+            "WARDWATCH_DATABASE_URL" => Some("postgres://x/y".into()),
+            "WARDWATCH_HTTP_ADDR" => Some("127.0.0.1:9999".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.mqtt.url, "mqtt://b:1884");
+        assert_eq!(cfg.database.url, "postgres://x/y");
+        assert_eq!(cfg.http.addr.port(), 9999);
+        assert!(cfg
+            .apply_env(|k| (k == "WARDWATCH_HTTP_ADDR").then(|| "nope".into()))
+            .is_err());
+    }
+}

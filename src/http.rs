@@ -1,0 +1,74 @@
+//! The operator endpoints: `GET /healthz` and `GET /metrics`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+struct AppState {
+    metrics: PrometheusHandle,
+    pool: PgPool,
+}
+
+/// Serves until `shutdown` is cancelled. The listener is injected so tests can bind port 0.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let upkeep = metrics.clone();
+    let upkeep_stop = shutdown.clone();
+    // The exporter needs periodic upkeep when rendered by hand, or histograms grow.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = upkeep_stop.cancelled() => return,
+                _ = tick.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .with_state(AppState { metrics, pool });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&s.pool),
+    )
+    .await;
+    match db {
+        Ok(Ok(_)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ok","database":"ok"}"#,
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"degraded","database":"unreachable"}"#,
+        ),
+    }
+}
+
+async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}

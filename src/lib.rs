@@ -1,0 +1,20 @@
+//! The `wardwatch` binary's library: configuration, wiring and commands.
+//! Domain logic lives in the crates under `crates/`; this package only
+//! parses, configures and connects them.
+//!
+//! # Layout
+//! - [`config`]: the strict, documented configuration and its env overrides.
+//! - [`pipeline`]: ingest wiring (session → decode/batch → writer → acks).
+//! - [`serve`]: the engine process (`wardwatch serve`).
+//! - [`http`]: `/healthz` and `/metrics`.
+//! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
+//! - [`telemetry`]: logging, metrics, and the pipeline's operational events.
+//! - [`shutdown`]: SIGINT/SIGTERM handling.
+
+pub mod config;
+pub mod http;
+pub mod loadgen;
+pub mod pipeline;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;

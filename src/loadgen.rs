@@ -1,0 +1,359 @@
+//! `wardwatch loadgen`: a synthetic fleet of devices for load tests against
+//! any wardwatch deployment (ops run it against staging before go-live).
+//!
+//! It enrols N patients with one device each in the target database,
+//! publishes SenML packs over MQTT at a fixed rate per device, then counts
+//! what the engine stored to report loss. Readings carry absolute times, so
+//! every reading is unique and "stored" can be compared with "published".
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Serialize;
+
+use crate::config::Config;
+use wardwatch_ingest::session::SessionConfig;
+use wardwatch_store::PgStore;
+
+/// Command-line arguments of `wardwatch loadgen`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// Broker to publish to.
+    #[arg(
+        long,
+        env = "WARDWATCH_MQTT_URL",
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
+    pub mqtt_url: String,
+    /// The engine's database, for enrolment and for counting what was stored.
+    #[arg(
+        long,
+        env = "WARDWATCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/wardwatch"
+    )]
+    pub database_url: String,
+    /// Simulated devices (one patient each).
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// SenML packs per device per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Records per SenML pack (one reading each).
+    #[arg(long, default_value_t = 10)]
+    pub pack_size: usize,
+    /// MQTT QoS for publishing (0 or 1).
+    #[arg(long, default_value_t = 1)]
+    pub qos: u8,
+    /// How long to publish, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Publisher connections sharing the devices.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// After publishing, how long to wait without progress for the store to catch up, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub settle: u64,
+    /// Patients' team.
+    #[arg(long, default_value = "loadgen")]
+    pub team: String,
+    /// Prefix of this run's device and patient ids (default: lg-<random>-).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Random seed for values.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar (for scripts and CI logs).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Id prefix of this run.
+    pub prefix: String,
+    /// Devices simulated.
+    pub devices: usize,
+    /// Packs published.
+    pub messages_published: u64,
+    /// Readings published (packs × pack size).
+    pub readings_published: u64,
+    /// QoS 1 PUBACKs received from the broker.
+    pub broker_acks: u64,
+    /// Seconds spent publishing.
+    pub publish_seconds: f64,
+    /// Readings published per second.
+    pub publish_rate: f64,
+    /// Readings found in the store for this run's devices.
+    pub readings_stored: i64,
+    /// Published but not stored.
+    pub readings_lost: i64,
+    /// Seconds from the first publish until the last stored reading was counted.
+    pub end_to_end_seconds: f64,
+    /// Readings stored per second over `end_to_end_seconds`.
+    pub end_to_end_rate: f64,
+}
+
+const VITALS: [(&str, &str, f64, f64); 8] = [
+    ("heart_rate", "beat/min", 60.0, 100.0),
+    ("respiratory_rate", "/min", 12.0, 20.0),
+    ("spo2", "%", 94.0, 99.0),
+    ("systolic_bp", "mm[Hg]", 105.0, 140.0),
+    ("diastolic_bp", "mm[Hg]", 60.0, 90.0),
+    ("body_temperature", "Cel", 36.1, 37.8),
+    ("blood_glucose", "mmol/L", 4.0, 8.0),
+    ("body_weight", "kg", 55.0, 110.0),
+];
+
+/// Builds one SenML pack of `size` records at `time_us` (µs since the epoch).
+pub fn pack(device: &str, time_us: i64, size: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let mut s = String::with_capacity(64 + size * 56);
+    let bt = time_us as f64 / 1e6;
+    s.push('[');
+    for j in 0..size {
+        let (name, unit, lo, hi) = VITALS[j % VITALS.len()];
+        let v: f64 = rng.random_range(lo..hi);
+        // Records beyond the 8 vitals repeat a vital, a millisecond earlier each round.
+        let t = -((j / VITALS.len()) as f64) / 1000.0;
+        if j == 0 {
+            s.push_str(&format!(
+                "{{\"bn\":\"urn:dev:loadgen:{device}:\",\"bt\":{bt:.6},\"n\":\"{name}\",\"u\":\"{unit}\",\"v\":{v:.1}}}"
+            ));
+        } else {
+            s.push_str(&format!(
+                ",{{\"n\":\"{name}\",\"u\":\"{unit}\",\"v\":{v:.1},\"t\":{t}}}"
+            ));
+        }
+    }
+    s.push(']');
+    s.into_bytes()
+}
+
+/// Runs the load generator and returns its summary.
+pub async fn run(args: LoadgenArgs) -> Result<Summary> {
+    if args.devices == 0 || args.connections == 0 || args.pack_size == 0 {
+        bail!("--devices, --connections and --pack-size must be positive");
+    }
+    if !(args.rate > 0.0 && args.rate <= 1000.0) {
+        bail!("--rate must be in (0, 1000] packs per device per second");
+    }
+    let qos = match args.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        q => bail!("--qos must be 0 or 1, not {q}"),
+    };
+    let prefix = args
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("lg-{:06x}-", rand::rng().random_range(0..0xff_ffffu32)));
+    let mut cfg = Config::default();
+    cfg.database.url = args.database_url.clone();
+    cfg.database.max_connections = 2;
+    let store = crate::serve::try_connect(&cfg)
+        .await
+        .context("connecting to the engine's database")?;
+    let pairs: Vec<(String, String)> = (0..args.devices)
+        .map(|i| (format!("{prefix}p{i}"), format!("{prefix}d{i}")))
+        .collect();
+    store
+        .enrol_bulk(
+            &args.team,
+            &pairs,
+            Utc::now() - chrono::Duration::minutes(10),
+        )
+        .await
+        .context("enrolling load-generator patients and devices")?;
+
+    let (host, port, creds) = SessionConfig::parse_url(&args.mqtt_url)?;
+    let published = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let total_expected = (args.devices as f64 * args.rate * args.duration as f64) as u64;
+    let bar = if args.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(total_expected * args.pack_size as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} readings published ({per_sec})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    };
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let devices: Vec<String> = pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % args.connections == c)
+            .map(|(_, (_, d))| d.clone())
+            .collect();
+        if devices.is_empty() {
+            continue;
+        }
+        let mut opts = MqttOptions::new(format!("{prefix}pub{c}"), host.clone(), port);
+        opts.set_keep_alive(Duration::from_secs(30))
+            .set_inflight(1000)
+            .set_request_channel_capacity(4096)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((u, p)) = &creds {
+            opts.set_credentials(u.clone(), p.clone());
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+        let acked_c = acked.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acked_c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(anyhow::Error::new(e)),
+                }
+            }
+        });
+        let args = args.clone();
+        let published = published.clone();
+        let bar = bar.clone();
+        let publisher = tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.wrapping_add(c as u64));
+            let per_sec = devices.len() as f64 * args.rate;
+            let end = Instant::now() + Duration::from_secs(args.duration);
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut due = 0.0f64;
+            let mut next = 0usize;
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while Instant::now() < end {
+                tick.tick().await;
+                due = start.elapsed().as_secs_f64() * per_sec;
+                while (sent as f64) < due {
+                    let device = &devices[next % devices.len()];
+                    next += 1;
+                    let now_us = Utc::now().timestamp_micros();
+                    let payload = pack(device, now_us, args.pack_size, &mut rng);
+                    client
+                        .publish(
+                            format!("wardwatch/v1/devices/{device}/readings"),
+                            qos,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .context("publishing")?;
+                    sent += 1;
+                    published.fetch_add(1, Ordering::Relaxed);
+                    bar.inc(args.pack_size as u64);
+                }
+            }
+            let _ = due;
+            anyhow::Ok((client, sent))
+        });
+        tasks.push((publisher, poller));
+    }
+    let mut clients = Vec::new();
+    let mut pollers = Vec::new();
+    for (p, poller) in tasks {
+        let (client, _) = p.await.context("publisher task")??;
+        clients.push(client);
+        pollers.push(poller);
+    }
+    let publish_seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let messages = published.load(Ordering::Relaxed);
+    // Wait for the broker to confirm every QoS 1 publish.
+    if qos == QoS::AtLeastOnce {
+        let wait_until = Instant::now() + Duration::from_secs(args.settle.max(5));
+        while acked.load(Ordering::Relaxed) < messages && Instant::now() < wait_until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for c in &clients {
+        let _ = c.disconnect().await;
+    }
+    for p in pollers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+    }
+    let readings_published = messages * args.pack_size as u64;
+    let (stored, e2e) = wait_for_store(
+        &store,
+        &prefix,
+        readings_published as i64,
+        args.settle,
+        started,
+    )
+    .await?;
+    let summary = Summary {
+        prefix,
+        devices: args.devices,
+        messages_published: messages,
+        readings_published,
+        broker_acks: acked.load(Ordering::Relaxed),
+        publish_seconds,
+        publish_rate: readings_published as f64 / publish_seconds,
+        readings_stored: stored,
+        readings_lost: readings_published as i64 - stored,
+        end_to_end_seconds: e2e,
+        end_to_end_rate: stored as f64 / e2e.max(1e-9),
+    };
+    store.pool().close().await;
+    Ok(summary)
+}
+
+/// Polls the store until every reading is there or nothing changed for `settle` seconds.
+async fn wait_for_store(
+    store: &PgStore,
+    prefix: &str,
+    expected: i64,
+    settle: u64,
+    started: Instant,
+) -> Result<(i64, f64)> {
+    let mut last = -1i64;
+    let mut last_change = Instant::now();
+    let mut last_change_at = started.elapsed().as_secs_f64();
+    loop {
+        let n = store.count_readings_with_device_prefix(prefix).await?;
+        if n != last {
+            last = n;
+            last_change = Instant::now();
+            last_change_at = started.elapsed().as_secs_f64();
+        }
+        if n >= expected || last_change.elapsed() > Duration::from_secs(settle) {
+            return Ok((n, last_change_at));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Summary {
+    /// The human summary.
+    pub fn print(&self) {
+        println!("run prefix:          {}", self.prefix);
+        println!("devices:             {}", self.devices);
+        println!("messages published:  {}", self.messages_published);
+        println!("readings published:  {}", self.readings_published);
+        println!("broker acks (QoS 1): {}", self.broker_acks);
+        println!(
+            "publish rate:        {:.0} readings/s over {:.1} s",
+            self.publish_rate, self.publish_seconds
+        );
+        println!("readings stored:     {}", self.readings_stored);
+        println!("readings lost:       {}", self.readings_lost);
+        println!(
+            "end-to-end:          {:.0} readings/s stored ({:.1} s from first publish to last row)",
+            self.end_to_end_rate, self.end_to_end_seconds
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! The ingest pipeline, wired with bounded channels:
+//!
+//! ```text
+//! session poll task ──Delivery──▶ dispatcher (decode, validate, batch) ──batch──▶ writer ──Committed──▶ acker
+//!        (bounded by the broker's in-flight window)          (capacity 1: one batch decodes while one commits)
+//! ```
+//!
+//! A message is acknowledged only after the transaction holding all its rows
+//! commits. When the database is unreachable the writer retries with backoff,
+//! the channels fill, the broker's in-flight window closes, and memory stays
+//! bounded; when it returns, the backlog drains.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wardwatch_core::{QuarantineReason, Rejection};
+use wardwatch_ingest::decode::{decode, ValidationPolicy};
+use wardwatch_ingest::session::{self, AckEvent, Delivery, SessionConfig};
+use wardwatch_ingest::topic;
+use wardwatch_store::{IngestMessage, MessageKey, Store, StoreError};
+
+use crate::telemetry;
+
+/// When a batch is flushed.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Flush at this many messages.
+    pub max_messages: usize,
+    /// Flush at this many rows.
+    pub max_rows: usize,
+    /// Flush this long after the batch's first message.
+    pub max_delay: Duration,
+}
+
+/// Runs ingest until `shutdown` is cancelled, then drains: the batch in hand
+/// is committed and acknowledged before the session disconnects.
+pub async fn run<S: Store>(
+    session_config: SessionConfig,
+    store: S,
+    policy: ValidationPolicy,
+    batching: Batching,
+    shutdown: CancellationToken,
+) {
+    let (delivery_tx, delivery_rx) = mpsc::channel(session_config.max_inflight);
+    let session = session::start(session_config, delivery_tx);
+    let (batch_tx, batch_rx) = mpsc::channel::<Vec<IngestMessage>>(1);
+    let dispatcher = tokio::spawn(dispatch(
+        delivery_rx,
+        batch_tx,
+        store.clone(),
+        policy,
+        batching,
+        shutdown.clone(),
+    ));
+    let writer = tokio::spawn(write_batches(
+        batch_rx,
+        store,
+        session.acks.clone(),
+        shutdown.clone(),
+    ));
+    shutdown.cancelled().await;
+    info!(message = "Shutting down ingest: committing the batch in hand.");
+    let _ = dispatcher.await;
+    let _ = writer.await;
+    session.disconnect.cancel();
+    let _ = session.poll_task.await;
+    drop(session.acks);
+    let _ = session.ack_task.await;
+    info!(message = "Ingest stopped.");
+}
+
+/// The idempotency key of a message: same topic and payload, same key.
+pub fn message_key(topic: &str, payload: &[u8]) -> MessageKey {
+    let mut h = Sha256::new();
+    h.update(topic.as_bytes());
+    h.update([0u8]);
+    h.update(payload);
+    let digest = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// Decodes one delivery into a message ready to commit. For a redelivered
+/// message whose SenML times were relative to receipt, the first receipt
+/// time is looked up so the redelivery resolves to the same rows.
+pub async fn prepare<S: Store>(
+    d: &Delivery,
+    store: &S,
+    policy: &ValidationPolicy,
+    shutdown: &CancellationToken,
+) -> Option<IngestMessage> {
+    let key = message_key(&d.topic, &d.payload);
+    let mut msg = IngestMessage {
+        tag: d.tag,
+        topic: d.topic.clone(),
+        device_id: topic::raw_device_segment(&d.topic).map(sanitize),
+        key,
+        received_at: d.received_at,
+        readings: Vec::new(),
+        rejections: Vec::new(),
+        relative_anchor: None,
+    };
+    let (device, format) = match topic::parse(&d.topic) {
+        Ok(x) => x,
+        Err(e) => {
+            msg.rejections.push(Rejection::payload(
+                QuarantineReason::Malformed,
+                e.to_string(),
+                sanitize(&String::from_utf8_lossy(
+                    &d.payload[..d.payload.len().min(4096)],
+                )),
+            ));
+            return Some(msg);
+        }
+    };
+    let mut anchor = d.received_at;
+    let mut decoded = decode(format, &device, &d.payload, anchor, anchor, policy);
+    if decoded.relative_time && d.dup {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.relative_anchor(&key).await {
+                Ok(Some(first)) => {
+                    anchor = first;
+                    decoded = decode(format, &device, &d.payload, anchor, anchor, policy);
+                    msg.received_at = anchor;
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) if e.is_transient() => {
+                    warn!(message = "Cannot look up a relative-time anchor; retrying.", error = %e);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    warn!(message = "Relative-time anchor lookup refused; using this receipt.", error = %e);
+                    break;
+                }
+            }
+        }
+    }
+    msg.relative_anchor = decoded.relative_time.then_some(anchor);
+    msg.readings = decoded.readings;
+    msg.rejections = decoded.rejections;
+    Some(msg)
+}
+
+fn sanitize(s: &str) -> String {
+    s.replace('\0', "\\u0000")
+}
+
+async fn dispatch<S: Store>(
+    mut deliveries: mpsc::Receiver<Delivery>,
+    batches: mpsc::Sender<Vec<IngestMessage>>,
+    store: S,
+    policy: ValidationPolicy,
+    batching: Batching,
+    shutdown: CancellationToken,
+) {
+    let mut batch: Vec<IngestMessage> = Vec::with_capacity(batching.max_messages);
+    let mut rows = 0usize;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let flush_at = deadline;
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = async { if let Some(t) = flush_at { tokio::time::sleep_until(t).await } }, if flush_at.is_some() => {
+                if !flush(&batches, &mut batch, &mut rows, &mut deadline).await { return; }
+            }
+            d = deliveries.recv() => {
+                let Some(d) = d else { break };
+                metrics::gauge!("wardwatch_ingest_queue_depth").set(deliveries.len() as f64);
+                let Some(msg) = prepare(&d, &store, &policy, &shutdown).await else { break };
+                rows += msg.readings.len() + msg.rejections.len();
+                batch.push(msg);
+                if deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + batching.max_delay);
+                }
+                if (batch.len() >= batching.max_messages || rows >= batching.max_rows)
+                    && !flush(&batches, &mut batch, &mut rows, &mut deadline).await
+                {
+                    return;
+                }
+            }
+        }
+    }
+    // Shutting down: commit what we hold; undelivered messages stay unacknowledged
+    // and the broker redelivers them to the next session.
+    flush(&batches, &mut batch, &mut rows, &mut deadline).await;
+}
+
+async fn flush(
+    batches: &mpsc::Sender<Vec<IngestMessage>>,
+    batch: &mut Vec<IngestMessage>,
+    rows: &mut usize,
+    deadline: &mut Option<tokio::time::Instant>,
+) -> bool {
+    *deadline = None;
+    *rows = 0;
+    if batch.is_empty() {
+        return true;
+    }
+    let full = std::mem::take(batch);
+    batches.send(full).await.is_ok()
+}
+
+async fn write_batches<S: Store>(
+    mut batches: mpsc::Receiver<Vec<IngestMessage>>,
+    store: S,
+    acks: mpsc::Sender<AckEvent>,
+    shutdown: CancellationToken,
+) {
+    while let Some(batch) = batches.recv().await {
+        // Sub-batches still to commit; a refused batch is split to isolate the culprit.
+        let mut pending: Vec<Vec<IngestMessage>> = vec![batch];
+        let mut backoff = Duration::from_millis(100);
+        while let Some(part) = pending.pop() {
+            let rows: usize = part
+                .iter()
+                .map(|m| m.readings.len() + m.rejections.len())
+                .sum();
+            let started = Instant::now();
+            match store.write_batch(&part).await {
+                Ok(outcome) => {
+                    telemetry::batch_committed(&outcome, part.len(), rows, started.elapsed());
+                    backoff = Duration::from_millis(100);
+                    let tags = part.iter().map(|m| m.tag).collect();
+                    if acks.send(AckEvent::Committed(tags)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.is_transient() || is_fallback(&part) => {
+                    // Unreachable database (or a refusal of our own minimal
+                    // quarantine row, which only a broken schema causes): keep
+                    // the batch, keep it unacknowledged, and retry.
+                    telemetry::batch_failed(&e, part.len(), Some(backoff));
+                    pending.push(part);
+                    tokio::select! {
+                        // Shutting down: the batch stays unacknowledged and the broker redelivers it.
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    telemetry::batch_failed(&e, part.len(), None);
+                    if part.len() > 1 {
+                        let mut first = part;
+                        let second = first.split_off(first.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                    } else {
+                        pending.extend(part.into_iter().map(|m| vec![refused(m, &e)]));
+                    }
+                }
+            }
+        }
+    }
+}
+/// Marks the quarantine row that stands in for a message the database refused.
+const REFUSED_ITEM: u32 = u32::MAX;
+
+fn is_fallback(part: &[IngestMessage]) -> bool {
+    matches!(part, [m] if m.readings.is_empty()
+        && matches!(m.rejections.as_slice(), [r] if r.record_index == Some(REFUSED_ITEM)))
+}
+
+/// A message the database refused even alone: keep it as one quarantine row
+/// so it is neither lost silently nor retried forever.
+fn refused(m: IngestMessage, error: &StoreError) -> IngestMessage {
+    let record = format!(
+        "{} readings, {} rejections",
+        m.readings.len(),
+        m.rejections.len()
+    );
+    IngestMessage {
+        readings: Vec::new(),
+        rejections: vec![Rejection {
+            reason: QuarantineReason::Malformed,
+            detail: sanitize(&format!("the database refused this message: {error}")),
+            record_index: Some(REFUSED_ITEM),
+            record,
+        }],
+        relative_anchor: None,
+        ..m
+    }
+}

@@ -1,0 +1,161 @@
+//! `wardwatch serve`: the engine process. Wires the store, the ingest
+//! pipeline and the HTTP endpoints, and stops them in order on a signal.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wardwatch_store::{PgStore, StorageMode};
+
+use crate::config::Config;
+use crate::pipeline::{self, Batching};
+use crate::{http, telemetry};
+
+/// Runs the engine until `shutdown` is cancelled.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+    let metrics = telemetry::init_metrics()?;
+    let store = connect_store(&cfg, &shutdown).await?;
+    let Some(store) = store else {
+        return Ok(());
+    };
+    let mode = store
+        .prepare_storage(&cfg.timescale())
+        .await
+        .context("preparing storage")?;
+    telemetry::storage_mode(mode);
+    if mode == StorageMode::Plain {
+        tokio::spawn(retention_sweep(
+            store.clone(),
+            cfg.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    let listener = TcpListener::bind(cfg.http.addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
+    info!(message = "HTTP listening.", addr = %listener.local_addr()?);
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        metrics,
+        store.pool().clone(),
+        shutdown.clone(),
+    ));
+
+    let batching = Batching {
+        max_messages: cfg.ingest.batch_max_messages,
+        max_rows: cfg.ingest.batch_max_rows,
+        max_delay: Duration::from_millis(cfg.ingest.batch_max_delay_ms),
+    };
+    pipeline::run(
+        cfg.session()?,
+        store.clone(),
+        cfg.validation(),
+        batching,
+        shutdown.clone(),
+    )
+    .await;
+    http_task
+        .await
+        .context("HTTP task")?
+        .context("HTTP server")?;
+    store.pool().close().await;
+    info!(message = "wardwatch stopped.");
+    Ok(())
+}
+
+/// Connects, creates the database if it is missing, and migrates. Waits for
+/// an unreachable database (the broker keeps messages meanwhile) rather than
+/// exiting. `None` when shut down while waiting.
+pub async fn connect_store(cfg: &Config, shutdown: &CancellationToken) -> Result<Option<PgStore>> {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match try_connect(cfg).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(error) => {
+                warn!(
+                    message = "Database not ready; retrying.",
+                    error = format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis() as u64
+                );
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One connection attempt: connect (creating the database if absent) and migrate.
+pub async fn try_connect(cfg: &Config) -> Result<PgStore> {
+    create_database_if_missing(&cfg.database.url).await?;
+    let store = PgStore::connect(&cfg.database.url, cfg.database.max_connections)
+        .await
+        .context("connecting to PostgreSQL")?
+        .with_write_method(cfg.database.write_method);
+    store.migrate().await.context("running migrations")?;
+    Ok(store)
+}
+
+async fn create_database_if_missing(url: &str) -> Result<()> {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let opts: PgConnectOptions = url.parse().context("database.url")?;
+    let Some(name) = opts.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    match opts.clone().connect().await {
+        Ok(c) => {
+            c.close().await.ok();
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            let mut admin = opts.database("postgres").connect().await?;
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+                .execute(&mut admin)
+                .await
+                .or_else(|e| match &e {
+                    // Lost a race with another process creating it: fine.
+                    sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04") => {
+                        Ok(Default::default())
+                    }
+                    _ => Err(e),
+                })?;
+            info!(message = "Created database.", database = %name);
+            admin.close().await.ok();
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn retention_sweep(store: PgStore, cfg: Config, shutdown: CancellationToken) {
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(cfg.storage.sweep_interval_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff = Utc::now() - chrono::Duration::days(cfg.storage.retention_days as i64);
+        loop {
+            match store.sweep_retention(cutoff, 10_000).await {
+                Ok(0) => break,
+                Ok(n) => info!(
+                    message = "Retention sweep deleted old readings.",
+                    deleted = n
+                ),
+                Err(error) => {
+                    warn!(message = "Retention sweep failed.", %error);
+                    break;
+                }
+            }
+        }
+    }
+}
