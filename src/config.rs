@@ -101,6 +101,8 @@ pub struct IngestConfig {
     pub batch_max_rows: usize,
     /// Flush a batch this long after its first message at the latest.
     pub batch_max_delay_ms: u64,
+    /// Batches committed concurrently (one database connection each).
+    pub writers: usize,
 }
 
 impl Default for IngestConfig {
@@ -108,9 +110,10 @@ impl Default for IngestConfig {
         Self {
             max_payload_bytes: 256 * 1024,
             max_future_skew_secs: 300,
-            batch_max_messages: 400,
+            batch_max_messages: 300,
             batch_max_rows: 10_000,
             batch_max_delay_ms: 20,
+            writers: 2,
         }
     }
 }
@@ -242,14 +245,23 @@ impl Config {
             bail!("ingest.batch_max_messages and ingest.batch_max_rows must be positive");
         }
         // A batch fills only if the broker may send that many unacknowledged
-        // messages; half the window lets the next batch fill while one commits.
-        if self.ingest.batch_max_messages > self.mqtt.max_inflight / 2 {
+        // messages; every writer may hold one batch while the next fills.
+        let needed = self.ingest.batch_max_messages * (self.ingest.writers + 1);
+        if needed > self.mqtt.max_inflight {
             bail!(
-                "ingest.batch_max_messages ({}) must be at most half of mqtt.max_inflight ({}): \
-                 the broker sends no more than its in-flight window before we acknowledge, \
-                 so a larger batch would wait for its timer on every flush",
+                "ingest.batch_max_messages ({}) × (ingest.writers ({}) + 1) must be at most \
+                 mqtt.max_inflight ({}): the broker sends no more than its in-flight window \
+                 before we acknowledge, so larger batches would wait for their timer on every flush",
                 self.ingest.batch_max_messages,
+                self.ingest.writers,
                 self.mqtt.max_inflight
+            );
+        }
+        if self.ingest.writers == 0 || self.ingest.writers as u32 >= self.database.max_connections {
+            bail!(
+                "ingest.writers must be at least 1 and below database.max_connections ({}), \
+                 leaving a connection for health checks and anchors",
+                self.database.max_connections
             );
         }
         if self.mqtt.max_packet_bytes < self.ingest.max_payload_bytes {
@@ -314,13 +326,14 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_larger_than_half_the_inflight_window_is_refused() {
+    fn batches_that_cannot_fill_within_the_inflight_window_are_refused() {
         let mut cfg = Config::default();
-        cfg.mqtt.max_inflight = 100;
-        cfg.ingest.batch_max_messages = 51;
+        cfg.mqtt.max_inflight = 90;
+        cfg.ingest.writers = 2;
+        cfg.ingest.batch_max_messages = 31;
         let e = cfg.validate().unwrap_err();
-        assert!(e.to_string().contains("in-flight window"));
-        cfg.ingest.batch_max_messages = 50;
+        assert!(e.to_string().contains("in-flight window"), "{e}");
+        cfg.ingest.batch_max_messages = 30;
         cfg.validate().unwrap();
     }
 

@@ -10,10 +10,11 @@
 //! the channels fill, the broker's in-flight window closes, and memory stays
 //! bounded; when it returns, the backlog drains.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wardwatch_core::{QuarantineReason, Rejection};
@@ -33,6 +34,9 @@ pub struct Batching {
     pub max_rows: usize,
     /// Flush this long after the batch's first message.
     pub max_delay: Duration,
+    /// Batches committed concurrently, each on its own connection. While one
+    /// waits for its commit to reach disk, another inserts.
+    pub writers: usize,
 }
 
 /// Runs ingest until `shutdown` is cancelled, then drains: the batch in hand
@@ -46,7 +50,11 @@ pub async fn run<S: Store>(
 ) {
     let (delivery_tx, delivery_rx) = mpsc::channel(session_config.max_inflight);
     let session = session::start(session_config, delivery_tx);
-    let (batch_tx, batch_rx) = mpsc::channel::<Vec<IngestMessage>>(1);
+    let writers = batching.writers.max(1);
+    let (batch_tx, batch_rx) = mpsc::channel::<Vec<IngestMessage>>(writers);
+    // Writers share one queue so a free writer takes the next batch. The lock
+    // is held only while waiting to receive, never across a commit.
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
     let dispatcher = tokio::spawn(dispatch(
         delivery_rx,
         batch_tx,
@@ -55,16 +63,22 @@ pub async fn run<S: Store>(
         batching,
         shutdown.clone(),
     ));
-    let writer = tokio::spawn(write_batches(
-        batch_rx,
-        store,
-        session.acks.clone(),
-        shutdown.clone(),
-    ));
+    let writer_tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            tokio::spawn(write_batches(
+                batch_rx.clone(),
+                store.clone(),
+                session.acks.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
     shutdown.cancelled().await;
     info!(message = "Shutting down ingest: committing the batch in hand.");
     let _ = dispatcher.await;
-    let _ = writer.await;
+    for w in writer_tasks {
+        let _ = w.await;
+    }
     session.disconnect.cancel();
     let _ = session.poll_task.await;
     drop(session.acks);
@@ -212,12 +226,14 @@ async fn flush(
 }
 
 async fn write_batches<S: Store>(
-    mut batches: mpsc::Receiver<Vec<IngestMessage>>,
+    batches: Arc<Mutex<mpsc::Receiver<Vec<IngestMessage>>>>,
     store: S,
     acks: mpsc::Sender<AckEvent>,
     shutdown: CancellationToken,
 ) {
-    while let Some(batch) = batches.recv().await {
+    loop {
+        let next = batches.lock().await.recv().await;
+        let Some(batch) = next else { return };
         // Sub-batches still to commit; a refused batch is split to isolate the culprit.
         let mut pending: Vec<Vec<IngestMessage>> = vec![batch];
         let mut backoff = Duration::from_millis(100);

@@ -49,6 +49,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         max_messages: cfg.ingest.batch_max_messages,
         max_rows: cfg.ingest.batch_max_rows,
         max_delay: Duration::from_millis(cfg.ingest.batch_max_delay_ms),
+        writers: cfg.ingest.writers,
     };
     pipeline::run(
         cfg.session()?,

@@ -1,6 +1,7 @@
 //! Logging and metrics set-up, and the operational events of the ingest
 //! pipeline: each event logs and counts in one place so names never drift.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,7 +20,8 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests, repeated commands) is harmless: keep the first.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

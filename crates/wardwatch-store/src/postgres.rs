@@ -201,8 +201,9 @@ impl PgStore {
         }
         let rows = sqlx::query(
             "SELECT d.id, a.patient_id, a.valid_from, a.valid_to \
-             FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id \
-             WHERE d.id = ANY($1)",
+             FROM UNNEST($1::text[]) AS q(id) JOIN devices d ON d.id = q.id \
+             LEFT JOIN LATERAL (SELECT patient_id, valid_from, valid_to FROM device_assignments \
+                                WHERE device_id = d.id) a ON TRUE",
         )
         .bind(&devices)
         .fetch_all(&mut *conn)
@@ -234,7 +235,6 @@ impl PgStore {
         let mut value = Vec::with_capacity(n);
         let mut received = Vec::with_capacity(n);
         let mut source = Vec::with_capacity(n);
-        let mut name = Vec::with_capacity(n);
         for r in rows {
             time.push(r.reading.time);
             patient.push(r.patient_id);
@@ -243,12 +243,11 @@ impl PgStore {
             value.push(r.reading.value);
             received.push(r.reading.received_at);
             source.push(r.reading.source.as_str());
-            name.push(r.reading.source_name.as_deref());
         }
         let res = sqlx::query(
-            "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source, source_name) \
+            "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
              SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
-                                  $5::float8[], $6::timestamptz[], $7::text[], $8::text[]) \
+                                  $5::float8[], $6::timestamptz[], $7::text[]) \
              ON CONFLICT DO NOTHING",
         )
         .bind(time)
@@ -258,7 +257,6 @@ impl PgStore {
         .bind(value)
         .bind(received)
         .bind(source)
-        .bind(name)
         .execute(&mut *conn)
         .await?;
         Ok(res.rows_affected())
@@ -277,9 +275,9 @@ impl PgStore {
         let mut buf = String::with_capacity(rows.len() * 96);
         for r in rows {
             let rd = r.reading;
-            let _ = write!(
+            let _ = writeln!(
                 buf,
-                "{}\t{}\t{}\t{}\t{:?}\t{}\t{}\t",
+                "{}\t{}\t{}\t{}\t{:?}\t{}\t{}",
                 rd.time.format("%Y-%m-%d %H:%M:%S%.6f+00"),
                 copy_escape(r.patient_id),
                 copy_escape(rd.device_id.as_str()),
@@ -288,15 +286,10 @@ impl PgStore {
                 rd.received_at.format("%Y-%m-%d %H:%M:%S%.6f+00"),
                 rd.source.as_str(),
             );
-            match &rd.source_name {
-                Some(s) => buf.push_str(&copy_escape(s)),
-                None => buf.push_str("\\N"),
-            }
-            buf.push('\n');
         }
         let mut copy = conn
             .copy_in_raw(
-                "COPY readings_stage (time, patient_id, device_id, vital, value, received_at, source, source_name) FROM STDIN",
+                "COPY readings_stage (time, patient_id, device_id, vital, value, received_at, source) FROM STDIN",
             )
             .await?;
         copy.send(buf.as_bytes()).await?;
@@ -355,6 +348,45 @@ impl PgStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn record_device_names(
+        conn: &mut PgConnection,
+        rows: &[ReadingRow<'_>],
+    ) -> Result<(), StoreError> {
+        let mut seen: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
+        for r in rows {
+            if let Some(name) = r.reading.source_name.as_deref() {
+                let e = seen
+                    .entry((r.reading.device_id.as_str(), name))
+                    .or_insert(r.reading.received_at);
+                *e = (*e).max(r.reading.received_at);
+            }
+        }
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut devices = Vec::with_capacity(seen.len());
+        let mut names = Vec::with_capacity(seen.len());
+        let mut times = Vec::with_capacity(seen.len());
+        for ((d, n), t) in seen {
+            devices.push(d);
+            names.push(n);
+            times.push(t);
+        }
+        // last_seen is refreshed at most hourly so steady traffic causes no updates.
+        sqlx::query(
+            "INSERT INTO device_names (device_id, name, first_seen, last_seen) \
+             SELECT d, n, t, t FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(d, n, t) \
+             ON CONFLICT (device_id, name) DO UPDATE SET last_seen = excluded.last_seen \
+             WHERE device_names.last_seen < excluded.last_seen - interval '1 hour'",
+        )
+        .bind(devices)
+        .bind(names)
+        .bind(times)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     async fn insert_anchors(
@@ -469,6 +501,7 @@ impl Store for PgStore {
                 WriteMethod::Copy => Self::insert_readings_copy(&mut tx, &readings).await?,
             }
         };
+        Self::record_device_names(&mut tx, &readings).await?;
         let quarantined = Self::insert_quarantine(&mut tx, &quarantine).await?;
         Self::insert_anchors(&mut tx, messages).await?;
         tx.commit().await?;

@@ -34,14 +34,24 @@ CREATE TABLE readings (
     value        double precision NOT NULL,
     received_at  timestamptz NOT NULL,
     source       text NOT NULL,
-    source_name  text,
     -- Redelivery must not duplicate. TimescaleDB needs the time column in every unique key.
     CONSTRAINT readings_unique UNIQUE (patient_id, vital, time, device_id)
 );
 COMMENT ON TABLE readings IS 'One validated measurement in canonical units (see README, device contract).';
 COMMENT ON COLUMN readings.value IS 'Canonical unit per vital; consciousness: 0=A 1=C 2=V 3=P 4=U; supplemental_oxygen: 1=on oxygen 0=air.';
-COMMENT ON COLUMN readings.source_name IS 'How the device named itself (SenML bn+n, FHIR device); diagnosis only, identity is device_id.';
-CREATE INDEX readings_device_time ON readings (device_id, time DESC);
+-- No second index: every insert pays for each one, and the unique key already
+-- serves per-patient queries (patient_id, vital, time).
+
+-- How each device names itself in its payloads (SenML bn+n, FHIR device):
+-- kept for diagnosis (a swapped or misconfigured device shows up here), once
+-- per name rather than on every reading. Identity is always the topic's id.
+CREATE TABLE device_names (
+    device_id    text NOT NULL,
+    name         text NOT NULL,
+    first_seen   timestamptz NOT NULL,
+    last_seen    timestamptz NOT NULL,
+    PRIMARY KEY (device_id, name)
+);
 
 CREATE TABLE quarantine (
     id            bigserial PRIMARY KEY,

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The whole wardwatch test suite, on a fresh machine or this one.
+#
+# - Installs what the tests need when missing (Debian packages, when run as
+#   root): PostgreSQL and Mosquitto (the tests start their own brokers from
+#   config/mosquitto/mosquitto.conf on free ports, so only the binaries are needed).
+# - Starts PostgreSQL if it is not accepting connections.
+# - Checks formatting and lints, then runs every test with cargo-nextest
+#   (plain `cargo test` when nextest is absent).
+#
+# Environment: WARDWATCH_TEST_PG, the admin URL of the PostgreSQL to test
+# against (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+missing=()
+command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing: ${missing[*]} (install them, or run this script as root on Debian)" >&2
+    exit 1
+  fi
+fi
+
+export WARDWATCH_TEST_PG="${WARDWATCH_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  log "starting PostgreSQL"
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$version" ]; then
+    echo "no PostgreSQL cluster found under /etc/postgresql" >&2
+    exit 1
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  pg_isready -h 127.0.0.1 -p 5432
+fi
+
+# A fresh Debian cluster refuses password-less TCP logins; give the postgres
+# user a password for the tests when that is the case.
+if ! psql "$WARDWATCH_TEST_PG" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "setting a password for the postgres role (test machine only)"
+    su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
+    export WARDWATCH_TEST_PG="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+  fi
+  psql "$WARDWATCH_TEST_PG" -qtAc 'SELECT 1' >/dev/null
+fi
+
+# Databases left by earlier runs (each test creates its own).
+for db in $(psql "$WARDWATCH_TEST_PG" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ww\_test\_%'"); do
+  psql "$WARDWATCH_TEST_PG" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true
+done
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "doc tests"
+cargo test --workspace --doc --locked -q
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,606 @@
+//! End-to-end ingest tests: real Mosquitto (project config), real
+//! PostgreSQL, the real `wardwatch` binary.
+
+mod common;
+
+use chrono::{Duration as ChronoDuration, SecondsFormat, Utc};
+use common::*;
+
+fn now_secs() -> f64 {
+    Utc::now().timestamp_micros() as f64 / 1e6
+}
+
+fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senml_pack_and_a_fhir_observation_become_rows_in_canonical_units() {
+    let broker = Broker::start().await;
+    let db = Db::create("happy").await;
+    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-1", "ward-a", "ox-1", &from);
+    enrol(&db.url, "pat-2", "ward-a", "bp-1", &from);
+
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let bt = now_secs() - 30.0;
+    let senml = format!(
+        r#"[{{"bn":"urn:dev:mac:0024befffe804ff1:","bt":{bt},"n":"heart_rate","u":"beat/min","v":72}},
+            {{"n":"spo2","u":"%","v":97,"t":1}},
+            {{"n":"body_temperature","u":"[degF]","v":100.4,"t":2}},
+            {{"n":"consciousness","vs":"A","t":3}},
+            {{"n":"supplemental_oxygen","vb":true,"t":4}}]"#
+    );
+    p.publish(&readings_topic("ox-1"), senml).await;
+    let effective = rfc3339(Utc::now() - ChronoDuration::minutes(2));
+    let fhir = format!(
+        r#"{{"resourceType":"Observation","status":"final",
+            "code":{{"coding":[{{"system":"http://loinc.org","code":"85354-9"}}]}},
+            "effectiveDateTime":"{effective}",
+            "component":[
+              {{"code":{{"coding":[{{"system":"http://loinc.org","code":"8480-6"}}]}},
+                "valueQuantity":{{"value":16,"unit":"kPa","system":"http://unitsofmeasure.org","code":"kPa"}}}},
+              {{"code":{{"coding":[{{"system":"http://loinc.org","code":"8462-4"}}]}},
+                "valueQuantity":{{"value":80,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}}}]}}"#
+    );
+    p.publish(&observations_topic("bp-1"), fhir).await;
+    p.flush().await;
+
+    eventually("7 readings stored", || async {
+        (db.count("SELECT count(*) FROM readings").await == 7).then_some(())
+    })
+    .await;
+    let rows: Vec<(String, String, String, f64, String)> = sqlx::query_as(
+        "SELECT patient_id, device_id, vital, value, source FROM readings ORDER BY device_id, vital",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let get = |vital: &str| {
+        rows.iter()
+            .find(|r| r.2 == vital)
+            .unwrap_or_else(|| panic!("{vital} missing in {rows:?}"))
+    };
+    assert_eq!(get("heart_rate").0, "pat-1");
+    assert_eq!(get("heart_rate").3, 72.0);
+    assert_eq!(get("spo2").3, 97.0);
+    assert!(
+        (get("body_temperature").3 - 38.0).abs() < 1e-9,
+        "100.4 degF is 38.0 Cel"
+    );
+    assert_eq!(get("consciousness").3, 0.0);
+    assert_eq!(get("supplemental_oxygen").3, 1.0);
+    assert_eq!(get("systolic_bp").0, "pat-2");
+    assert!((get("systolic_bp").3 - 120.0099).abs() < 1e-3, "16 kPa");
+    assert_eq!(get("diastolic_bp").3, 80.0);
+    assert_eq!(get("diastolic_bp").4, "fhir");
+    assert_eq!(get("spo2").4, "senml");
+
+    // SenML times: bt + t, to the microsecond.
+    let t: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT time FROM readings WHERE vital = 'spo2'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let expect = (bt + 1.0) * 1e6;
+    assert!((t.timestamp_micros() as f64 - expect).abs() <= 1.0);
+
+    // The device's own name is kept for diagnosis.
+    let names = db
+        .count("SELECT count(*) FROM device_names WHERE device_id = 'ox-1' AND name LIKE 'urn:dev:mac:0024befffe804ff1:%'")
+        .await;
+    assert_eq!(names, 5);
+    assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 0);
+    assert_eq!(engine.metric("wardwatch_readings_stored_total").await, 7.0);
+    assert_eq!(
+        engine.metric("wardwatch_messages_received_total").await,
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_quarantine_reason_is_stored_with_its_record_and_counted() {
+    let broker = Broker::start().await;
+    let db = Db::create("quarantine").await;
+    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-q", "ward-a", "ox-q", &from);
+    // A known device with no assignment at all.
+    admin(
+        &db.url,
+        &["patient", "add", "--id", "pat-r", "--team", "ward-a"],
+    );
+    admin(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "ox-r",
+            "--patient",
+            "pat-r",
+            "--from",
+            &from,
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "device",
+            "unassign",
+            "--device",
+            "ox-r",
+            "--at",
+            &rfc3339(Utc::now() - ChronoDuration::minutes(30)),
+        ],
+    );
+
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let now = now_secs();
+    let t = readings_topic("ox-q");
+    p.publish(&t, "this is not json").await; // malformed
+    p.publish(&t, r#"{"n":"heart_rate"}"#).await; // malformed: not a pack
+    p.publish(
+        &readings_topic("ox-unknown"),
+        format!(r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":70}}]"#),
+    )
+    .await; // unknown_device
+    p.publish(
+        &readings_topic("ox-r"),
+        format!(r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":70}}]"#),
+    )
+    .await; // unassigned_device
+            // One pack: a good record among bad ones (unknown_vital, bad_unit, implausible, future_time, too_old).
+    let old = now - 9.0 * 365.25 * 86_400.0;
+    let future = now + 600.0;
+    p.publish(
+        &t,
+        format!(
+            r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":71}},
+                {{"n":"pulse_pressure","u":"mm[Hg]","v":40}},
+                {{"n":"body_temperature","u":"degC","v":37}},
+                {{"n":"spo2","u":"%","v":101}},
+                {{"bt":{future},"n":"respiratory_rate","u":"/min","v":16}},
+                {{"bt":{old},"n":"respiratory_rate","u":"/min","v":16}}]"#
+        ),
+    )
+    .await;
+    p.publish(&t, vec![b'['; 300 * 1024]).await; // oversized
+    p.publish(
+        &observations_topic("ox-q"),
+        r#"{"resourceType":"Patient","id":"x"}"#,
+    )
+    .await; // malformed FHIR
+    p.flush().await;
+
+    eventually("quarantine rows", || async {
+        (db.count("SELECT count(*) FROM quarantine").await >= 10).then_some(())
+    })
+    .await;
+    eventually("the good record", || async {
+        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
+    })
+    .await;
+    let reasons: Vec<(String, i64)> =
+        sqlx::query_as("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let count = |r: &str| reasons.iter().find(|x| x.0 == r).map(|x| x.1).unwrap_or(0);
+    assert_eq!(count("malformed"), 3, "{reasons:?}");
+    for r in [
+        "unknown_device",
+        "unassigned_device",
+        "unknown_vital",
+        "bad_unit",
+        "implausible",
+        "future_time",
+        "too_old",
+        "oversized",
+    ] {
+        assert_eq!(count(r), 1, "{r}: {reasons:?}");
+    }
+    // Each row says why, and keeps the offending record.
+    let (detail, record, device): (String, String, Option<String>) = sqlx::query_as(
+        "SELECT detail, record, device_id FROM quarantine WHERE reason = 'bad_unit'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        detail.contains("degC") && detail.contains("Cel"),
+        "{detail}"
+    );
+    assert!(record.contains("body_temperature"), "{record}");
+    assert_eq!(device.as_deref(), Some("ox-q"));
+    let oversized: String =
+        sqlx::query_scalar("SELECT detail FROM quarantine WHERE reason = 'oversized'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        oversized.contains("262144") || oversized.contains("256"),
+        "{oversized}"
+    );
+
+    // Counted in metrics, by reason.
+    let m = engine.metrics().await;
+    assert_eq!(
+        parse_metric(&m, r#"wardwatch_quarantined_total{reason="malformed"}"#),
+        3.0,
+        "{m}"
+    );
+    for r in [
+        "unknown_device",
+        "unassigned_device",
+        "unknown_vital",
+        "bad_unit",
+        "implausible",
+        "future_time",
+        "too_old",
+        "oversized",
+    ] {
+        assert_eq!(
+            parse_metric(
+                &m,
+                &format!("wardwatch_quarantined_total{{reason=\"{r}\"}}")
+            ),
+            1.0,
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_message_leaves_one_row_and_one_quarantine_entry() {
+    let broker = Broker::start().await;
+    let db = Db::create("redeliver").await;
+    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-d", "ward-a", "ox-d", &from);
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let now = now_secs();
+    let pack = format!(
+        r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":70}},{{"n":"spo2","u":"%","v":300}}]"#
+    );
+    for _ in 0..5 {
+        p.publish(&readings_topic("ox-d"), pack.clone()).await;
+    }
+    p.flush().await;
+    eventually("5 messages processed", || async {
+        (engine.metric("wardwatch_readings_duplicate_total").await >= 4.0).then_some(())
+    })
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM readings").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 1);
+    assert_eq!(db.count("SELECT times_seen::int8 FROM quarantine").await, 5);
+    assert_eq!(engine.metric("wardwatch_readings_stored_total").await, 1.0);
+    assert_eq!(
+        engine
+            .metric(r#"wardwatch_quarantined_total{reason="implausible"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_go_to_whoever_had_the_device_at_the_reading_time() {
+    let broker = Broker::start().await;
+    let db = Db::create("reassign").await;
+    let _engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let t0 = Utc::now() - ChronoDuration::hours(3);
+    let t1 = Utc::now() - ChronoDuration::hours(2);
+    let t2 = Utc::now() - ChronoDuration::hours(1);
+    admin(
+        &db.url,
+        &["patient", "add", "--id", "alice", "--team", "ward-a"],
+    );
+    admin(
+        &db.url,
+        &["patient", "add", "--id", "bob", "--team", "ward-b"],
+    );
+    admin(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "ox-lent",
+            "--patient",
+            "alice",
+            "--from",
+            &rfc3339(t0),
+        ],
+    );
+    // Lent on to Bob at t1, returned at t2.
+    admin(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "ox-lent",
+            "--patient",
+            "bob",
+            "--from",
+            &rfc3339(t1),
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "device",
+            "unassign",
+            "--device",
+            "ox-lent",
+            "--at",
+            &rfc3339(t2),
+        ],
+    );
+    // Assignments cannot be rewritten into the past.
+    let err = admin_fails(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "ox-lent",
+            "--patient",
+            "alice",
+            "--from",
+            &rfc3339(t1),
+        ],
+    );
+    assert!(err.contains("cannot start at or before"), "{err}");
+    let err = admin_fails(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "ox-x",
+            "--patient",
+            "nobody",
+        ],
+    );
+    assert!(err.contains("not enrolled"), "{err}");
+
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let at = |t: chrono::DateTime<Utc>, mins: i64| {
+        (t + ChronoDuration::minutes(mins)).timestamp() as f64
+    };
+    // Before t0, in Alice's time, exactly at t1 (hand-over: Bob's), in Bob's time, after t2.
+    for (secs, v) in [
+        (at(t0, -5), 60),
+        (at(t0, 30), 61),
+        (t1.timestamp_micros() as f64 / 1e6, 62),
+        (at(t1, 30), 63),
+        (at(t2, 5), 64),
+    ] {
+        p.publish(
+            &readings_topic("ox-lent"),
+            format!(r#"[{{"bt":{secs},"n":"heart_rate","u":"/min","v":{v}}}]"#),
+        )
+        .await;
+    }
+    p.flush().await;
+    eventually("3 attributed + 2 quarantined", || async {
+        (db.count("SELECT count(*) FROM readings").await == 3
+            && db.count("SELECT count(*) FROM quarantine").await == 2)
+            .then_some(())
+    })
+    .await;
+    let rows: Vec<(String, f64)> =
+        sqlx::query_as("SELECT patient_id, value FROM readings ORDER BY value")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("alice".into(), 61.0),
+            ("bob".into(), 62.0),
+            ("bob".into(), 63.0)
+        ]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM quarantine WHERE reason = 'unassigned_device'")
+            .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_may_publish_only_under_its_own_id() {
+    let broker = Broker::start().await;
+    let db = Db::create("acl").await;
+    let _engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-acl1", "ward-a", DEVICE_USERS[0], &from);
+    enrol(&db.url, "pat-acl2", "ward-a", DEVICE_USERS[1], &from);
+    let mut dev1 =
+        Publisher::connect(&broker.url(DEVICE_USERS[0], DEVICE_PASS), DEVICE_USERS[0]).await;
+    let now = now_secs();
+    // Spoofing device 2: the broker refuses it, so nothing reaches the engine.
+    dev1.publish(
+        &readings_topic(DEVICE_USERS[1]),
+        format!(r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":99}}]"#),
+    )
+    .await;
+    dev1.publish(
+        &readings_topic(DEVICE_USERS[0]),
+        format!(r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":70}}]"#),
+    )
+    .await;
+    dev1.flush().await;
+    eventually("own reading stored", || async {
+        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
+    })
+    .await;
+    // The spoofed one was published first; if it had got through it would be stored by now.
+    assert_eq!(
+        db.count("SELECT count(*) FROM readings WHERE patient_id = 'pat-acl2'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let broker = Broker::start().await;
+    let db = Db::create("kill9").await;
+    let client_id = unique("eng");
+    let mut engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    let devices = 20;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    for d in 0..devices {
+        enrol(
+            &db.url,
+            &format!("pk-{d}"),
+            "ward-k",
+            &format!("dk-{d}"),
+            &from,
+        );
+    }
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let packs = 1500usize;
+    let base = now_secs() - 3600.0;
+    let mut expected = 0i64;
+    for i in 0..packs {
+        let dev = format!("dk-{}", i % devices);
+        // Every 5th pack uses SenML times relative to receipt: a redelivery
+        // must resolve them to the same instants, or rows would double.
+        let payload = if i % 5 == 0 {
+            format!(
+                r#"[{{"n":"heart_rate","u":"/min","v":{},"t":-{}}},{{"n":"spo2","u":"%","v":97,"t":-{}}}]"#,
+                60 + i % 40,
+                i,
+                i
+            )
+        } else {
+            let bt = base + i as f64;
+            format!(
+                r#"[{{"bt":{bt},"n":"heart_rate","u":"/min","v":{}}},{{"n":"spo2","u":"%","v":96}}]"#,
+                60 + i % 40
+            )
+        };
+        expected += 2;
+        p.publish(&readings_topic(&dev), payload).await;
+        if i == packs / 3 {
+            // Let some messages get committed, then kill mid-stream.
+            eventually("some readings stored", || async {
+                (db.count("SELECT count(*) FROM readings").await > 0).then_some(())
+            })
+            .await;
+            engine.kill9();
+        }
+    }
+    p.flush().await;
+    let before = db.count("SELECT count(*) FROM readings").await;
+    assert!(
+        before < expected,
+        "the kill happened before everything was stored"
+    );
+    let engine2 = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    eventually("every reading stored after restart", || async {
+        (db.count("SELECT count(*) FROM readings").await >= expected).then_some(())
+    })
+    .await;
+    // Settle, then check for exactness: nothing lost, nothing twice.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(db.count("SELECT count(*) FROM readings").await, expected);
+    assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 0);
+    let _ = engine2;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_stops_acknowledgements_and_drains_on_return() {
+    let broker = Broker::start().await;
+    let db = Db::create("outage").await;
+    let proxy = PgProxy::start(pg_port()).await;
+    let engine = Engine::start(
+        &broker.engine_url(),
+        &db.url_via(proxy.port),
+        &unique("eng"),
+    )
+    .await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-o", "ward-o", "ox-o", &from);
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let base = now_secs() - 600.0;
+    p.publish(
+        &readings_topic("ox-o"),
+        format!(r#"[{{"bt":{base},"n":"heart_rate","u":"/min","v":70}}]"#),
+    )
+    .await;
+    eventually("first reading", || async {
+        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
+    })
+    .await;
+
+    proxy.cut();
+    let n = 200;
+    for i in 1..=n {
+        let bt = base + i as f64;
+        p.publish(
+            &readings_topic("ox-o"),
+            format!(r#"[{{"bt":{bt},"n":"heart_rate","u":"/min","v":70}}]"#),
+        )
+        .await;
+    }
+    p.flush().await;
+    eventually("the engine notices the outage", || async {
+        (engine
+            .metric(r#"wardwatch_store_errors_total{kind="transient"}"#)
+            .await
+            > 0.0)
+            .then_some(())
+    })
+    .await;
+    // Nothing acknowledged while nothing can be committed.
+    let acks_during = engine.metric("wardwatch_acks_sent_total").await;
+    assert_eq!(acks_during, 1.0, "only the first message was acknowledged");
+    assert_eq!(db.count("SELECT count(*) FROM readings").await, 1);
+    let health = http_get(engine.http, "/healthz").await.unwrap();
+    assert_eq!(health.0, 503, "health reports the database outage");
+
+    proxy.restore();
+    eventually("backlog drained", || async {
+        (db.count("SELECT count(*) FROM readings").await == n + 1).then_some(())
+    })
+    .await;
+    eventually("all acknowledged", || async {
+        (engine.metric("wardwatch_acks_sent_total").await == (n + 1) as f64).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_published_while_the_engine_is_down_are_stored_when_it_returns() {
+    let mut broker = Broker::start().await;
+    let db = Db::create("down").await;
+    let client_id = unique("eng");
+    let mut engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-w", "ward-w", "ox-w", &from);
+    assert!(engine.terminate(), "clean exit on SIGTERM");
+    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let base = now_secs() - 600.0;
+    for i in 0..50 {
+        let bt = base + i as f64;
+        p.publish(
+            &readings_topic("ox-w"),
+            format!(r#"[{{"bt":{bt},"n":"heart_rate","u":"/min","v":70}}]"#),
+        )
+        .await;
+    }
+    p.flush().await;
+    // The broker keeps the persistent session's queue across its own restart.
+    broker.restart().await;
+    let _engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    eventually("queued readings stored", || async {
+        (db.count("SELECT count(*) FROM readings").await == 50).then_some(())
+    })
+    .await;
+}
