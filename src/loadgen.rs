@@ -287,9 +287,10 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
     }
     let readings_published = messages * args.pack_size as u64;
+    let patients: Vec<String> = pairs.iter().map(|(p, _)| p.clone()).collect();
     let (stored, e2e) = wait_for_store(
         &store,
-        &prefix,
+        &patients,
         readings_published as i64,
         args.settle,
         started,
@@ -315,7 +316,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
 /// Polls the store until every reading is there or nothing changed for `settle` seconds.
 async fn wait_for_store(
     store: &PgStore,
-    prefix: &str,
+    patients: &[String],
     expected: i64,
     settle: u64,
     started: Instant,
@@ -324,7 +325,7 @@ async fn wait_for_store(
     let mut last_change = Instant::now();
     let mut last_change_at = started.elapsed().as_secs_f64();
     loop {
-        let n = store.count_readings_with_device_prefix(prefix).await?;
+        let n = store.count_readings_of_patients(patients).await?;
         if n != last {
             last = n;
             last_change = Instant::now();
@@ -333,7 +334,7 @@ async fn wait_for_store(
         if n >= expected || last_change.elapsed() > Duration::from_secs(settle) {
             return Ok((n, last_change_at));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

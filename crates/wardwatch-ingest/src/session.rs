@@ -1,26 +1,42 @@
-//! The MQTT session: one task polls the event loop and does nothing else, one
-//! task owns the [`AckTracker`] and sends acknowledgements.
+//! The MQTT session: a small MQTT 3.1.1 client of our own (rumqttc's codec,
+//! not its event loop), built for acknowledge-after-commit.
 //!
-//! Why two tasks: awaiting `ack` in the task that polls the event loop
-//! deadlocks when the request channel is full (rumqtt issue 1025). The poll
-//! task only forwards; the acker never awaits the client (it uses `try_ack`
-//! and retries on a tick), so it always drains its inbox and no cycle of full
-//! channels can form.
+//! Per connection, three parts run apart so none can stall another:
+//! - the **reader** parses packets off the socket and hands each PUBLISH to
+//!   decoding through a bounded channel. When that channel is full it simply
+//!   stops reading: TCP backpressure reaches the broker, nothing is buffered
+//!   without bound.
+//! - the **writer** owns the socket's write half: it writes PUBACKs in batches
+//!   as they are released, and PINGREQs on the keep-alive, whether or not the
+//!   reader is blocked, so a busy engine is never mistaken for a dead one.
+//! - the **acker** (one for the whole session) owns the [`AckTracker`] and
+//!   hands releasable packet ids to the current connection's writer.
 //!
-//! Each connection gets a fresh client and event loop: acks still queued in an
-//! old client's request channel die with it instead of being replayed on the
-//! next connection, where the broker may have reused their packet ids.
+//! Why not rumqttc's event loop: it writes one queued request per turn of its
+//! loop while reading up to ten packets per turn, so under a steady flood
+//! acknowledgements fell ever further behind (measured: about one PUBACK per
+//! ten PUBLISHes at 8,000 messages/s), and a task blocked on our backpressure
+//! stopped its keep-alive, ending in a reconnect and a redelivery storm.
+//!
+//! Each connection is an epoch; when it ends, its unsent acks end with it and
+//! the broker redelivers those messages (idempotent writes absorb them).
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, ClientError, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PingReq, PubAck, QoS, Subscribe, SubscribeFilter,
+    SubscribeReasonCode,
+};
 use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use wardwatch_core::DeliveryTag;
 
 use crate::ack::AckTracker;
@@ -88,32 +104,26 @@ impl SessionConfig {
         }
         Ok((host, port, creds))
     }
-
-    fn options(&self) -> MqttOptions {
-        let mut o = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
-        o.set_clean_session(false)
-            .set_manual_acks(true)
-            .set_keep_alive(self.keep_alive)
-            .set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes)
-            .set_request_channel_capacity(self.request_capacity());
-        if let Some((u, p)) = &self.credentials {
-            o.set_credentials(u.clone(), p.clone());
-        }
-        o
-    }
-
-    /// Room for every possible ack plus subscriptions and a disconnect.
-    fn request_capacity(&self) -> usize {
-        self.max_inflight * 2 + 16
-    }
 }
 
-/// Session set-up errors.
+/// Session errors.
 #[derive(Debug, Error)]
 pub enum SessionError {
     /// The broker URL could not be understood.
     #[error("bad MQTT URL: {0}")]
     BadUrl(String),
+    /// Socket trouble.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The broker sent something we cannot parse, or too large a packet.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The broker refused the connection.
+    #[error("broker refused the connection: {0:?}")]
+    Refused(ConnectReturnCode),
+    /// Nothing arrived from the broker for two keep-alive periods.
+    #[error("no traffic from the broker for {0:?}")]
+    Silent(Duration),
 }
 
 /// One received PUBLISH, handed to decoding.
@@ -129,21 +139,22 @@ pub struct Delivery {
     pub payload: Bytes,
     /// The broker marked it as a redelivery.
     pub dup: bool,
-    /// When the poll task received it.
+    /// When the reader received it.
     pub received_at: DateTime<Utc>,
 }
 
 /// Messages to the acker task.
 #[derive(Debug)]
 pub enum AckEvent {
-    /// A new connection started with this client.
+    /// A new connection started; its writer takes packet ids to acknowledge here.
     Connected {
         /// The connection's epoch.
         epoch: u64,
-        /// The client that sends acks on it.
-        client: AsyncClient,
+        /// The connection writer's inbox. Its capacity exceeds the number of
+        /// distinct packet ids, so `try_send` cannot fail for lack of room.
+        writer: mpsc::Sender<u16>,
     },
-    /// A QoS 1 message arrived (sent by the poll task before the delivery itself).
+    /// A QoS 1 message arrived (sent by the reader before the delivery itself).
     Arrived {
         /// Its tag.
         tag: DeliveryTag,
@@ -152,7 +163,7 @@ pub enum AckEvent {
     },
     /// These messages are fully committed.
     Committed(Vec<DeliveryTag>),
-    /// Send everything releasable now and answer when done.
+    /// Hand everything releasable to the writer now and answer when done.
     Flush(oneshot::Sender<()>),
 }
 
@@ -162,11 +173,14 @@ pub struct Session {
     pub acks: mpsc::Sender<AckEvent>,
     /// Stop reading and disconnect once acks are flushed.
     pub disconnect: CancellationToken,
-    /// The poll task.
+    /// The connection task (reconnects with backoff).
     pub poll_task: JoinHandle<()>,
     /// The acker task.
     pub ack_task: JoinHandle<()>,
 }
+
+/// More than the 65,535 packet ids that can be unacknowledged at once.
+const WRITER_INBOX: usize = 65_536;
 
 /// Starts the session: deliveries go to `deliveries`; commits come back on
 /// [`Session::acks`]. Cancel [`Session::disconnect`] only after the pipeline
@@ -175,7 +189,7 @@ pub fn start(config: SessionConfig, deliveries: mpsc::Sender<Delivery>) -> Sessi
     let (ack_tx, ack_rx) = mpsc::channel(config.max_inflight * 2 + 16);
     let disconnect = CancellationToken::new();
     let ack_task = tokio::spawn(run_acker(ack_rx));
-    let poll_task = tokio::spawn(run_poll(
+    let poll_task = tokio::spawn(run_connections(
         config,
         deliveries,
         ack_tx.clone(),
@@ -189,7 +203,7 @@ pub fn start(config: SessionConfig, deliveries: mpsc::Sender<Delivery>) -> Sessi
     }
 }
 
-async fn run_poll(
+async fn run_connections(
     config: SessionConfig,
     deliveries: mpsc::Sender<Delivery>,
     acks: mpsc::Sender<AckEvent>,
@@ -199,116 +213,279 @@ async fn run_poll(
     let mut backoff = config.reconnect_min;
     loop {
         epoch += 1;
-        let (client, mut eventloop) = AsyncClient::new(config.options(), config.request_capacity());
-        let subs = SUBSCRIPTIONS
-            .iter()
-            .map(|t| rumqttc::SubscribeFilter::new(t.to_string(), QoS::AtLeastOnce));
-        if let Err(error) = client.try_subscribe_many(subs) {
-            warn!(message = "Failed to queue subscription.", %error);
-        }
+        let result = tokio::select! {
+            _ = disconnect.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(10), connect(&config)) => r,
+        };
+        let (reader, writer, leftover, connack) = match result {
+            Ok(Ok(c)) => c,
+            Ok(Err(error)) => {
+                connection_failed(&error.to_string(), backoff);
+                if !sleep_or_stop(&disconnect, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(config.reconnect_max);
+                continue;
+            }
+            Err(_) => {
+                connection_failed("connect timed out", backoff);
+                if !sleep_or_stop(&disconnect, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(config.reconnect_max);
+                continue;
+            }
+        };
+        metrics::counter!("wardwatch_mqtt_connections_total").increment(1);
+        info!(
+            message = "Connected to MQTT broker.",
+            host = %config.host,
+            port = config.port,
+            session_present = connack.session_present,
+            epoch
+        );
+        backoff = config.reconnect_min;
+
+        let (writer_tx, writer_rx) = mpsc::channel::<u16>(WRITER_INBOX);
         if acks
             .send(AckEvent::Connected {
                 epoch,
-                client: client.clone(),
+                writer: writer_tx,
             })
             .await
             .is_err()
         {
             return;
         }
-        let mut seq = 0u64;
-        loop {
-            let event = tokio::select! {
-                _ = disconnect.cancelled() => {
-                    graceful_disconnect(&client, &mut eventloop, &acks).await;
+        let stop_writer = CancellationToken::new();
+        let mut writer_task = tokio::spawn(run_writer(
+            writer,
+            writer_rx,
+            config.keep_alive,
+            stop_writer.clone(),
+        ));
+        let mut reader_task = tokio::spawn(run_reader(
+            reader,
+            leftover,
+            epoch,
+            config.clone(),
+            deliveries.clone(),
+            acks.clone(),
+        ));
+        let outcome = tokio::select! {
+            _ = disconnect.cancelled() => None,
+            r = &mut reader_task => Some(format!("{}", r.map_or_else(|e| e.to_string(), |e| e.to_string()))),
+            r = &mut writer_task => Some(format!("{}", r.map_or_else(|e| e.to_string(), |e| e.map_or_else(|e| e.to_string(), |_| "writer stopped".into())))),
+        };
+        match outcome {
+            None => {
+                // Graceful: release every committed ack, then DISCONNECT.
+                reader_task.abort();
+                let (tx, rx) = oneshot::channel();
+                if acks.send(AckEvent::Flush(tx)).await.is_ok() {
+                    let _ = rx.await;
+                }
+                stop_writer.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+                return;
+            }
+            Some(reason) => {
+                reader_task.abort();
+                writer_task.abort();
+                metrics::counter!("wardwatch_mqtt_connection_errors_total").increment(1);
+                warn!(message = "MQTT connection lost; reconnecting.", error = %reason, retry_in_ms = backoff.as_millis() as u64);
+                if !sleep_or_stop(&disconnect, jitter(backoff)).await {
                     return;
                 }
-                e = eventloop.poll() => e,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(c))) => {
-                    metrics::counter!("wardwatch_mqtt_connections_total").increment(1);
-                    info!(
-                        message = "Connected to MQTT broker.",
-                        host = %config.host,
-                        port = config.port,
-                        session_present = c.session_present,
-                        epoch
-                    );
-                    backoff = config.reconnect_min;
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let tag = DeliveryTag { epoch, seq };
-                    seq += 1;
-                    metrics::counter!("wardwatch_messages_received_total").increment(1);
-                    let pkid = (p.qos != QoS::AtMostOnce).then_some(p.pkid);
-                    if let Some(pkid) = pkid {
-                        if acks.send(AckEvent::Arrived { tag, pkid }).await.is_err() {
-                            return;
-                        }
-                    }
-                    let d = Delivery {
-                        tag,
-                        pkid,
-                        topic: p.topic,
-                        payload: p.payload,
-                        dup: p.dup,
-                        received_at: Utc::now(),
-                    };
-                    // Waiting here is the backpressure: the broker stops at its
-                    // in-flight window, so this wait is bounded by it.
-                    tokio::select! {
-                        _ = disconnect.cancelled() => {
-                            graceful_disconnect(&client, &mut eventloop, &acks).await;
-                            return;
-                        }
-                        r = deliveries.send(d) => if r.is_err() {
-                            // Pipeline gone (shutting down): keep the connection until told to disconnect.
-                            debug!(message = "Delivery dropped during shutdown; the broker will redeliver it.");
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    metrics::counter!("wardwatch_mqtt_connection_errors_total").increment(1);
-                    warn!(message = "MQTT connection lost; reconnecting.", %error, retry_in_ms = backoff.as_millis() as u64);
-                    break;
-                }
+                backoff = (backoff * 2).min(config.reconnect_max);
             }
         }
-        drop(eventloop);
-        tokio::select! {
-            _ = disconnect.cancelled() => return,
-            _ = tokio::time::sleep(jitter(backoff)) => {}
-        }
-        backoff = (backoff * 2).min(config.reconnect_max);
     }
 }
 
-/// Flushes releasable acks, then sends DISCONNECT and polls until it is out.
-async fn graceful_disconnect(
-    client: &AsyncClient,
-    eventloop: &mut rumqttc::EventLoop,
-    acks: &mpsc::Sender<AckEvent>,
-) {
-    let (tx, rx) = oneshot::channel();
-    if acks.send(AckEvent::Flush(tx)).await.is_ok() {
-        let _ = rx.await;
+fn connection_failed(error: &str, retry_in: Duration) {
+    metrics::counter!("wardwatch_mqtt_connection_errors_total").increment(1);
+    warn!(message = "Cannot connect to the MQTT broker; retrying.", %error, retry_in_ms = retry_in.as_millis() as u64);
+}
+
+/// Sleeps unless told to stop; false when stopping.
+async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
     }
-    if client.try_disconnect().is_err() {
-        return;
+}
+
+type Connected = (OwnedReadHalf, OwnedWriteHalf, BytesMut, ConnAck);
+
+/// TCP connect, CONNECT (persistent session), CONNACK, SUBSCRIBE.
+async fn connect(config: &SessionConfig) -> Result<Connected, SessionError> {
+    let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut connect = Connect::new(config.client_id.clone());
+    connect.clean_session = false;
+    connect.keep_alive = u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX);
+    if let Some((u, p)) = &config.credentials {
+        connect.set_login(u.clone(), p.clone());
     }
-    let deadline = tokio::time::sleep(Duration::from_secs(5));
-    tokio::pin!(deadline);
+    let mut out = BytesMut::new();
+    connect
+        .write(&mut out)
+        .map_err(|e| SessionError::Protocol(format!("{e:?}")))?;
+    writer.write_all(&out).await?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let connack = loop {
+        match Packet::read(&mut buf, config.max_packet_bytes) {
+            Ok(Packet::ConnAck(c)) => break c,
+            Ok(other) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected CONNACK, got {other:?}"
+                )))
+            }
+            Err(rumqttc::Error::InsufficientBytes(_)) => {
+                if reader.read_buf(&mut buf).await? == 0 {
+                    return Err(SessionError::Protocol(
+                        "broker closed the connection".into(),
+                    ));
+                }
+            }
+            Err(e) => return Err(SessionError::Protocol(format!("{e:?}"))),
+        }
+    };
+    if connack.code != ConnectReturnCode::Success {
+        return Err(SessionError::Refused(connack.code));
+    }
+    let filters = SUBSCRIPTIONS
+        .iter()
+        .map(|t| SubscribeFilter::new(t.to_string(), QoS::AtLeastOnce));
+    let mut sub = Subscribe::new_many(filters);
+    sub.pkid = 1;
+    out.clear();
+    sub.write(&mut out)
+        .map_err(|e| SessionError::Protocol(format!("{e:?}")))?;
+    writer.write_all(&out).await?;
+    Ok((reader, writer, buf, connack))
+}
+
+/// Reads packets; forwards PUBLISHes. Returns why the connection ended.
+async fn run_reader(
+    mut reader: OwnedReadHalf,
+    mut buf: BytesMut,
+    epoch: u64,
+    config: SessionConfig,
+    deliveries: mpsc::Sender<Delivery>,
+    acks: mpsc::Sender<AckEvent>,
+) -> SessionError {
+    let silence = config.keep_alive * 2;
+    let mut seq = 0u64;
     loop {
-        tokio::select! {
-            _ = &mut deadline => return,
-            e = eventloop.poll() => match e {
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
-                Ok(_) => {}
+        let packet = match Packet::read(&mut buf, config.max_packet_bytes) {
+            Ok(p) => p,
+            Err(rumqttc::Error::InsufficientBytes(_)) => {
+                // The writer pings every keep-alive, so a live broker sends
+                // at least a PINGRESP within this window.
+                match tokio::time::timeout(silence, reader.read_buf(&mut buf)).await {
+                    Ok(Ok(0)) => {
+                        return SessionError::Protocol("broker closed the connection".into())
+                    }
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return SessionError::Io(e),
+                    Err(_) => return SessionError::Silent(silence),
+                }
+            }
+            Err(e) => return SessionError::Protocol(format!("{e:?}")),
+        };
+        match packet {
+            Packet::Publish(p) => {
+                let tag = DeliveryTag { epoch, seq };
+                seq += 1;
+                metrics::counter!("wardwatch_messages_received_total").increment(1);
+                let pkid = (p.qos != QoS::AtMostOnce).then_some(p.pkid);
+                if let Some(pkid) = pkid {
+                    if acks.send(AckEvent::Arrived { tag, pkid }).await.is_err() {
+                        return SessionError::Protocol("acker stopped".into());
+                    }
+                }
+                let d = Delivery {
+                    tag,
+                    pkid,
+                    topic: p.topic,
+                    payload: p.payload,
+                    dup: p.dup,
+                    received_at: Utc::now(),
+                };
+                // Waiting here is the backpressure: we stop reading and TCP
+                // tells the broker; the writer keeps acking and pinging.
+                if deliveries.send(d).await.is_err() {
+                    return SessionError::Protocol("pipeline stopped".into());
+                }
+            }
+            Packet::SubAck(s) => {
+                if s.return_codes.contains(&SubscribeReasonCode::Failure) {
+                    warn!(message = "The broker refused a subscription; check the engine user's ACL.", codes = ?s.return_codes);
+                    metrics::counter!("wardwatch_mqtt_subscription_failures_total").increment(1);
+                }
+            }
+            Packet::PingResp => {}
+            Packet::Disconnect => {
+                return SessionError::Protocol("broker sent DISCONNECT".into());
+            }
+            other => {
+                tracing::debug!(message = "Ignored MQTT packet.", packet = ?other);
             }
         }
     }
+}
+
+/// Writes PUBACKs in batches and PINGREQs on the keep-alive.
+async fn run_writer(
+    mut writer: OwnedWriteHalf,
+    mut pkids: mpsc::Receiver<u16>,
+    keep_alive: Duration,
+    stop: CancellationToken,
+) -> Result<(), SessionError> {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut ping = tokio::time::interval(keep_alive.max(Duration::from_secs(1)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        out.clear();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                while let Ok(pkid) = pkids.try_recv() {
+                    encode_puback(&mut out, pkid)?;
+                }
+                rumqttc::Disconnect.write(&mut out).map_err(|e| SessionError::Protocol(format!("{e:?}")))?;
+                writer.write_all(&out).await?;
+                writer.shutdown().await.ok();
+                return Ok(());
+            }
+            first = pkids.recv() => {
+                let Some(first) = first else { return Ok(()) };
+                encode_puback(&mut out, first)?;
+                let mut n = 1u64;
+                while let Ok(pkid) = pkids.try_recv() {
+                    encode_puback(&mut out, pkid)?;
+                    n += 1;
+                }
+                writer.write_all(&out).await?;
+                metrics::counter!("wardwatch_acks_sent_total").increment(n);
+            }
+            _ = ping.tick() => {
+                PingReq.write(&mut out).map_err(|e| SessionError::Protocol(format!("{e:?}")))?;
+                writer.write_all(&out).await?;
+            }
+        }
+    }
+}
+
+fn encode_puback(out: &mut BytesMut, pkid: u16) -> Result<(), SessionError> {
+    PubAck::new(pkid)
+        .write(out)
+        .map(|_| ())
+        .map_err(|e| SessionError::Protocol(format!("{e:?}")))
 }
 
 /// Spreads reconnects of many engines so they do not hammer a recovering broker together.
@@ -320,53 +497,42 @@ fn jitter(d: Duration) -> Duration {
 
 async fn run_acker(mut inbox: mpsc::Receiver<AckEvent>) {
     let mut tracker = AckTracker::new();
-    let mut client: Option<AsyncClient> = None;
-    let mut ready: std::collections::VecDeque<u16> = std::collections::VecDeque::new();
-    let mut retry = tokio::time::interval(Duration::from_millis(5));
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let mut flush_reply = None;
-        tokio::select! {
-            ev = inbox.recv() => match ev {
-                None => return,
-                Some(AckEvent::Connected { epoch, client: c }) => {
-                    let dropped = tracker.connected(epoch) + ready.len();
-                    ready.clear();
-                    if dropped > 0 {
-                        metrics::counter!("wardwatch_acks_dropped_on_reconnect_total").increment(dropped as u64);
-                        info!(message = "Dropped acks of the previous connection; the broker redelivers them.", dropped);
-                    }
-                    client = Some(c);
+    let mut writer: Option<mpsc::Sender<u16>> = None;
+    while let Some(ev) = inbox.recv().await {
+        match ev {
+            AckEvent::Connected { epoch, writer: w } => {
+                let dropped = tracker.connected(epoch);
+                if dropped > 0 {
+                    metrics::counter!("wardwatch_acks_dropped_on_reconnect_total")
+                        .increment(dropped as u64);
+                    info!(
+                        message =
+                            "Dropped acks of the previous connection; the broker redelivers them.",
+                        dropped
+                    );
                 }
-                Some(AckEvent::Arrived { tag, pkid }) => {
-                    tracker.arrived(tag, pkid);
-                }
-                Some(AckEvent::Committed(tags)) => ready.extend(tracker.committed(tags)),
-                Some(AckEvent::Flush(reply)) => flush_reply = Some(reply),
-            },
-            _ = retry.tick(), if !ready.is_empty() => {}
-        }
-        if let Some(c) = &client {
-            while let Some(&pkid) = ready.front() {
-                let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
-                p.pkid = pkid;
-                match c.try_ack(&p) {
-                    Ok(()) => {
-                        ready.pop_front();
-                        metrics::counter!("wardwatch_acks_sent_total").increment(1);
-                    }
-                    Err(ClientError::TryRequest(_)) => break, // channel full: retry on the tick
-                    Err(_) => {
-                        ready.clear(); // connection gone: redelivery will follow
-                        break;
+                writer = Some(w);
+            }
+            AckEvent::Arrived { tag, pkid } => {
+                tracker.arrived(tag, pkid);
+            }
+            AckEvent::Committed(tags) => {
+                let ready = tracker.committed(tags);
+                if let Some(w) = &writer {
+                    for pkid in ready {
+                        // Cannot be full (see WRITER_INBOX); closed means the
+                        // connection ended and the broker will redeliver.
+                        if w.try_send(pkid).is_err() {
+                            break;
+                        }
                     }
                 }
             }
+            AckEvent::Flush(reply) => {
+                let _ = reply.send(());
+            }
         }
-        metrics::gauge!("wardwatch_acks_pending").set((tracker.pending() + ready.len()) as f64);
-        if let Some(reply) = flush_reply {
-            let _ = reply.send(());
-        }
+        metrics::gauge!("wardwatch_acks_pending").set(tracker.pending() as f64);
     }
 }
 

@@ -412,18 +412,12 @@ impl PgStore {
         Ok(())
     }
 
-    /// Counts readings whose device id starts with `prefix` (load generator bookkeeping).
-    pub async fn count_readings_with_device_prefix(&self, prefix: &str) -> Result<i64, StoreError> {
-        let pattern = format!(
-            "{}%",
-            prefix
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+    /// Counts the readings of these patients (load generator bookkeeping);
+    /// uses the unique key's leading column rather than scanning the table.
+    pub async fn count_readings_of_patients(&self, patients: &[String]) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT count(*) FROM readings WHERE device_id LIKE $1")
-                .bind(pattern)
+            sqlx::query_scalar("SELECT count(*) FROM readings WHERE patient_id = ANY($1)")
+                .bind(patients)
                 .fetch_one(&self.pool)
                 .await?,
         )
