@@ -274,8 +274,11 @@ async fn run_connections(
         ));
         let outcome = tokio::select! {
             _ = disconnect.cancelled() => None,
-            r = &mut reader_task => Some(format!("{}", r.map_or_else(|e| e.to_string(), |e| e.to_string()))),
-            r = &mut writer_task => Some(format!("{}", r.map_or_else(|e| e.to_string(), |e| e.map_or_else(|e| e.to_string(), |_| "writer stopped".into())))),
+            r = &mut reader_task => Some(r.map_or_else(|e| e.to_string(), |e| e.to_string())),
+            r = &mut writer_task => Some(r.map_or_else(
+                |e| e.to_string(),
+                |e| e.map_or_else(|e| e.to_string(), |_| "writer stopped".into()),
+            )),
         };
         match outcome {
             None => {
