@@ -158,3 +158,58 @@ async fn the_retention_sweep_deletes_only_old_readings() {
     assert_eq!(deleted, 40);
     assert_eq!(db.count("SELECT count(*) FROM readings").await, 60);
 }
+
+/// A redelivered SenML pack with relative times must resolve to the same
+/// instants as its first delivery, or the redelivery would add rows.
+#[tokio::test]
+async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
+    use wardwatch::pipeline::prepare;
+    use wardwatch_ingest::decode::ValidationPolicy;
+    use wardwatch_ingest::session::Delivery;
+
+    let db = Db::create("anchor").await;
+    let s = store(&db, WriteMethod::Unnest).await;
+    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
+        .await
+        .unwrap();
+    s.assign_device(
+        &DeviceId::new("d1").unwrap(),
+        &PatientId::new("p1").unwrap(),
+        Utc::now() - Duration::days(1),
+    )
+    .await
+    .unwrap();
+    let payload = br#"[{"n":"heart_rate","u":"/min","v":70,"t":-30},{"n":"spo2","u":"%","v":97}]"#;
+    let first_receipt = wardwatch_ingest::session::now_micros() - Duration::seconds(90);
+    let delivery = |dup: bool, received_at| Delivery {
+        tag: DeliveryTag { epoch: 1, seq: 0 },
+        pkid: Some(1),
+        topic: "wardwatch/v1/devices/d1/readings".into(),
+        payload: bytes::Bytes::from_static(payload),
+        dup,
+        received_at,
+    };
+    let policy = ValidationPolicy::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = prepare(&delivery(false, first_receipt), &s, &policy, &stop)
+        .await
+        .unwrap();
+    assert_eq!(first.relative_anchor, Some(first_receipt));
+    assert_eq!(s.write_batch(&[first]).await.unwrap().readings_inserted, 2);
+
+    // The broker redelivers it (DUP set) after a crash, 90 s later.
+    let again = prepare(&delivery(true, Utc::now()), &s, &policy, &stop)
+        .await
+        .unwrap();
+    assert_eq!(again.received_at, first_receipt);
+    let out = s.write_batch(&[again]).await.unwrap();
+    assert_eq!(out.readings_inserted, 0, "same instants, nothing new");
+    assert_eq!(out.readings_duplicate, 2);
+
+    // Without DUP it is a new measurement (a device resending "now" values).
+    let fresh = prepare(&delivery(false, Utc::now()), &s, &policy, &stop)
+        .await
+        .unwrap();
+    assert_eq!(s.write_batch(&[fresh]).await.unwrap().readings_inserted, 2);
+    assert_eq!(db.count("SELECT count(*) FROM readings").await, 4);
+}

@@ -416,7 +416,7 @@ async fn run_reader(
                     topic: p.topic,
                     payload: p.payload,
                     dup: p.dup,
-                    received_at: Utc::now(),
+                    received_at: now_micros(),
                 };
                 // Waiting here is the backpressure: we stop reading and TCP
                 // tells the broker; the writer keeps acking and pinging.
@@ -489,6 +489,13 @@ fn encode_puback(out: &mut BytesMut, pkid: u16) -> Result<(), SessionError> {
         .write(out)
         .map(|_| ())
         .map_err(|e| SessionError::Protocol(format!("{e:?}")))
+}
+
+/// The current time at the store's precision (PostgreSQL keeps microseconds),
+/// so a receipt time read back from the store equals the one used to decode.
+pub fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 /// Spreads reconnects of many engines so they do not hammer a recovering broker together.
