@@ -18,7 +18,7 @@ use crate::{http, telemetry};
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = telemetry::init_metrics()?;
     let store = connect_store(&cfg, &shutdown).await?;
-    let Some(store) = store else {
+    let Some(mut store) = store else {
         return Ok(());
     };
     let mode = store

@@ -415,7 +415,9 @@ async fn readings_go_to_whoever_had_the_device_at_the_reading_time() {
 async fn a_device_may_publish_only_under_its_own_id() {
     let broker = Broker::start().await;
     let db = Db::create("acl").await;
-XX, "ward-a", DEVICE_USERS[0], &from);
+    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-acl1", "ward-a", DEVICE_USERS[0], &from);
     enrol(&db.url, "pat-acl2", "ward-a", DEVICE_USERS[1], &from);
     let mut dev1 =
         Publisher::connect(&broker.url(DEVICE_USERS[0], DEVICE_PASS), DEVICE_USERS[0]).await;
@@ -438,7 +440,10 @@ XX, "ward-a", DEVICE_USERS[0], &from);
     .await;
     // The engine counts every PUBLISH it receives before anything else: the
     // spoofed one never reached it.
-    assert_eq!(engine.metric("wardwatch_messages_received_total").await, 1.0);
+    assert_eq!(
+        engine.metric("wardwatch_messages_received_total").await,
+        1.0
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM readings WHERE patient_id = 'pat-acl2'")
             .await,

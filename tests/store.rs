@@ -48,9 +48,9 @@ fn message(seq: u64, device: &str, n: usize, base: chrono::DateTime<Utc>) -> Ing
     }
 }
 
-async fn both_methods_write_once_and_only_once(method: WriteMethod) {
+async fn both_methods_write_once_and_only_once(method: WriteMethod, guard: bool) {
     let db = Db::create("store").await;
-    let s = store(&db, method).await;
+    let s = store(&db, method).await.with_conflict_guard(guard);
     let base = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
     s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
         .await
@@ -75,18 +75,24 @@ async fn both_methods_write_once_and_only_once(method: WriteMethod) {
         Some(&3)
     );
 
+    // Redelivered messages mixed with new ones: the new rows go in, the old
+    // ones are skipped, whatever their order in the statement.
+    let mut mixed = batch.clone();
+    mixed.insert(1, message(3, "d1", 4, base + Duration::hours(1)));
+    let again = s.write_batch(&mixed).await.unwrap();
+    assert_eq!(again.readings_inserted, 4);
+    assert_eq!(again.readings_duplicate, 500);
+    assert_eq!(again.quarantined.get(&QuarantineReason::BadUnit), Some(&1));
     let again = s.write_batch(&batch).await.unwrap();
     assert_eq!(again.readings_inserted, 0);
     assert_eq!(again.readings_duplicate, 500);
     assert!(again.quarantined.is_empty(), "{:?}", again.quarantined);
 
-    assert_eq!(db.count("SELECT count(*) FROM readings").await, 500);
-    assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 5);
-    assert_eq!(
-        db.count("SELECT min(times_seen)::int8 FROM quarantine")
-            .await,
-        2
-    );
+    assert_eq!(db.count("SELECT count(*) FROM readings").await, 504);
+    assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 6);
+    let seen = |agg: &str| format!("SELECT {agg}(times_seen)::int8 FROM quarantine");
+    assert_eq!(db.count(&seen("min")).await, 1);
+    assert_eq!(db.count(&seen("max")).await, 3);
     assert_eq!(db.count("SELECT count(*) FROM device_names").await, 1);
     assert_eq!(
         s.relative_anchor(&[1u8; 16]).await.unwrap(),
@@ -97,17 +103,32 @@ async fn both_methods_write_once_and_only_once(method: WriteMethod) {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(sum, (0..500).map(|i| 60.0 + i as f64).sum::<f64>());
+    assert_eq!(
+        sum,
+        (0..500).map(|i| 60.0 + i as f64).sum::<f64>()
+            + (0..4).map(|i| 60.0 + i as f64).sum::<f64>()
+    );
 }
 
 #[tokio::test]
 async fn unnest_writes_once_and_only_once() {
-    both_methods_write_once_and_only_once(WriteMethod::Unnest).await;
+    both_methods_write_once_and_only_once(WriteMethod::Unnest, false).await;
 }
 
 #[tokio::test]
 async fn copy_writes_once_and_only_once() {
-    both_methods_write_once_and_only_once(WriteMethod::Copy).await;
+    both_methods_write_once_and_only_once(WriteMethod::Copy, false).await;
+}
+
+/// The statements used on TimescaleDB before 2.18.1 (see `PgStore::conflict_guard`).
+#[tokio::test]
+async fn guarded_unnest_writes_once_and_only_once() {
+    both_methods_write_once_and_only_once(WriteMethod::Unnest, true).await;
+}
+
+#[tokio::test]
+async fn guarded_copy_writes_once_and_only_once() {
+    both_methods_write_once_and_only_once(WriteMethod::Copy, true).await;
 }
 
 #[tokio::test]

@@ -55,6 +55,26 @@ pub struct TimescalePolicy {
 pub struct PgStore {
     pool: PgPool,
     method: WriteMethod,
+    /// Filter out already-stored readings before `ON CONFLICT DO NOTHING`.
+    /// TimescaleDB before 2.18.1 stops inserting the rest of a statement at
+    /// the first conflict in a compressed chunk (timescale/timescaledb#7672),
+    /// silently dropping new readings that follow a redelivered one.
+    conflict_guard: bool,
+}
+
+/// The first TimescaleDB release with the fix for timescale/timescaledb#7672.
+const TIMESCALE_CONFLICT_FIX: (u32, u32, u32) = (2, 18, 1);
+
+/// Parses "2.17.2" (or "2.17.2-dev") into a comparable triple.
+fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next().unwrap_or("0").parse().ok()?,
+    ))
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -71,7 +91,15 @@ impl PgStore {
         Ok(Self {
             pool,
             method: WriteMethod::default(),
+            conflict_guard: false,
         })
+    }
+
+    /// Forces the pre-insert conflict filter on or off (normally decided by
+    /// [`PgStore::prepare_storage`] from the TimescaleDB version).
+    pub fn with_conflict_guard(mut self, on: bool) -> Self {
+        self.conflict_guard = on;
+        self
     }
 
     /// Chooses the bulk insert method.
@@ -95,7 +123,7 @@ impl PgStore {
     /// TimescaleDB can be loaded; otherwise stays on plain PostgreSQL. Logs
     /// which path is active.
     pub async fn prepare_storage(
-        &self,
+        &mut self,
         policy: &TimescalePolicy,
     ) -> Result<StorageMode, StoreError> {
         let available: Option<String> = sqlx::query_scalar(
@@ -118,6 +146,17 @@ impl PgStore {
             return Ok(StorageMode::Plain);
         }
         self.apply_timescale(policy).await?;
+        let version: String =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+                .fetch_one(&self.pool)
+                .await?;
+        if parse_version(&version).is_none_or(|v| v < TIMESCALE_CONFLICT_FIX) {
+            self.conflict_guard = true;
+            warn!(
+                message = "TimescaleDB before 2.18.1 can drop rows after a conflict in a compressed chunk; filtering stored readings before insert. Upgrade TimescaleDB.",
+                version = %version
+            );
+        }
         info!(
             message = "Storage path: TimescaleDB hypertable with compression and retention.",
             chunk_hours = policy.chunk_interval.as_secs() / 3600,
@@ -226,6 +265,7 @@ impl PgStore {
     async fn insert_readings_unnest(
         conn: &mut PgConnection,
         rows: &[ReadingRow<'_>],
+        guard: bool,
     ) -> Result<u64, StoreError> {
         let n = rows.len();
         let mut time = Vec::with_capacity(n);
@@ -244,27 +284,36 @@ impl PgStore {
             received.push(r.reading.received_at);
             source.push(r.reading.source.as_str());
         }
-        let res = sqlx::query(
+        let sql = if guard {
+            "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
+             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
+                                  $5::float8[], $6::timestamptz[], $7::text[]) AS u(t, p, d, v, x, r, s) \
+             WHERE NOT EXISTS (SELECT 1 FROM readings e WHERE e.patient_id = u.p AND e.vital = u.v \
+                               AND e.time = u.t AND e.device_id = u.d) \
+             ON CONFLICT DO NOTHING"
+        } else {
             "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
              SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
                                   $5::float8[], $6::timestamptz[], $7::text[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(time)
-        .bind(patient)
-        .bind(device)
-        .bind(vital)
-        .bind(value)
-        .bind(received)
-        .bind(source)
-        .execute(&mut *conn)
-        .await?;
+             ON CONFLICT DO NOTHING"
+        };
+        let res = sqlx::query(sql)
+            .bind(time)
+            .bind(patient)
+            .bind(device)
+            .bind(vital)
+            .bind(value)
+            .bind(received)
+            .bind(source)
+            .execute(&mut *conn)
+            .await?;
         Ok(res.rows_affected())
     }
 
     async fn insert_readings_copy(
         conn: &mut PgConnection,
         rows: &[ReadingRow<'_>],
+        guard: bool,
     ) -> Result<u64, StoreError> {
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS readings_stage \
@@ -294,10 +343,14 @@ impl PgStore {
             .await?;
         copy.send(buf.as_bytes()).await?;
         copy.finish().await?;
-        let res =
-            sqlx::query("INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING")
-                .execute(&mut *conn)
-                .await?;
+        let sql = if guard {
+            "INSERT INTO readings SELECT * FROM readings_stage u WHERE NOT EXISTS \
+             (SELECT 1 FROM readings e WHERE e.patient_id = u.patient_id AND e.vital = u.vital \
+              AND e.time = u.time AND e.device_id = u.device_id) ON CONFLICT DO NOTHING"
+        } else {
+            "INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING"
+        };
+        let res = sqlx::query(sql).execute(&mut *conn).await?;
         Ok(res.rows_affected())
     }
 
@@ -491,8 +544,12 @@ impl Store for PgStore {
             0
         } else {
             match self.method {
-                WriteMethod::Unnest => Self::insert_readings_unnest(&mut tx, &readings).await?,
-                WriteMethod::Copy => Self::insert_readings_copy(&mut tx, &readings).await?,
+                WriteMethod::Unnest => {
+                    Self::insert_readings_unnest(&mut tx, &readings, self.conflict_guard).await?
+                }
+                WriteMethod::Copy => {
+                    Self::insert_readings_copy(&mut tx, &readings, self.conflict_guard).await?
+                }
             }
         };
         Self::record_device_names(&mut tx, &readings).await?;
@@ -629,6 +686,15 @@ impl Store for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timescale_versions_before_the_conflict_fix_are_recognised() {
+        assert!(parse_version("2.17.2").unwrap() < TIMESCALE_CONFLICT_FIX);
+        assert!(parse_version("2.18.0").unwrap() < TIMESCALE_CONFLICT_FIX);
+        assert!(parse_version("2.18.1").unwrap() >= TIMESCALE_CONFLICT_FIX);
+        assert!(parse_version("2.26.4-dev").unwrap() >= TIMESCALE_CONFLICT_FIX);
+        assert_eq!(parse_version("x"), None);
+    }
 
     #[test]
     fn copy_escaping_keeps_separators_out_of_fields() {
