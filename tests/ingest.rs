@@ -16,14 +16,12 @@ fn rfc3339(t: chrono::DateTime<Utc>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_senml_pack_and_a_fhir_observation_become_rows_in_canonical_units() {
-    let broker = Broker::start().await;
-    let db = Db::create("happy").await;
-    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let (broker, db, engine) = stack("happy").await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-1", "ward-a", "ox-1", &from);
     enrol(&db.url, "pat-2", "ward-a", "bp-1", &from);
 
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let bt = now_secs() - 30.0;
     let senml = format!(
         r#"[{{"bn":"urn:dev:mac:0024befffe804ff1:","bt":{bt},"n":"heart_rate","u":"beat/min","v":72}},
@@ -101,9 +99,7 @@ async fn a_senml_pack_and_a_fhir_observation_become_rows_in_canonical_units() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_quarantine_reason_is_stored_with_its_record_and_counted() {
-    let broker = Broker::start().await;
-    let db = Db::create("quarantine").await;
-    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let (broker, db, engine) = stack("quarantine").await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-q", "ward-a", "ox-q", &from);
     // A known device with no assignment at all.
@@ -136,7 +132,7 @@ async fn every_quarantine_reason_is_stored_with_its_record_and_counted() {
         ],
     );
 
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let now = now_secs();
     let t = readings_topic("ox-q");
     p.publish(&t, "this is not json").await; // malformed
@@ -254,12 +250,10 @@ async fn every_quarantine_reason_is_stored_with_its_record_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_message_leaves_one_row_and_one_quarantine_entry() {
-    let broker = Broker::start().await;
-    let db = Db::create("redeliver").await;
-    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let (broker, db, engine) = stack("redeliver").await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-d", "ward-a", "ox-d", &from);
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let now = now_secs();
     let pack = format!(
         r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":70}},{{"n":"spo2","u":"%","v":300}}]"#
@@ -286,9 +280,7 @@ async fn a_repeated_message_leaves_one_row_and_one_quarantine_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_go_to_whoever_had_the_device_at_the_reading_time() {
-    let broker = Broker::start().await;
-    let db = Db::create("reassign").await;
-    let _engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let (broker, db, _engine) = stack("reassign").await;
     let t0 = Utc::now() - ChronoDuration::hours(3);
     let t1 = Utc::now() - ChronoDuration::hours(2);
     let t2 = Utc::now() - ChronoDuration::hours(1);
@@ -366,7 +358,7 @@ async fn readings_go_to_whoever_had_the_device_at_the_reading_time() {
     );
     assert!(err.contains("not enrolled"), "{err}");
 
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let at = |t: chrono::DateTime<Utc>, mins: i64| {
         (t + ChronoDuration::minutes(mins)).timestamp() as f64
     };
@@ -413,9 +405,7 @@ async fn readings_go_to_whoever_had_the_device_at_the_reading_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_may_publish_only_under_its_own_id() {
-    let broker = Broker::start().await;
-    let db = Db::create("acl").await;
-    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let (broker, db, engine) = stack("acl").await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-acl1", "ward-a", DEVICE_USERS[0], &from);
     enrol(&db.url, "pat-acl2", "ward-a", DEVICE_USERS[1], &from);
@@ -468,7 +458,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
             &from,
         );
     }
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let packs = 1500usize;
     let base = now_secs() - 3600.0;
     let mut expected = 0i64;
@@ -532,7 +522,7 @@ async fn a_database_outage_stops_acknowledgements_and_drains_on_return() {
     .await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-o", "ward-o", "ox-o", &from);
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let base = now_secs() - 600.0;
     p.publish(
         &readings_topic("ox-o"),
@@ -590,7 +580,7 @@ async fn readings_published_while_the_engine_is_down_are_stored_when_it_returns(
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-w", "ward-w", "ox-w", &from);
     assert!(engine.terminate(), "clean exit on SIGTERM");
-    let mut p = Publisher::connect(&broker.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await;
+    let mut p = broker.loadgen_publisher().await;
     let base = now_secs() - 600.0;
     for i in 0..50 {
         let bt = base + i as f64;

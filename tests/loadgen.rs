@@ -7,9 +7,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_publishes_and_counts_what_the_engine_stored() {
-    let broker = Broker::start().await;
-    let db = Db::create("loadgen").await;
-    let _engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    let (broker, db, _engine) = stack("loadgen").await;
     let out = wardwatch()
         .args([
             "loadgen",

@@ -529,6 +529,22 @@ pub fn pg_port() -> u16 {
         .unwrap_or(5432)
 }
 
+/// A broker, a fresh database and an engine connected to both: how most
+/// ingest tests begin.
+pub async fn stack(tag: &str) -> (Broker, Db, Engine) {
+    let broker = Broker::start().await;
+    let db = Db::create(tag).await;
+    let engine = Engine::start(&broker.engine_url(), &db.url, &unique("eng")).await;
+    (broker, db, engine)
+}
+
+impl Broker {
+    /// A publisher with the load generator's credentials (may publish as any device).
+    pub async fn loadgen_publisher(&self) -> Publisher {
+        Publisher::connect(&self.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await
+    }
+}
+
 /// Enrols a patient and assigns a device through the real CLI.
 pub fn enrol(db_url: &str, patient: &str, team: &str, device: &str, from: &str) {
     admin(db_url, &["patient", "add", "--id", patient, "--team", team]);
