@@ -599,3 +599,54 @@ async fn readings_published_while_the_engine_is_down_are_stored_when_it_returns(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_acknowledges_what_it_committed_and_loses_nothing() {
+    let broker = Broker::start().await;
+    let db = Db::create("sigterm").await;
+    let client_id = unique("eng");
+    let mut engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(3));
+    enrol(&db.url, "pat-t", "ward-t", "ox-t", &from);
+    let mut p = broker.loadgen_publisher().await;
+    let base = now_secs() - 7200.0; // n readings a second apart, all in the past
+    let n = 5000i64;
+    // Publish in the background so the SIGTERM lands while batches are in flight.
+    let publishing = tokio::spawn(async move {
+        for i in 0..n {
+            let bt = base + i as f64;
+            p.publish(
+                &readings_topic("ox-t"),
+                format!(r#"[{{"bt":{bt},"n":"heart_rate","u":"/min","v":70}}]"#),
+            )
+            .await;
+        }
+        p.flush().await;
+    });
+    eventually("some readings stored", || async {
+        (db.count("SELECT count(*) FROM readings").await > 300).then_some(())
+    })
+    .await;
+    assert!(engine.terminate(), "clean exit on SIGTERM");
+    publishing.await.unwrap();
+    let stored_before = db.count("SELECT count(*) FROM readings").await;
+    assert!(
+        stored_before < n,
+        "SIGTERM came before the end of the stream"
+    );
+    let engine2 = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    eventually("every reading stored", || async {
+        (db.count("SELECT count(*) FROM readings").await == n).then_some(())
+    })
+    .await;
+    // Everything committed before the SIGTERM was acknowledged before the
+    // DISCONNECT, so the broker redelivered none of it.
+    assert_eq!(
+        engine2.metric("wardwatch_readings_duplicate_total").await,
+        0.0
+    );
+    assert_eq!(
+        engine2.metric("wardwatch_readings_stored_total").await,
+        (n - stored_before) as f64
+    );
+}

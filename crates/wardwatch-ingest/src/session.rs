@@ -282,14 +282,20 @@ async fn run_connections(
         };
         match outcome {
             None => {
-                // Graceful: release every committed ack, then DISCONNECT.
-                reader_task.abort();
+                // Graceful: release every committed ack, then DISCONNECT, then
+                // read until the broker closes so our close is a FIN, not an RST.
                 let (tx, rx) = oneshot::channel();
                 if acks.send(AckEvent::Flush(tx)).await.is_ok() {
                     let _ = rx.await;
                 }
                 stop_writer.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+                if tokio::time::timeout(Duration::from_secs(2), &mut reader_task)
+                    .await
+                    .is_err()
+                {
+                    reader_task.abort();
+                }
                 return;
             }
             Some(reason) => {
@@ -421,7 +427,10 @@ async fn run_reader(
                 // Waiting here is the backpressure: we stop reading and TCP
                 // tells the broker; the writer keeps acking and pinging.
                 if deliveries.send(d).await.is_err() {
-                    return SessionError::Protocol("pipeline stopped".into());
+                    // The pipeline is shutting down: keep the connection open
+                    // for the last acks, discarding whatever else arrives
+                    // (unacknowledged, so the broker redelivers it later).
+                    return drain(reader, silence).await;
                 }
             }
             Packet::SubAck(s) => {
@@ -437,6 +446,21 @@ async fn run_reader(
             other => {
                 tracing::debug!(message = "Ignored MQTT packet.", packet = ?other);
             }
+        }
+    }
+}
+
+/// Reads and discards until the broker closes the connection. Closing a
+/// socket with unread data sends RST instead of FIN, and a broker that gets
+/// an RST may discard our last PUBACKs and the DISCONNECT still in its buffer.
+async fn drain(mut reader: OwnedReadHalf, silence: Duration) -> SessionError {
+    let mut sink = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(silence, reader.read(&mut sink)).await {
+            Ok(Ok(0)) => return SessionError::Protocol("pipeline stopped; broker closed".into()),
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return SessionError::Io(e),
+            Err(_) => return SessionError::Silent(silence),
         }
     }
 }
