@@ -26,13 +26,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         .await
         .context("preparing storage")?;
     telemetry::storage_mode(mode);
-    if mode == StorageMode::Plain {
-        tokio::spawn(retention_sweep(
-            store.clone(),
-            cfg.clone(),
-            shutdown.clone(),
-        ));
-    }
+    tokio::spawn(maintenance(
+        store.clone(),
+        mode,
+        cfg.clone(),
+        shutdown.clone(),
+    ));
 
     let listener = TcpListener::bind(cfg.http.addr)
         .await
@@ -136,13 +135,24 @@ async fn create_database_if_missing(url: &str) -> Result<()> {
     }
 }
 
-async fn retention_sweep(store: PgStore, cfg: Config, shutdown: CancellationToken) {
+/// Periodic housekeeping: the retention sweep on plain PostgreSQL (TimescaleDB
+/// runs its own policy) and, on both paths, expiry of relative-time anchors.
+async fn maintenance(store: PgStore, mode: StorageMode, cfg: Config, shutdown: CancellationToken) {
     let mut tick =
         tokio::time::interval(Duration::from_secs(cfg.storage.sweep_interval_secs.max(1)));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Err(error) = store
+            .purge_anchors(Utc::now() - chrono::Duration::days(7))
+            .await
+        {
+            warn!(message = "Anchor expiry failed.", %error);
+        }
+        if mode != StorageMode::Plain {
+            continue;
         }
         let cutoff = Utc::now() - chrono::Duration::days(cfg.storage.retention_days as i64);
         loop {

@@ -650,3 +650,67 @@ async fn sigterm_mid_stream_acknowledges_what_it_committed_and_loses_nothing() {
         (n - stored_before) as f64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_reconnects_after_a_broker_restart_and_keeps_ingesting() {
+    let mut broker = Broker::start().await;
+    let db = Db::create("brokerrestart").await;
+    let engine = Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        &unique("eng"),
+        &[("WARDWATCH_LOG_FORMAT", "json")],
+    )
+    .await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-b", "ward-b", "ox-b", &from);
+    let base = now_secs() - 600.0;
+    let publish = |i: usize| {
+        (
+            readings_topic("ox-b"),
+            format!(
+                r#"[{{"bt":{},"n":"heart_rate","u":"/min","v":70}}]"#,
+                base + i as f64
+            ),
+        )
+    };
+    let mut p = broker.loadgen_publisher().await;
+    for i in 0..10 {
+        let (t, m) = publish(i);
+        p.publish(&t, m).await;
+    }
+    p.flush().await;
+    eventually("first ten stored", || async {
+        (db.count("SELECT count(*) FROM readings").await == 10).then_some(())
+    })
+    .await;
+    drop(p);
+    broker.restart().await;
+    let mut p = broker.loadgen_publisher().await;
+    for i in 10..20 {
+        let (t, m) = publish(i);
+        p.publish(&t, m).await;
+    }
+    p.flush().await;
+    eventually("the next ten stored after the reconnect", || async {
+        (db.count("SELECT count(*) FROM readings").await == 20).then_some(())
+    })
+    .await;
+    assert!(engine.metric("wardwatch_mqtt_connections_total").await >= 2.0);
+    assert!(
+        engine
+            .metric("wardwatch_mqtt_connection_errors_total")
+            .await
+            >= 1.0
+    );
+    // Logs are one JSON object per line when asked for.
+    let log = engine.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3);
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v.get("level").is_some(), "{l}");
+    }
+    assert!(log.contains("MQTT connection lost"), "{log}");
+}

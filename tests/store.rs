@@ -178,6 +178,15 @@ async fn the_retention_sweep_deletes_only_old_readings() {
     }
     assert_eq!(deleted, 40);
     assert_eq!(db.count("SELECT count(*) FROM readings").await, 60);
+    // The batch's relative-time anchor (at `base`) expires on its own clock.
+    assert_eq!(
+        s.purge_anchors(base - Duration::seconds(1)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.purge_anchors(base + Duration::seconds(1)).await.unwrap(),
+        1
+    );
 }
 
 /// A redelivered SenML pack with relative times must resolve to the same

@@ -217,7 +217,14 @@ impl PgStore {
         .bind(limit)
         .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM relative_time_anchors WHERE anchor < now() - interval '7 days'")
+        Ok(r.rows_affected())
+    }
+
+    /// Forgets relative-time anchors older than `cutoff`: a redelivery comes
+    /// within minutes of a reconnect, not weeks. Needed on both storage paths.
+    pub async fn purge_anchors(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM relative_time_anchors WHERE anchor < $1")
+            .bind(cutoff)
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
