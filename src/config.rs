@@ -238,6 +238,9 @@ impl Config {
     /// Refuses settings that would stall or lose data.
     pub fn validate(&self) -> Result<()> {
         SessionConfig::parse_url(&self.mqtt.url).context("mqtt.url")?;
+        if self.mqtt.keep_alive_secs < 5 {
+            bail!("mqtt.keep_alive_secs must be at least 5: the engine pings on it and treats two silent periods as a dead connection");
+        }
         if self.mqtt.max_inflight < 2 {
             bail!("mqtt.max_inflight must be at least 2");
         }

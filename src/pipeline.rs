@@ -10,13 +10,14 @@
 //! the channels fill, the broker's in-flight window closes, and memory stays
 //! bounded; when it returns, the backlog drains.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use wardwatch_core::{QuarantineReason, Rejection};
 use wardwatch_ingest::decode::{decode, ValidationPolicy};
 use wardwatch_ingest::session::{self, AckEvent, Delivery, SessionConfig};
@@ -40,14 +41,15 @@ pub struct Batching {
 }
 
 /// Runs ingest until `shutdown` is cancelled, then drains: the batch in hand
-/// is committed and acknowledged before the session disconnects.
+/// is committed and acknowledged before the session disconnects. Returns
+/// false when it stopped because a pipeline task died.
 pub async fn run<S: Store>(
     session_config: SessionConfig,
     store: S,
     policy: ValidationPolicy,
     batching: Batching,
     shutdown: CancellationToken,
-) {
+) -> bool {
     let (delivery_tx, delivery_rx) = mpsc::channel(session_config.max_inflight);
     let session = session::start(session_config, delivery_tx);
     let writers = batching.writers.max(1);
@@ -55,26 +57,46 @@ pub async fn run<S: Store>(
     // Writers share one queue so a free writer takes the next batch. The lock
     // is held only while waiting to receive, never across a commit.
     let batch_rx = Arc::new(Mutex::new(batch_rx));
-    let dispatcher = tokio::spawn(dispatch(
-        delivery_rx,
-        batch_tx,
-        store.clone(),
-        policy,
-        batching,
-        shutdown.clone(),
+    let failed = CancellationToken::new();
+    let dispatcher = tokio::spawn(supervised(
+        failed.clone(),
+        dispatch(
+            delivery_rx,
+            batch_tx,
+            store.clone(),
+            policy,
+            batching,
+            shutdown.clone(),
+        ),
     ));
     let writer_tasks: Vec<_> = (0..writers)
         .map(|_| {
-            tokio::spawn(write_batches(
-                batch_rx.clone(),
-                store.clone(),
-                session.acks.clone(),
-                shutdown.clone(),
+            tokio::spawn(supervised(
+                failed.clone(),
+                write_batches(
+                    batch_rx.clone(),
+                    store.clone(),
+                    session.acks.clone(),
+                    shutdown.clone(),
+                ),
             ))
         })
         .collect();
-    shutdown.cancelled().await;
-    info!(message = "Shutting down ingest: committing the batch in hand.");
+    // A pipeline task that dies (a panic: a bug) would leave the connection
+    // up while nothing is committed or acknowledged. Stop the whole engine
+    // instead, so its supervisor restarts it and the broker redelivers.
+    let healthy = tokio::select! {
+        _ = shutdown.cancelled() => {
+            info!(message = "Shutting down ingest: committing the batch in hand.");
+            true
+        }
+        _ = failed.cancelled() => {
+            error!(message = "An ingest task stopped unexpectedly; shutting down so the engine restarts.");
+            metrics::counter!("wardwatch_ingest_task_failures_total").increment(1);
+            shutdown.cancel();
+            false
+        }
+    };
     let _ = dispatcher.await;
     for w in writer_tasks {
         let _ = w.await;
@@ -84,6 +106,14 @@ pub async fn run<S: Store>(
     drop(session.acks);
     let _ = session.ack_task.await;
     info!(message = "Ingest stopped.");
+    healthy
+}
+
+/// Runs a task; if it unwinds (a panic), cancels `failed`.
+async fn supervised(failed: CancellationToken, task: impl Future<Output = ()>) {
+    let guard = failed.drop_guard();
+    task.await;
+    guard.disarm();
 }
 
 /// The idempotency key of a message: same topic and payload, same key.
@@ -110,7 +140,7 @@ pub async fn prepare<S: Store>(
     let key = message_key(&d.topic, &d.payload);
     let mut msg = IngestMessage {
         tag: d.tag,
-        topic: d.topic.clone(),
+        topic: sanitize(&d.topic),
         device_id: topic::raw_device_segment(&d.topic).map(sanitize),
         key,
         received_at: d.received_at,
@@ -291,20 +321,44 @@ fn is_fallback(part: &[IngestMessage]) -> bool {
 /// A message the database refused even alone: keep it as one quarantine row
 /// so it is neither lost silently nor retried forever.
 fn refused(m: IngestMessage, error: &StoreError) -> IngestMessage {
-    let record = format!(
-        "{} readings, {} rejections",
-        m.readings.len(),
-        m.rejections.len()
-    );
+    // Keep what the message carried, so nothing is lost to the operator.
+    let readings: Vec<_> = m
+        .readings
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "vital": r.vital.as_str(),
+                "time": r.time.to_rfc3339(),
+                "value": r.value,
+            })
+        })
+        .collect();
+    let rejections: Vec<_> = m
+        .rejections
+        .iter()
+        .map(|r| serde_json::json!({"reason": r.reason.as_str(), "detail": r.detail}))
+        .collect();
+    let record = serde_json::json!({"readings": readings, "rejections": rejections}).to_string();
     IngestMessage {
         readings: Vec::new(),
         rejections: vec![Rejection {
             reason: QuarantineReason::Malformed,
             detail: sanitize(&format!("the database refused this message: {error}")),
             record_index: Some(REFUSED_ITEM),
-            record,
+            record: truncate(&sanitize(&record), 64 * 1024),
         }],
         relative_anchor: None,
         ..m
     }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }

@@ -50,7 +50,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         max_delay: Duration::from_millis(cfg.ingest.batch_max_delay_ms),
         writers: cfg.ingest.writers,
     };
-    pipeline::run(
+    let healthy = pipeline::run(
         cfg.session()?,
         store.clone(),
         cfg.validation(),
@@ -63,6 +63,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         .context("HTTP task")?
         .context("HTTP server")?;
     store.pool().close().await;
+    if !healthy {
+        anyhow::bail!("an ingest task failed; exiting so a supervisor restarts the engine");
+    }
     info!(message = "wardwatch stopped.");
     Ok(())
 }

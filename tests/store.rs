@@ -243,3 +243,40 @@ async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
     assert_eq!(s.write_batch(&[fresh]).await.unwrap().readings_inserted, 2);
     assert_eq!(db.count("SELECT count(*) FROM readings").await, 4);
 }
+
+/// The same message twice in one batch (a redelivery overtaking its original,
+/// or a device resending) and a record refused twice (a BP panel's two
+/// components) must not make PostgreSQL refuse the whole batch.
+#[tokio::test]
+async fn repeated_messages_and_rejections_within_one_batch_commit() {
+    let db = Db::create("dupbatch").await;
+    let s = store(&db, WriteMethod::Unnest).await;
+    let base = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
+    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
+        .await
+        .unwrap();
+    s.assign_device(
+        &DeviceId::new("d1").unwrap(),
+        &PatientId::new("p1").unwrap(),
+        base - Duration::days(1),
+    )
+    .await
+    .unwrap();
+    let mut m = message(1, "d1", 3, base);
+    m.rejections.push(Rejection::record(
+        QuarantineReason::BadUnit,
+        "second component",
+        3,
+        "{}",
+    ));
+    let out = s.write_batch(&[m.clone(), m]).await.unwrap();
+    assert_eq!(out.readings_inserted, 3);
+    assert_eq!(out.readings_duplicate, 3);
+    assert_eq!(out.quarantined.get(&QuarantineReason::BadUnit), Some(&2));
+    assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 2);
+    assert_eq!(
+        db.count("SELECT sum(times_seen)::int8 FROM quarantine")
+            .await,
+        4
+    );
+}

@@ -91,8 +91,10 @@ pub struct QuarantineRow {
     pub key: MessageKey,
     /// 0: refused while decoding; 1: refused at attribution.
     pub part: i16,
-    /// Record index within the part (-1 for the whole payload).
+    /// Position within the part.
     pub item: i32,
+    /// How many times this row occurs in the batch (the same message twice).
+    pub repeats: i32,
 }
 
 /// A reading attributed to a patient, as stored.
@@ -113,7 +115,7 @@ pub fn plan<'a>(
     let mut readings = Vec::with_capacity(messages.iter().map(|m| m.readings.len()).sum());
     let mut quarantine = Vec::new();
     for m in messages {
-        for r in &m.rejections {
+        for (j, r) in m.rejections.iter().enumerate() {
             quarantine.push(QuarantineRow {
                 received_at: m.received_at,
                 topic: m.topic.clone(),
@@ -123,9 +125,10 @@ pub fn plan<'a>(
                 record: r.record.clone(),
                 key: m.key,
                 part: 0,
-                item: r
-                    .record_index
-                    .map_or(-1, |i| i32::try_from(i).unwrap_or(i32::MAX)),
+                // The rejection's position, not its record index: one record
+                // can yield several rejections (a BP panel's two components).
+                item: i32::try_from(j).unwrap_or(i32::MAX),
+                repeats: 1,
             });
         }
         for (i, reading) in m.readings.iter().enumerate() {
@@ -154,11 +157,34 @@ pub fn plan<'a>(
                     key: m.key,
                     part: 1,
                     item: i32::try_from(i).unwrap_or(i32::MAX),
+                    repeats: 1,
                 }),
             }
         }
     }
-    (readings, quarantine)
+    (readings, dedupe(quarantine))
+}
+
+/// One row per (key, part, item): PostgreSQL refuses an `ON CONFLICT DO
+/// UPDATE` that would touch the same row twice in one statement, which the
+/// same message twice in a batch would otherwise cause.
+fn dedupe(rows: Vec<QuarantineRow>) -> Vec<QuarantineRow> {
+    let mut index: HashMap<(MessageKey, i16, i32), usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<QuarantineRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match index.get(&(row.key, row.part, row.item)) {
+            Some(&i) => {
+                if let Some(first) = out.get_mut(i) {
+                    first.repeats += row.repeats;
+                }
+            }
+            None => {
+                index.insert((row.key, row.part, row.item), out.len());
+                out.push(row);
+            }
+        }
+    }
+    out
 }
 
 /// A reading as JSON text, for the quarantine's `record` column.
@@ -228,6 +254,29 @@ mod tests {
     }
 
     #[test]
+    fn one_message_twice_in_a_batch_gives_one_row_per_rejection() {
+        let idx = index();
+        let msg = IngestMessage {
+            tag: DeliveryTag { epoch: 1, seq: 0 },
+            topic: "t".into(),
+            device_id: Some("ox-1".into()),
+            key: [7; 16],
+            received_at: t(6),
+            readings: Vec::new(),
+            // Two rejections of the same record (a BP panel's components).
+            rejections: vec![
+                Rejection::record(QuarantineReason::FutureTime, "a", 0, "{}"),
+                Rejection::record(QuarantineReason::FutureTime, "b", 0, "{}"),
+            ],
+            relative_anchor: None,
+        };
+        let msgs = [msg.clone(), msg];
+        let (_, q) = plan(&msgs, &idx);
+        let keys: Vec<_> = q.iter().map(|r| (r.part, r.item, r.repeats)).collect();
+        assert_eq!(keys, vec![(0, 0, 2), (0, 1, 2)]);
+    }
+
+    #[test]
     fn plan_quarantines_unattributable_readings_with_their_record() {
         let idx = index();
         let reading = |dev: &str, h| Reading {
@@ -257,7 +306,7 @@ mod tests {
         assert_eq!(
             reasons,
             vec![
-                (QuarantineReason::BadUnit, 0, 3),
+                (QuarantineReason::BadUnit, 0, 0),
                 (QuarantineReason::UnassignedDevice, 1, 1),
                 (QuarantineReason::UnknownDevice, 1, 2),
             ]

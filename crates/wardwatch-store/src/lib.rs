@@ -28,10 +28,11 @@ pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
 /// Errors from the store. `Unavailable` is worth retrying; the others are not.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// The database could not be reached or the connection broke.
+    /// The database could not be reached, the connection broke, or it refused
+    /// for a reason of its own state (deadlock, timeout, read-only): retry.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
-    /// The database refused the statement.
+    /// The database refused the data itself (classes 21, 22, 23).
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     /// Migrations failed.
@@ -59,12 +60,17 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_) => Self::Unavailable(e),
             sqlx::Error::Database(db) => {
-                // Class 08 connection exceptions, 57P01..03 admin shutdown / crash / cannot connect now, 53 resources.
+                // Only errors caused by the data itself are worth isolating:
+                // 21 cardinality, 22 data exception, 23 integrity constraint.
+                // Everything else (connection loss, deadlock or serialization
+                // failure, statement timeout, read-only standby after a
+                // failover, lock timeout, permissions) is the database's
+                // state, not the message's: retry, never discard.
                 let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-                if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
-                    Self::Unavailable(e)
-                } else {
+                if code.starts_with("21") || code.starts_with("22") || code.starts_with("23") {
                     Self::Database(e)
+                } else {
+                    Self::Unavailable(e)
                 }
             }
             _ => Self::Database(e),

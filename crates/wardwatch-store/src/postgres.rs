@@ -86,7 +86,13 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.application_name("wardwatch"))
+            .connect_with(
+                opts.application_name("wardwatch")
+                    // A black-holed statement must not stall a writer (and,
+                    // behind it, every acknowledgement) forever: it fails,
+                    // counts as transient, and is retried.
+                    .options([("statement_timeout", "60s")]),
+            )
             .await?;
         Ok(Self {
             pool,
@@ -378,12 +384,13 @@ impl PgStore {
         let key: Vec<_> = rows.iter().map(|r| r.key.to_vec()).collect();
         let part: Vec<_> = rows.iter().map(|r| r.part).collect();
         let item: Vec<_> = rows.iter().map(|r| r.item).collect();
+        let repeats: Vec<_> = rows.iter().map(|r| r.repeats).collect();
         let inserted = sqlx::query(
-            "INSERT INTO quarantine (received_at, last_seen_at, topic, device_id, reason, detail, record, message_key, part, item) \
-             SELECT r, r, t, d, re, de, rc, k, p, i FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::bytea[], $8::int2[], $9::int4[]) AS u(r, t, d, re, de, rc, k, p, i) \
+            "INSERT INTO quarantine (received_at, last_seen_at, topic, device_id, reason, detail, record, message_key, part, item, times_seen) \
+             SELECT r, r, t, d, re, de, rc, k, p, i, n FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::bytea[], $8::int2[], $9::int4[], $10::int4[]) AS u(r, t, d, re, de, rc, k, p, i, n) \
              ON CONFLICT (message_key, part, item) DO UPDATE \
-               SET times_seen = quarantine.times_seen + 1, last_seen_at = excluded.last_seen_at \
+               SET times_seen = quarantine.times_seen + excluded.times_seen, last_seen_at = excluded.last_seen_at \
              RETURNING reason, (xmax = 0) AS inserted",
         )
         .bind(received)
@@ -395,6 +402,7 @@ impl PgStore {
         .bind(key)
         .bind(part)
         .bind(item)
+        .bind(repeats)
         .fetch_all(&mut *conn)
         .await?;
         for row in inserted {
@@ -453,8 +461,11 @@ impl PgStore {
         conn: &mut PgConnection,
         messages: &[IngestMessage],
     ) -> Result<(), StoreError> {
+        // One row per key: `DO UPDATE` may not touch a row twice in one statement.
+        let mut seen = HashSet::new();
         let (keys, anchors): (Vec<Vec<u8>>, Vec<DateTime<Utc>>) = messages
             .iter()
+            .filter(|m| seen.insert(m.key))
             .filter_map(|m| m.relative_anchor.map(|a| (m.key.to_vec(), a)))
             .unzip();
         if keys.is_empty() {
