@@ -10,10 +10,12 @@
 //! the channels fill, the broker's in-flight window closes, and memory stays
 //! bounded; when it returns, the backlog drains.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -135,6 +137,7 @@ pub async fn prepare<S: Store>(
     d: &Delivery,
     store: &S,
     policy: &ValidationPolicy,
+    recent: &mut RecentAnchors,
     shutdown: &CancellationToken,
 ) -> Option<IngestMessage> {
     let key = message_key(&d.topic, &d.payload);
@@ -163,7 +166,18 @@ pub async fn prepare<S: Store>(
     };
     let mut anchor = d.received_at;
     let mut decoded = decode(format, &device, &d.payload, anchor, anchor, policy);
-    if decoded.relative_time && d.dup {
+    // A redelivery may overtake its original, still in this pipeline after a
+    // reconnect and not yet committed: look in memory first, then the store.
+    let remembered = if decoded.relative_time && d.dup {
+        recent.get(&key)
+    } else {
+        None
+    };
+    if let Some(first) = remembered {
+        anchor = first;
+        decoded = decode(format, &device, &d.payload, anchor, anchor, policy);
+        msg.received_at = anchor;
+    } else if decoded.relative_time && d.dup {
         let mut backoff = Duration::from_millis(100);
         loop {
             match store.relative_anchor(&key).await {
@@ -190,9 +204,60 @@ pub async fn prepare<S: Store>(
         }
     }
     msg.relative_anchor = decoded.relative_time.then_some(anchor);
+    if decoded.relative_time {
+        recent.insert(key, anchor);
+    }
     msg.readings = decoded.readings;
     msg.rejections = decoded.rejections;
     Some(msg)
+}
+
+/// The first receipt times of recent relative-time messages, bounded: the
+/// oldest entry is forgotten first. The store keeps them durably; this covers
+/// the window before the original is committed.
+#[derive(Debug)]
+pub struct RecentAnchors {
+    map: HashMap<MessageKey, DateTime<Utc>>,
+    order: VecDeque<MessageKey>,
+    capacity: usize,
+}
+
+impl RecentAnchors {
+    /// Remembers at most `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::with_capacity(capacity.min(1 << 16)),
+            order: VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The anchor of a message seen recently.
+    pub fn get(&self, key: &MessageKey) -> Option<DateTime<Utc>> {
+        self.map.get(key).copied()
+    }
+
+    /// Records (or refreshes) a message's anchor.
+    pub fn insert(&mut self, key: MessageKey, anchor: DateTime<Utc>) {
+        if self.map.insert(key, anchor).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Messages remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Nothing remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 fn sanitize(s: &str) -> String {
@@ -208,6 +273,7 @@ async fn dispatch<S: Store>(
     shutdown: CancellationToken,
 ) {
     let mut batch: Vec<IngestMessage> = Vec::with_capacity(batching.max_messages);
+    let mut recent = RecentAnchors::new(RECENT_ANCHORS);
     let mut rows = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -221,7 +287,7 @@ async fn dispatch<S: Store>(
             d = deliveries.recv() => {
                 let Some(d) = d else { break };
                 metrics::gauge!("wardwatch_ingest_queue_depth").set(deliveries.len() as f64);
-                let Some(msg) = prepare(&d, &store, &policy, &shutdown).await else { break };
+                let Some(msg) = prepare(&d, &store, &policy, &mut recent, &shutdown).await else { break };
                 rows += msg.readings.len() + msg.rejections.len();
                 batch.push(msg);
                 if deadline.is_none() {
@@ -310,6 +376,9 @@ async fn write_batches<S: Store>(
         }
     }
 }
+/// Relative-time messages remembered in memory (a few MB at most).
+const RECENT_ANCHORS: usize = 100_000;
+
 /// Marks the quarantine row that stands in for a message the database refused.
 const REFUSED_ITEM: u32 = u32::MAX;
 
@@ -361,4 +430,32 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_anchors_forget_the_oldest_first() {
+        let t = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let mut r = RecentAnchors::new(2);
+        r.insert([1; 16], t(1));
+        r.insert([2; 16], t(2));
+        r.insert([1; 16], t(10)); // refresh keeps its place
+        assert_eq!(r.get(&[1; 16]), Some(t(10)));
+        r.insert([3; 16], t(3));
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.get(&[1; 16]), None);
+        assert_eq!(r.get(&[2; 16]), Some(t(2)));
+        assert_eq!(r.get(&[3; 16]), Some(t(3)));
+    }
+
+    #[test]
+    fn message_keys_depend_on_topic_and_payload() {
+        assert_eq!(message_key("a", b"x"), message_key("a", b"x"));
+        assert_ne!(message_key("a", b"x"), message_key("b", b"x"));
+        assert_ne!(message_key("a", b"x"), message_key("a", b"y"));
+        assert_ne!(message_key("ab", b""), message_key("a", b"b"));
+    }
 }

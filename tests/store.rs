@@ -193,7 +193,7 @@ async fn the_retention_sweep_deletes_only_old_readings() {
 /// instants as its first delivery, or the redelivery would add rows.
 #[tokio::test]
 async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
-    use wardwatch::pipeline::prepare;
+    use wardwatch::pipeline::{prepare, RecentAnchors};
     use wardwatch_ingest::decode::ValidationPolicy;
     use wardwatch_ingest::session::Delivery;
 
@@ -221,25 +221,45 @@ async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
     };
     let policy = ValidationPolicy::default();
     let stop = tokio_util::sync::CancellationToken::new();
-    let first = prepare(&delivery(false, first_receipt), &s, &policy, &stop)
-        .await
-        .unwrap();
+    // A fresh memory each time: this test is about the store's anchors.
+    let recent = || RecentAnchors::new(16);
+    let first = prepare(
+        &delivery(false, first_receipt),
+        &s,
+        &policy,
+        &mut recent(),
+        &stop,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.relative_anchor, Some(first_receipt));
     assert_eq!(s.write_batch(&[first]).await.unwrap().readings_inserted, 2);
 
     // The broker redelivers it (DUP set) after a crash, 90 s later.
-    let again = prepare(&delivery(true, Utc::now()), &s, &policy, &stop)
-        .await
-        .unwrap();
+    let again = prepare(
+        &delivery(true, Utc::now()),
+        &s,
+        &policy,
+        &mut recent(),
+        &stop,
+    )
+    .await
+    .unwrap();
     assert_eq!(again.received_at, first_receipt);
     let out = s.write_batch(&[again]).await.unwrap();
     assert_eq!(out.readings_inserted, 0, "same instants, nothing new");
     assert_eq!(out.readings_duplicate, 2);
 
     // Without DUP it is a new measurement (a device resending "now" values).
-    let fresh = prepare(&delivery(false, Utc::now()), &s, &policy, &stop)
-        .await
-        .unwrap();
+    let fresh = prepare(
+        &delivery(false, Utc::now()),
+        &s,
+        &policy,
+        &mut recent(),
+        &stop,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.write_batch(&[fresh]).await.unwrap().readings_inserted, 2);
     assert_eq!(db.count("SELECT count(*) FROM readings").await, 4);
 }
@@ -279,4 +299,50 @@ async fn repeated_messages_and_rejections_within_one_batch_commit() {
             .await,
         4
     );
+}
+
+/// After a reconnect the broker may redeliver a message whose original is
+/// still in the pipeline, not yet committed: the in-memory anchor covers it.
+#[tokio::test]
+async fn a_redelivery_overtaking_its_uncommitted_original_resolves_to_the_same_times() {
+    use wardwatch::pipeline::{prepare, RecentAnchors};
+    use wardwatch_ingest::decode::ValidationPolicy;
+    use wardwatch_ingest::session::Delivery;
+
+    let db = Db::create("overtake").await;
+    let s = store(&db, WriteMethod::Unnest).await;
+    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
+        .await
+        .unwrap();
+    s.assign_device(
+        &DeviceId::new("d1").unwrap(),
+        &PatientId::new("p1").unwrap(),
+        Utc::now() - Duration::days(1),
+    )
+    .await
+    .unwrap();
+    let payload = br#"[{"n":"heart_rate","u":"/min","v":70}]"#;
+    let delivery = |dup: bool, received_at| Delivery {
+        tag: DeliveryTag { epoch: 1, seq: 0 },
+        pkid: Some(1),
+        topic: "wardwatch/v1/devices/d1/readings".into(),
+        payload: bytes::Bytes::from_static(payload),
+        dup,
+        received_at,
+    };
+    let policy = ValidationPolicy::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut recent = RecentAnchors::new(16);
+    let t1 = wardwatch_ingest::session::now_micros() - Duration::seconds(5);
+    let original = prepare(&delivery(false, t1), &s, &policy, &mut recent, &stop)
+        .await
+        .unwrap();
+    // Not committed yet when the redelivery is prepared.
+    let redelivery = prepare(&delivery(true, Utc::now()), &s, &policy, &mut recent, &stop)
+        .await
+        .unwrap();
+    assert_eq!(redelivery.received_at, t1);
+    let out = s.write_batch(&[original, redelivery]).await.unwrap();
+    assert_eq!(out.readings_inserted, 1);
+    assert_eq!(out.readings_duplicate, 1);
 }
