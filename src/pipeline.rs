@@ -164,6 +164,18 @@ pub async fn prepare<S: Store>(
             return Some(msg);
         }
     };
+    if let Some(size) = d.oversized {
+        msg.rejections.push(Rejection::payload(
+            QuarantineReason::Oversized,
+            format!(
+                "payload is {size} bytes; the limit is {} bytes (larger than the MQTT packet limit, so only its first {} bytes were read)",
+                policy.max_payload_bytes,
+                d.payload.len()
+            ),
+            sanitize(&String::from_utf8_lossy(&d.payload)),
+        ));
+        return Some(msg);
+    }
     let mut anchor = d.received_at;
     let mut decoded = decode(format, &device, &d.payload, anchor, anchor, policy);
     // A redelivery may overtake its original, still in this pipeline after a

@@ -714,3 +714,56 @@ async fn the_engine_reconnects_after_a_broker_restart_and_keeps_ingesting() {
     }
     assert!(log.contains("MQTT connection lost"), "{log}");
 }
+
+/// A PUBLISH larger than the engine's MQTT packet limit must not break the
+/// connection (the broker would redeliver it first on every reconnect, and
+/// ingest would stop for good): it is skipped on the wire and quarantined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_above_the_mqtt_limit_is_quarantined_not_a_reconnect_loop() {
+    let broker = Broker::start().await;
+    let db = Db::create("bigpacket").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(repo().join("config/wardwatch.toml"))
+        .unwrap()
+        .replace("max_packet_bytes = 2097152", "max_packet_bytes = 307200");
+    assert!(cfg.contains("max_packet_bytes = 307200"));
+    let cfg_path = dir.path().join("wardwatch.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let engine = Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        &unique("eng"),
+        &[("WARDWATCH_CONFIG", cfg_path.to_str().unwrap())],
+    )
+    .await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-big", "ward-a", "ox-big", &from);
+    let mut p = broker.loadgen_publisher().await;
+    let mut big = b"[".to_vec();
+    big.extend(std::iter::repeat_n(b' ', 600 * 1024));
+    p.publish(&readings_topic("ox-big"), big).await;
+    let now = now_secs();
+    p.publish(
+        &readings_topic("ox-big"),
+        format!(r#"[{{"bt":{now},"n":"heart_rate","u":"/min","v":70}}]"#),
+    )
+    .await;
+    p.flush().await;
+    eventually("the next message stored", || async {
+        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
+    })
+    .await;
+    let detail: String =
+        sqlx::query_scalar("SELECT detail FROM quarantine WHERE reason = 'oversized'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(detail.contains("614401 bytes"), "{detail}");
+    assert_eq!(
+        engine
+            .metric("wardwatch_mqtt_connection_errors_total")
+            .await,
+        0.0
+    );
+    assert_eq!(engine.metric("wardwatch_acks_sent_total").await, 2.0);
+}

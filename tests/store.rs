@@ -218,6 +218,7 @@ async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
         payload: bytes::Bytes::from_static(payload),
         dup,
         received_at,
+        oversized: None,
     };
     let policy = ValidationPolicy::default();
     let stop = tokio_util::sync::CancellationToken::new();
@@ -329,6 +330,7 @@ async fn a_redelivery_overtaking_its_uncommitted_original_resolves_to_the_same_t
         payload: bytes::Bytes::from_static(payload),
         dup,
         received_at,
+        oversized: None,
     };
     let policy = ValidationPolicy::default();
     let stop = tokio_util::sync::CancellationToken::new();

@@ -141,6 +141,9 @@ pub struct Delivery {
     pub dup: bool,
     /// When the reader received it.
     pub received_at: DateTime<Utc>,
+    /// Set when the packet exceeded `max_packet_bytes`: the payload's real
+    /// size. `payload` then holds only its first bytes, for the quarantine.
+    pub oversized: Option<usize>,
 }
 
 /// Messages to the acker task.
@@ -389,8 +392,21 @@ async fn run_reader(
     let silence = config.keep_alive * 2;
     let mut seq = 0u64;
     loop {
+        let mut oversized = None;
         let packet = match Packet::read(&mut buf, config.max_packet_bytes) {
             Ok(p) => p,
+            Err(rumqttc::Error::PayloadSizeLimitExceeded(_)) => {
+                // Refusing it would end the connection, and the broker would
+                // redeliver it first on every reconnect, forever: skip it on
+                // the wire instead and let it be quarantined as oversized.
+                match skip_oversized(&mut reader, &mut buf, silence).await {
+                    Ok((publish, size)) => {
+                        oversized = Some(size);
+                        Packet::Publish(publish)
+                    }
+                    Err(e) => return e,
+                }
+            }
             Err(rumqttc::Error::InsufficientBytes(_)) => {
                 // The writer pings every keep-alive, so a live broker sends
                 // at least a PINGRESP within this window.
@@ -423,6 +439,7 @@ async fn run_reader(
                     payload: p.payload,
                     dup: p.dup,
                     received_at: now_micros(),
+                    oversized,
                 };
                 // Waiting here is the backpressure: we stop reading and TCP
                 // tells the broker; the writer keeps acking and pinging.
@@ -448,6 +465,123 @@ async fn run_reader(
             }
         }
     }
+}
+
+/// How much of an oversized payload is kept for the quarantine.
+const OVERSIZED_PREFIX: usize = 2048;
+
+/// Reads until `buf` holds at least `n` bytes.
+async fn fill(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    n: usize,
+    silence: Duration,
+) -> Result<(), SessionError> {
+    while buf.len() < n {
+        match tokio::time::timeout(silence, reader.read_buf(buf)).await {
+            Ok(Ok(0)) => {
+                return Err(SessionError::Protocol(
+                    "broker closed the connection".into(),
+                ))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(SessionError::Io(e)),
+            Err(_) => return Err(SessionError::Silent(silence)),
+        }
+    }
+    Ok(())
+}
+
+fn bytes_at(buf: &BytesMut, from: usize, to: usize) -> Result<&[u8], SessionError> {
+    buf.get(from..to)
+        .ok_or_else(|| SessionError::Protocol("short packet".into()))
+}
+
+/// Parses the header of a PUBLISH too large to hold, keeps its first bytes,
+/// and discards the rest from the socket. Returns it with the real payload size.
+async fn skip_oversized(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    silence: Duration,
+) -> Result<(rumqttc::Publish, usize), SessionError> {
+    use bytes::Buf;
+
+    fill(reader, buf, 2, silence).await?;
+    let byte0 = bytes_at(buf, 0, 1)?[0];
+    if byte0 >> 4 != 3 {
+        return Err(SessionError::Protocol(format!(
+            "oversized packet of type {} (only PUBLISH is expected to be large)",
+            byte0 >> 4
+        )));
+    }
+    let mut remaining = 0usize;
+    let mut header_len = 1;
+    for shift in [0u32, 7, 14, 21] {
+        fill(reader, buf, header_len + 1, silence).await?;
+        let b = bytes_at(buf, header_len, header_len + 1)?[0];
+        header_len += 1;
+        remaining += usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if shift == 21 {
+            return Err(SessionError::Protocol("malformed remaining length".into()));
+        }
+    }
+    let qos = match (byte0 >> 1) & 0b11 {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        2 => QoS::ExactlyOnce,
+        _ => return Err(SessionError::Protocol("invalid QoS 3".into())),
+    };
+    fill(reader, buf, header_len + 2, silence).await?;
+    let tl = bytes_at(buf, header_len, header_len + 2)?;
+    let topic_len = usize::from(u16::from_be_bytes([tl[0], tl[1]]));
+    let pkid_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let var_len = 2 + topic_len + pkid_len;
+    let payload_len = remaining
+        .checked_sub(var_len)
+        .ok_or_else(|| SessionError::Protocol("PUBLISH shorter than its topic".into()))?;
+    let keep = payload_len.min(OVERSIZED_PREFIX);
+    fill(reader, buf, header_len + var_len + keep, silence).await?;
+    let topic_start = header_len + 2;
+    let topic =
+        String::from_utf8_lossy(bytes_at(buf, topic_start, topic_start + topic_len)?).into_owned();
+    let pkid = if pkid_len == 2 {
+        let p = bytes_at(buf, topic_start + topic_len, topic_start + topic_len + 2)?;
+        u16::from_be_bytes([p[0], p[1]])
+    } else {
+        0
+    };
+    let prefix = Bytes::copy_from_slice(bytes_at(
+        buf,
+        header_len + var_len,
+        header_len + var_len + keep,
+    )?);
+    // Discard the whole packet: what is buffered, then the rest off the socket.
+    let mut left = header_len + remaining;
+    let buffered = left.min(buf.len());
+    buf.advance(buffered);
+    left -= buffered;
+    let mut sink = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let want = left.min(sink.len());
+        match tokio::time::timeout(silence, reader.read(&mut sink[..want])).await {
+            Ok(Ok(0)) => {
+                return Err(SessionError::Protocol(
+                    "broker closed the connection".into(),
+                ))
+            }
+            Ok(Ok(n)) => left -= n,
+            Ok(Err(e)) => return Err(SessionError::Io(e)),
+            Err(_) => return Err(SessionError::Silent(silence)),
+        }
+    }
+    let mut publish = rumqttc::Publish::from_bytes(topic, qos, prefix);
+    publish.pkid = pkid;
+    publish.dup = byte0 & 0b1000 != 0;
+    publish.retain = byte0 & 1 != 0;
+    Ok((publish, payload_len))
 }
 
 /// Reads and discards until the broker closes the connection. Closing a
