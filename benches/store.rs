@@ -90,6 +90,7 @@ fn batch(rows: usize, counter: &mut i64) -> Vec<IngestMessage> {
                 readings,
                 rejections: Vec::new(),
                 relative_anchor: None,
+                redelivered: false,
             }
         })
         .collect()

@@ -150,6 +150,7 @@ pub async fn prepare<S: Store>(
         readings: Vec::new(),
         rejections: Vec::new(),
         relative_anchor: None,
+        redelivered: d.dup,
     };
     let (device, format) = match topic::parse(&d.topic) {
         Ok(x) => x,

@@ -249,7 +249,7 @@ async fn every_quarantine_reason_is_stored_with_its_record_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_message_leaves_one_row_and_one_quarantine_entry() {
+async fn a_repeated_message_leaves_one_row_and_one_quarantine_entry_counted_each_time() {
     let (broker, db, engine) = stack("redeliver").await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     enrol(&db.url, "pat-d", "ward-a", "ox-d", &from);
@@ -274,7 +274,8 @@ async fn a_repeated_message_leaves_one_row_and_one_quarantine_entry() {
         engine
             .metric(r#"wardwatch_quarantined_total{reason="implausible"}"#)
             .await,
-        1.0
+        5.0,
+        "each delivery the device made is a refusal to count, stored once"
     );
 }
 

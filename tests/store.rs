@@ -45,6 +45,7 @@ fn message(seq: u64, device: &str, n: usize, base: chrono::DateTime<Utc>) -> Ing
             "{\"n\":\"spo2\",\"u\":\"x\"}",
         )],
         relative_anchor: Some(base),
+        redelivered: false,
     }
 }
 
@@ -75,24 +76,40 @@ async fn both_methods_write_once_and_only_once(method: WriteMethod, guard: bool)
         Some(&3)
     );
 
-    // Redelivered messages mixed with new ones: the new rows go in, the old
-    // ones are skipped, whatever their order in the statement.
-    let mut mixed = batch.clone();
+    // Broker redeliveries mixed with a new message: the new rows go in, the
+    // old ones are skipped, whatever their order in the statement, and only
+    // the new message's refusal is counted again.
+    let redelivered: Vec<_> = batch
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            m.redelivered = true;
+            m
+        })
+        .collect();
+    let mut mixed = redelivered.clone();
     mixed.insert(1, message(3, "d1", 4, base + Duration::hours(1)));
     let again = s.write_batch(&mixed).await.unwrap();
     assert_eq!(again.readings_inserted, 4);
     assert_eq!(again.readings_duplicate, 500);
     assert_eq!(again.quarantined.get(&QuarantineReason::BadUnit), Some(&1));
-    let again = s.write_batch(&batch).await.unwrap();
+    let again = s.write_batch(&redelivered).await.unwrap();
     assert_eq!(again.readings_inserted, 0);
     assert_eq!(again.readings_duplicate, 500);
     assert!(again.quarantined.is_empty(), "{:?}", again.quarantined);
+    // The device itself sending the same refused payload again is a new
+    // event: counted, though it stays one row.
+    let resent = s.write_batch(&batch[1..]).await.unwrap();
+    assert_eq!(
+        resent.quarantined.get(&QuarantineReason::UnknownDevice),
+        Some(&3)
+    );
 
     assert_eq!(db.count("SELECT count(*) FROM readings").await, 504);
     assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 6);
     let seen = |agg: &str| format!("SELECT {agg}(times_seen)::int8 FROM quarantine");
     assert_eq!(db.count(&seen("min")).await, 1);
-    assert_eq!(db.count(&seen("max")).await, 3);
+    assert_eq!(db.count(&seen("max")).await, 4);
     assert_eq!(db.count("SELECT count(*) FROM device_names").await, 1);
     assert_eq!(
         s.relative_anchor(&[1u8; 16]).await.unwrap(),
@@ -290,9 +307,12 @@ async fn repeated_messages_and_rejections_within_one_batch_commit() {
         3,
         "{}",
     ));
-    let out = s.write_batch(&[m.clone(), m]).await.unwrap();
+    let mut redelivery = m.clone();
+    redelivery.redelivered = true;
+    let out = s.write_batch(&[m.clone(), redelivery]).await.unwrap();
     assert_eq!(out.readings_inserted, 3);
     assert_eq!(out.readings_duplicate, 3);
+    // Two refusals, counted once: the second copy is the broker's redelivery.
     assert_eq!(out.quarantined.get(&QuarantineReason::BadUnit), Some(&2));
     assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 2);
     assert_eq!(

@@ -30,6 +30,9 @@ pub struct IngestMessage {
     /// Set when SenML times were relative to receipt: the anchor to keep so a
     /// redelivery resolves to the same times.
     pub relative_anchor: Option<DateTime<Utc>>,
+    /// The broker marked it as a redelivery (MQTT DUP): its refusals were
+    /// already counted when it first arrived, if that delivery was committed.
+    pub redelivered: bool,
 }
 
 /// What a committed batch did.
@@ -95,6 +98,8 @@ pub struct QuarantineRow {
     pub item: i32,
     /// How many times this row occurs in the batch (the same message twice).
     pub repeats: i32,
+    /// How many of those occurrences were first deliveries (not MQTT redeliveries).
+    pub fresh: i32,
 }
 
 /// A reading attributed to a patient, as stored.
@@ -129,6 +134,7 @@ pub fn plan<'a>(
                 // can yield several rejections (a BP panel's two components).
                 item: i32::try_from(j).unwrap_or(i32::MAX),
                 repeats: 1,
+                fresh: i32::from(!m.redelivered),
             });
         }
         for (i, reading) in m.readings.iter().enumerate() {
@@ -158,6 +164,7 @@ pub fn plan<'a>(
                     part: 1,
                     item: i32::try_from(i).unwrap_or(i32::MAX),
                     repeats: 1,
+                    fresh: i32::from(!m.redelivered),
                 }),
             }
         }
@@ -176,6 +183,7 @@ fn dedupe(rows: Vec<QuarantineRow>) -> Vec<QuarantineRow> {
             Some(&i) => {
                 if let Some(first) = out.get_mut(i) {
                     first.repeats += row.repeats;
+                    first.fresh += row.fresh;
                 }
             }
             None => {
@@ -269,6 +277,7 @@ mod tests {
                 Rejection::record(QuarantineReason::FutureTime, "b", 0, "{}"),
             ],
             relative_anchor: None,
+            redelivered: false,
         };
         let msgs = [msg.clone(), msg];
         let (_, q) = plan(&msgs, &idx);
@@ -297,6 +306,7 @@ mod tests {
             readings: vec![reading("ox-1", 6), reading("ox-1", 0), reading("zz", 6)],
             rejections: vec![Rejection::record(QuarantineReason::BadUnit, "x", 3, "{}")],
             relative_anchor: None,
+            redelivered: false,
         };
         let msgs = [msg];
         let (rows, q) = plan(&msgs, &idx);

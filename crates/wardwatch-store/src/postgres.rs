@@ -5,7 +5,7 @@
 //! per batch. Idempotency comes from unique keys and `ON CONFLICT`, so a
 //! redelivered message changes nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -385,13 +385,13 @@ impl PgStore {
         let part: Vec<_> = rows.iter().map(|r| r.part).collect();
         let item: Vec<_> = rows.iter().map(|r| r.item).collect();
         let repeats: Vec<_> = rows.iter().map(|r| r.repeats).collect();
-        let inserted = sqlx::query(
+        let returned = sqlx::query(
             "INSERT INTO quarantine (received_at, last_seen_at, topic, device_id, reason, detail, record, message_key, part, item, times_seen) \
              SELECT r, r, t, d, re, de, rc, k, p, i, n FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
                  $5::text[], $6::text[], $7::bytea[], $8::int2[], $9::int4[], $10::int4[]) AS u(r, t, d, re, de, rc, k, p, i, n) \
              ON CONFLICT (message_key, part, item) DO UPDATE \
                SET times_seen = quarantine.times_seen + excluded.times_seen, last_seen_at = excluded.last_seen_at \
-             RETURNING reason, (xmax = 0) AS inserted",
+             RETURNING message_key, part, item, (xmax = 0) AS inserted",
         )
         .bind(received)
         .bind(topic)
@@ -405,14 +405,24 @@ impl PgStore {
         .bind(repeats)
         .fetch_all(&mut *conn)
         .await?;
-        for row in inserted {
-            let fresh: bool = row.try_get(1)?;
-            if !fresh {
+        // Count every first delivery of a refused record (a device repeating
+        // the same bad payload keeps counting), plus a redelivery whose first
+        // delivery never committed; never a redelivery already counted.
+        let by_key: HashMap<(&[u8], i16, i32), &QuarantineRow> = rows
+            .iter()
+            .map(|r| ((&r.key[..], r.part, r.item), r))
+            .collect();
+        for row in returned {
+            let key: Vec<u8> = row.try_get(0)?;
+            let part: i16 = row.try_get(1)?;
+            let item: i32 = row.try_get(2)?;
+            let fresh_row: bool = row.try_get(3)?;
+            let Some(q) = by_key.get(&(&key[..], part, item)) else {
                 continue;
-            }
-            let reason: String = row.try_get(0)?;
-            if let Some(r) = QuarantineReason::parse(&reason) {
-                *counts.entry(r).or_insert(0) += 1;
+            };
+            let n = if fresh_row { q.fresh.max(1) } else { q.fresh };
+            if n > 0 {
+                *counts.entry(q.reason).or_insert(0) += n as u64;
             }
         }
         Ok(counts)
