@@ -10,6 +10,32 @@ use wardwatch_core::{
 };
 use wardwatch_store::{IngestMessage, PgStore, Store, WriteMethod};
 
+/// Patient p1 on a ward, lent device d1 from `from`.
+async fn enrol_p1_with_d1(s: &PgStore, from: chrono::DateTime<Utc>) {
+    let p1 = PatientId::new("p1").unwrap();
+    s.upsert_patient(&p1, "ward").await.unwrap();
+    s.assign_device(&DeviceId::new("d1").unwrap(), &p1, from)
+        .await
+        .unwrap();
+}
+
+/// A delivery of `payload` from device d1, as the session would hand it over.
+fn d1_delivery(
+    payload: &'static [u8],
+    dup: bool,
+    received_at: chrono::DateTime<Utc>,
+) -> wardwatch_ingest::session::Delivery {
+    wardwatch_ingest::session::Delivery {
+        tag: DeliveryTag { epoch: 1, seq: 0 },
+        pkid: Some(1),
+        topic: "wardwatch/v1/devices/d1/readings".into(),
+        payload: bytes::Bytes::from_static(payload),
+        dup,
+        received_at,
+        oversized: None,
+    }
+}
+
 async fn store(db: &Db, method: WriteMethod) -> PgStore {
     let s = PgStore::connect(&db.url, 4)
         .await
@@ -53,16 +79,7 @@ async fn both_methods_write_once_and_only_once(method: WriteMethod, guard: bool)
     let db = Db::create("store").await;
     let s = store(&db, method).await.with_conflict_guard(guard);
     let base = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
-    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
-        .await
-        .unwrap();
-    s.assign_device(
-        &DeviceId::new("d1").unwrap(),
-        &PatientId::new("p1").unwrap(),
-        base - Duration::days(1),
-    )
-    .await
-    .unwrap();
+    enrol_p1_with_d1(&s, base - Duration::days(1)).await;
     let batch = vec![
         message(1, "d1", 500, base),
         message(2, "d-unknown", 3, base),
@@ -173,16 +190,7 @@ async fn the_retention_sweep_deletes_only_old_readings() {
     let db = Db::create("retention").await;
     let s = store(&db, WriteMethod::Unnest).await;
     let base = Utc::now() - Duration::days(10);
-    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
-        .await
-        .unwrap();
-    s.assign_device(
-        &DeviceId::new("d1").unwrap(),
-        &PatientId::new("p1").unwrap(),
-        base - Duration::days(1),
-    )
-    .await
-    .unwrap();
+    enrol_p1_with_d1(&s, base - Duration::days(1)).await;
     s.write_batch(&[message(1, "d1", 100, base)]).await.unwrap();
     let cutoff = base + Duration::seconds(40);
     let mut deleted = 0;
@@ -212,31 +220,13 @@ async fn the_retention_sweep_deletes_only_old_readings() {
 async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
     use wardwatch::pipeline::{prepare, RecentAnchors};
     use wardwatch_ingest::decode::ValidationPolicy;
-    use wardwatch_ingest::session::Delivery;
 
     let db = Db::create("anchor").await;
     let s = store(&db, WriteMethod::Unnest).await;
-    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
-        .await
-        .unwrap();
-    s.assign_device(
-        &DeviceId::new("d1").unwrap(),
-        &PatientId::new("p1").unwrap(),
-        Utc::now() - Duration::days(1),
-    )
-    .await
-    .unwrap();
+    enrol_p1_with_d1(&s, Utc::now() - Duration::days(1)).await;
     let payload = br#"[{"n":"heart_rate","u":"/min","v":70,"t":-30},{"n":"spo2","u":"%","v":97}]"#;
     let first_receipt = wardwatch_ingest::session::now_micros() - Duration::seconds(90);
-    let delivery = |dup: bool, received_at| Delivery {
-        tag: DeliveryTag { epoch: 1, seq: 0 },
-        pkid: Some(1),
-        topic: "wardwatch/v1/devices/d1/readings".into(),
-        payload: bytes::Bytes::from_static(payload),
-        dup,
-        received_at,
-        oversized: None,
-    };
+    let delivery = |dup: bool, received_at| d1_delivery(payload, dup, received_at);
     let policy = ValidationPolicy::default();
     let stop = tokio_util::sync::CancellationToken::new();
     // A fresh memory each time: this test is about the store's anchors.
@@ -290,16 +280,7 @@ async fn repeated_messages_and_rejections_within_one_batch_commit() {
     let db = Db::create("dupbatch").await;
     let s = store(&db, WriteMethod::Unnest).await;
     let base = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
-    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
-        .await
-        .unwrap();
-    s.assign_device(
-        &DeviceId::new("d1").unwrap(),
-        &PatientId::new("p1").unwrap(),
-        base - Duration::days(1),
-    )
-    .await
-    .unwrap();
+    enrol_p1_with_d1(&s, base - Duration::days(1)).await;
     let mut m = message(1, "d1", 3, base);
     m.rejections.push(Rejection::record(
         QuarantineReason::BadUnit,
@@ -328,30 +309,12 @@ async fn repeated_messages_and_rejections_within_one_batch_commit() {
 async fn a_redelivery_overtaking_its_uncommitted_original_resolves_to_the_same_times() {
     use wardwatch::pipeline::{prepare, RecentAnchors};
     use wardwatch_ingest::decode::ValidationPolicy;
-    use wardwatch_ingest::session::Delivery;
 
     let db = Db::create("overtake").await;
     let s = store(&db, WriteMethod::Unnest).await;
-    s.upsert_patient(&PatientId::new("p1").unwrap(), "ward")
-        .await
-        .unwrap();
-    s.assign_device(
-        &DeviceId::new("d1").unwrap(),
-        &PatientId::new("p1").unwrap(),
-        Utc::now() - Duration::days(1),
-    )
-    .await
-    .unwrap();
+    enrol_p1_with_d1(&s, Utc::now() - Duration::days(1)).await;
     let payload = br#"[{"n":"heart_rate","u":"/min","v":70}]"#;
-    let delivery = |dup: bool, received_at| Delivery {
-        tag: DeliveryTag { epoch: 1, seq: 0 },
-        pkid: Some(1),
-        topic: "wardwatch/v1/devices/d1/readings".into(),
-        payload: bytes::Bytes::from_static(payload),
-        dup,
-        received_at,
-        oversized: None,
-    };
+    let delivery = |dup: bool, received_at| d1_delivery(payload, dup, received_at);
     let policy = ValidationPolicy::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut recent = RecentAnchors::new(16);
