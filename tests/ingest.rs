@@ -45,10 +45,7 @@ async fn a_senml_pack_and_a_fhir_observation_become_rows_in_canonical_units() {
     p.publish(&observations_topic("bp-1"), fhir).await;
     p.flush().await;
 
-    eventually("7 readings stored", || async {
-        (db.count("SELECT count(*) FROM readings").await == 7).then_some(())
-    })
-    .await;
+    db.wait_for_readings(7, "7 readings stored").await;
     let rows: Vec<(String, String, String, f64, String)> = sqlx::query_as(
         "SELECT patient_id, device_id, vital, value, source FROM readings ORDER BY device_id, vital",
     )
@@ -174,10 +171,7 @@ async fn every_quarantine_reason_is_stored_with_its_record_and_counted() {
         (db.count("SELECT count(*) FROM quarantine").await >= 10).then_some(())
     })
     .await;
-    eventually("the good record", || async {
-        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
-    })
-    .await;
+    db.wait_for_readings(1, "the good record").await;
     let reasons: Vec<(String, i64)> =
         sqlx::query_as("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason")
             .fetch_all(&db.pool)
@@ -425,10 +419,7 @@ async fn a_device_may_publish_only_under_its_own_id() {
     )
     .await;
     dev1.flush().await;
-    eventually("own reading stored", || async {
-        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
-    })
-    .await;
+    db.wait_for_readings(1, "own reading stored").await;
     // The engine counts every PUBLISH it receives before anything else: the
     // spoofed one never reached it.
     assert_eq!(
@@ -530,10 +521,7 @@ async fn a_database_outage_stops_acknowledgements_and_drains_on_return() {
         format!(r#"[{{"bt":{base},"n":"heart_rate","u":"/min","v":70}}]"#),
     )
     .await;
-    eventually("first reading", || async {
-        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
-    })
-    .await;
+    db.wait_for_readings(1, "first reading").await;
 
     proxy.cut();
     let n = 200;
@@ -562,10 +550,7 @@ async fn a_database_outage_stops_acknowledgements_and_drains_on_return() {
     assert_eq!(health.0, 503, "health reports the database outage");
 
     proxy.restore();
-    eventually("backlog drained", || async {
-        (db.count("SELECT count(*) FROM readings").await == n + 1).then_some(())
-    })
-    .await;
+    db.wait_for_readings(n + 1, "backlog drained").await;
     eventually("all acknowledged", || async {
         (engine.metric("wardwatch_acks_sent_total").await == (n + 1) as f64).then_some(())
     })
@@ -595,10 +580,7 @@ async fn readings_published_while_the_engine_is_down_are_stored_when_it_returns(
     // The broker keeps the persistent session's queue across its own restart.
     broker.restart().await;
     let _engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
-    eventually("queued readings stored", || async {
-        (db.count("SELECT count(*) FROM readings").await == 50).then_some(())
-    })
-    .await;
+    db.wait_for_readings(50, "queued readings stored").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,10 +618,7 @@ async fn sigterm_mid_stream_acknowledges_what_it_committed_and_loses_nothing() {
         "SIGTERM came before the end of the stream"
     );
     let engine2 = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
-    eventually("every reading stored", || async {
-        (db.count("SELECT count(*) FROM readings").await == n).then_some(())
-    })
-    .await;
+    db.wait_for_readings(n, "every reading stored").await;
     // Everything committed before the SIGTERM was acknowledged before the
     // DISCONNECT, so the broker redelivered none of it.
     assert_eq!(
@@ -681,10 +660,7 @@ async fn the_engine_reconnects_after_a_broker_restart_and_keeps_ingesting() {
         p.publish(&t, m).await;
     }
     p.flush().await;
-    eventually("first ten stored", || async {
-        (db.count("SELECT count(*) FROM readings").await == 10).then_some(())
-    })
-    .await;
+    db.wait_for_readings(10, "first ten stored").await;
     drop(p);
     broker.restart().await;
     let mut p = broker.loadgen_publisher().await;
@@ -693,10 +669,8 @@ async fn the_engine_reconnects_after_a_broker_restart_and_keeps_ingesting() {
         p.publish(&t, m).await;
     }
     p.flush().await;
-    eventually("the next ten stored after the reconnect", || async {
-        (db.count("SELECT count(*) FROM readings").await == 20).then_some(())
-    })
-    .await;
+    db.wait_for_readings(20, "the next ten stored after the reconnect")
+        .await;
     assert!(engine.metric("wardwatch_mqtt_connections_total").await >= 2.0);
     assert!(
         engine
@@ -750,10 +724,7 @@ async fn a_packet_above_the_mqtt_limit_is_quarantined_not_a_reconnect_loop() {
     )
     .await;
     p.flush().await;
-    eventually("the next message stored", || async {
-        (db.count("SELECT count(*) FROM readings").await == 1).then_some(())
-    })
-    .await;
+    db.wait_for_readings(1, "the next message stored").await;
     let detail: String =
         sqlx::query_scalar("SELECT detail FROM quarantine WHERE reason = 'oversized'")
             .fetch_one(&db.pool)

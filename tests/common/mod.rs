@@ -234,6 +234,14 @@ impl Db {
         u2.to_string()
     }
 
+    /// Waits (bounded by [`WAIT`]) until `readings` holds exactly `n` rows.
+    pub async fn wait_for_readings(&self, n: i64, what: &str) {
+        eventually(what, || async {
+            (self.count("SELECT count(*) FROM readings").await == n).then_some(())
+        })
+        .await;
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_one(&self.pool)
