@@ -232,13 +232,12 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
             let per_sec = devices.len() as f64 * args.rate;
             let end = Instant::now() + Duration::from_secs(args.duration);
             let mut tick = tokio::time::interval(Duration::from_millis(10));
-            let mut due = 0.0f64;
             let mut next = 0usize;
             let start = Instant::now();
             let mut sent = 0u64;
             while Instant::now() < end {
                 tick.tick().await;
-                due = start.elapsed().as_secs_f64() * per_sec;
+                let due = start.elapsed().as_secs_f64() * per_sec;
                 while (sent as f64) < due {
                     let device = &devices[next % devices.len()];
                     next += 1;
@@ -258,7 +257,6 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
                     bar.inc(args.pack_size as u64);
                 }
             }
-            let _ = due;
             anyhow::Ok((client, sent))
         });
         tasks.push((publisher, poller));
