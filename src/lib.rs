@@ -8,6 +8,7 @@
 //! - [`serve`]: the engine process (`wardwatch serve`).
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
+//! - [`score`]: `wardwatch score news2`.
 //! - [`telemetry`]: logging, metrics, and the pipeline's operational events.
 //! - [`shutdown`]: SIGINT/SIGTERM handling.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod loadgen;
 pub mod pipeline;
+pub mod score;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use wardwatch::config::Config;
-use wardwatch::{loadgen, serve, shutdown, telemetry};
+use wardwatch::{loadgen, score, serve, shutdown, telemetry};
 use wardwatch_core::{DeviceId, PatientId};
 use wardwatch_store::Store;
 
@@ -42,6 +42,17 @@ enum Command {
     },
     /// Simulate a fleet of devices and measure what the engine stores.
     Loadgen(loadgen::LoadgenArgs),
+    /// Compute a clinical score from values given on the command line.
+    Score {
+        #[command(subcommand)]
+        command: ScoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScoreCommand {
+    /// NEWS2 (RCP 2017): total, band, clinical response, and each sub-score.
+    News2(score::News2Args),
 }
 
 #[derive(Subcommand)]
@@ -82,8 +93,27 @@ enum DeviceCommand {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (with its causes), not a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    // Scoring needs no configuration, database or runtime.
+    if let Command::Score {
+        command: ScoreCommand::News2(args),
+    } = &cli.command
+    {
+        print!("{}", score::news2_report(args)?);
+        return Ok(());
+    }
     let path = cli.config.clone().or_else(|| {
         let p = PathBuf::from("config/wardwatch.toml");
         p.exists().then_some(p)
@@ -136,6 +166,7 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             }
             Ok(())
         }
+        Command::Score { .. } => Ok(()),
         Command::Loadgen(args) => {
             let json = args.json;
             let summary = loadgen::run(args).await?;

@@ -1,0 +1,14 @@
+//! The rules core: readings in, flags out, deterministic and free of I/O.
+//!
+//! # Layout
+//! - [`news2`]: the National Early Warning Score 2 (Royal College of
+//!   Physicians, 2017) exactly as the chart: rounding to the chart's
+//!   precision, every band edge, SpO2 Scales 1 and 2, the single-parameter-3
+//!   rule, the clinical response for each band, and honest reporting of
+//!   missing or assumed parameters.
+//!
+//! Thresholds, trends, silent-device timers and the sharded evaluation land
+//! here next (issue 3); this crate imports no other wardwatch crate so the
+//! clinical logic can be tested and reviewed on its own.
+
+pub mod news2;
