@@ -6,9 +6,13 @@
 //!   precision, every band edge, SpO2 Scales 1 and 2, the single-parameter-3
 //!   rule, the clinical response for each band, and honest reporting of
 //!   missing or assumed parameters.
+//! - [`threshold`]: single-vital limits with persistence and hysteresis, a
+//!   pure state machine per (patient, rule) so flapping values raise at most
+//!   one flag.
 //!
 //! Thresholds, trends, silent-device timers and the sharded evaluation land
 //! here next (issue 3); this crate imports no other wardwatch crate so the
 //! clinical logic can be tested and reviewed on its own.
 
 pub mod news2;
+pub mod threshold;
