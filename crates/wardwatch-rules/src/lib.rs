@@ -9,10 +9,13 @@
 //! - [`threshold`]: single-vital limits with persistence and hysteresis, a
 //!   pure state machine per (patient, rule) so flapping values raise at most
 //!   one flag.
+//! - [`silence`]: `no_data` deadlines in a heap, driven by time passed in,
+//!   raised once per silence and cleared when data resumes.
 //!
 //! Thresholds, trends, silent-device timers and the sharded evaluation land
 //! here next (issue 3); this crate imports no other wardwatch crate so the
 //! clinical logic can be tested and reviewed on its own.
 
 pub mod news2;
+pub mod silence;
 pub mod threshold;
