@@ -9,6 +9,8 @@
 //! - [`threshold`]: single-vital limits with persistence and hysteresis, a
 //!   pure state machine per (patient, rule) so flapping values raise at most
 //!   one flag.
+//! - [`trend`]: heart-failure weight gain and a sustained SpO2 fall from the
+//!   patient's own 24-hour median, in fixed-size per-patient state.
 //! - [`silence`]: `no_data` deadlines in a heap, driven by time passed in,
 //!   raised once per silence and cleared when data resumes.
 //!
@@ -19,3 +21,4 @@
 pub mod news2;
 pub mod silence;
 pub mod threshold;
+pub mod trend;

@@ -1,0 +1,326 @@
+//! Trends against the patient's own values: heart-failure weight gain and a
+//! sustained SpO2 fall from the patient's 24-hour median. Bounded state per
+//! patient (fixed arrays, no growth with reading rate), pure, time passed in
+//! as seconds.
+
+use crate::threshold::Transition;
+
+/// Seconds in an hour and a day.
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+
+/// Heart-failure weight gain: latest weight minus the lowest weight in the
+/// preceding window (default ≥ 2 kg over 3 days, the usual HF advice).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightGainRule {
+    /// Gain that raises, kg.
+    pub gain_kg: f64,
+    /// Window, seconds.
+    pub window_secs: i64,
+}
+
+impl Default for WeightGainRule {
+    fn default() -> Self {
+        Self {
+            gain_kg: 2.0,
+            window_secs: 3 * DAY,
+        }
+    }
+}
+
+/// The last weights of a patient (scales report once or twice a day; 16
+/// entries cover a week of twice-daily weighing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightTrend {
+    times: [i64; 16],
+    kgs: [f32; 16],
+    len: u8,
+    next: u8,
+    raised: bool,
+}
+
+impl Default for WeightTrend {
+    fn default() -> Self {
+        Self {
+            times: [0; 16],
+            kgs: [0.0; 16],
+            len: 0,
+            next: 0,
+            raised: false,
+        }
+    }
+}
+
+impl WeightTrend {
+    /// Feeds a weight (kg) at `at` (s); returns the flag transition and the gain.
+    pub fn observe(&mut self, rule: &WeightGainRule, kg: f64, at: i64) -> (Transition, f64) {
+        let from = at - rule.window_secs;
+        let baseline = (0..usize::from(self.len))
+            .filter(|&i| self.times[i] >= from && self.times[i] < at)
+            .map(|i| f64::from(self.kgs[i]))
+            .fold(f64::INFINITY, f64::min);
+        let i = usize::from(self.next);
+        self.times[i] = at;
+        self.kgs[i] = kg as f32;
+        self.next = ((i + 1) % self.times.len()) as u8;
+        self.len = (usize::from(self.len) + 1).min(self.times.len()) as u8;
+        if !baseline.is_finite() {
+            return (Transition::None, 0.0);
+        }
+        // f32 storage: compare with a hair of tolerance so 2.0 kg exactly raises.
+        let gain = ((kg - baseline) * 1000.0).round() / 1000.0;
+        let breach = gain >= rule.gain_kg;
+        let t = match (breach, self.raised) {
+            (true, false) => {
+                self.raised = true;
+                Transition::Raised
+            }
+            (true, true) => Transition::Updated,
+            (false, true) => {
+                self.raised = false;
+                Transition::Cleared
+            }
+            (false, false) => Transition::None,
+        };
+        (t, gain)
+    }
+}
+
+/// A sustained SpO2 fall from the patient's own 24-hour median.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spo2FallRule {
+    /// Fall below the baseline median that counts, points.
+    pub fall_points: f64,
+    /// How long every reading must stay fallen before raising, seconds.
+    pub sustain_secs: i64,
+}
+
+impl Default for Spo2FallRule {
+    fn default() -> Self {
+        Self {
+            fall_points: 3.0,
+            sustain_secs: 15 * 60,
+        }
+    }
+}
+
+/// Per-patient SpO2 history: a histogram of the current hour (SpO2 is
+/// 50–100 in whole points after validation) and the medians of the last 24
+/// hours. Under 300 bytes, whatever the reading rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spo2Trend {
+    hour: i64,
+    current: [u16; 51],
+    hourly_medians: [u8; 24],
+    hourly_hours: [i32; 24],
+    fallen_since: Option<i64>,
+    raised: bool,
+}
+
+impl Default for Spo2Trend {
+    fn default() -> Self {
+        Self {
+            hour: i64::MIN,
+            current: [0; 51],
+            hourly_medians: [0; 24],
+            hourly_hours: [i32::MIN; 24],
+            fallen_since: None,
+            raised: false,
+        }
+    }
+}
+
+fn median_of_histogram(h: &[u16; 51]) -> Option<u8> {
+    let n: u32 = h.iter().map(|&c| u32::from(c)).sum();
+    if n == 0 {
+        return None;
+    }
+    let mid = n.div_ceil(2);
+    let mut acc = 0u32;
+    for (i, &c) in h.iter().enumerate() {
+        acc += u32::from(c);
+        if acc >= mid {
+            return Some(50 + i as u8);
+        }
+    }
+    None
+}
+
+impl Spo2Trend {
+    /// The baseline: the median of the hourly medians of the 24 hours before
+    /// the current hour, once at least 6 hours are known.
+    pub fn baseline(&self, at: i64) -> Option<f64> {
+        let this_hour = at.div_euclid(HOUR);
+        let mut vals: Vec<u8> = (0..24)
+            .filter(|&i| {
+                let h = i64::from(self.hourly_hours[i]);
+                h != i64::from(i32::MIN) && h < this_hour && h >= this_hour - 24
+            })
+            .map(|i| self.hourly_medians[i])
+            .collect();
+        if vals.len() < 6 {
+            return None;
+        }
+        vals.sort_unstable();
+        let m = vals.len() / 2;
+        Some(if vals.len() % 2 == 1 {
+            f64::from(vals[m])
+        } else {
+            (f64::from(vals[m - 1]) + f64::from(vals[m])) / 2.0
+        })
+    }
+
+    fn roll(&mut self, hour: i64) {
+        if hour == self.hour {
+            return;
+        }
+        if let Some(m) = median_of_histogram(&self.current) {
+            let slot = self.hour.rem_euclid(24) as usize;
+            self.hourly_medians[slot] = m;
+            self.hourly_hours[slot] = i32::try_from(self.hour).unwrap_or(i32::MIN);
+        }
+        self.current = [0; 51];
+        self.hour = hour;
+    }
+
+    /// Feeds an SpO2 reading (%) at `at` (s).
+    pub fn observe(&mut self, rule: &Spo2FallRule, spo2: f64, at: i64) -> Transition {
+        let baseline = self.baseline(at);
+        self.roll(at.div_euclid(HOUR));
+        let bucket = (spo2.round().clamp(50.0, 100.0) as usize) - 50;
+        self.current[bucket] = self.current[bucket].saturating_add(1);
+        let Some(base) = baseline else {
+            return Transition::None;
+        };
+        let fallen = spo2 <= base - rule.fall_points;
+        if fallen {
+            let since = *self.fallen_since.get_or_insert(at);
+            if self.raised {
+                return Transition::Updated;
+            }
+            if at - since >= rule.sustain_secs {
+                self.raised = true;
+                return Transition::Raised;
+            }
+            return Transition::None;
+        }
+        self.fallen_since = None;
+        if self.raised {
+            self.raised = false;
+            return Transition::Cleared;
+        }
+        Transition::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_kilos_in_three_days_raises_and_less_does_not() {
+        let r = WeightGainRule::default();
+        let mut w = WeightTrend::default();
+        assert_eq!(w.observe(&r, 80.0, 0).0, Transition::None);
+        assert_eq!(w.observe(&r, 80.5, DAY).0, Transition::None);
+        assert_eq!(w.observe(&r, 81.9, 2 * DAY).0, Transition::None);
+        let (t, gain) = w.observe(&r, 82.0, 3 * DAY - 1);
+        assert_eq!((t, gain), (Transition::Raised, 2.0));
+        assert_eq!(w.observe(&r, 82.5, 3 * DAY + 100).0, Transition::Updated);
+    }
+
+    #[test]
+    fn the_same_gain_spread_over_more_than_the_window_does_not_raise() {
+        let r = WeightGainRule::default();
+        let mut w = WeightTrend::default();
+        w.observe(&r, 80.0, 0);
+        w.observe(&r, 81.0, 2 * DAY);
+        // 80 kg was 4 days ago: outside the window; gain within it is 1 kg.
+        assert_eq!(w.observe(&r, 82.0, 4 * DAY).0, Transition::None);
+    }
+
+    #[test]
+    fn losing_the_weight_again_clears() {
+        let r = WeightGainRule::default();
+        let mut w = WeightTrend::default();
+        w.observe(&r, 80.0, 0);
+        assert_eq!(w.observe(&r, 82.5, DAY).0, Transition::Raised);
+        assert_eq!(w.observe(&r, 80.5, 2 * DAY).0, Transition::Cleared);
+    }
+
+    fn stable_day(t: &mut Spo2Trend, r: &Spo2FallRule, v: f64) {
+        for m in 0..(24 * 60) {
+            assert_ne!(t.observe(r, v, i64::from(m) * 60), Transition::Raised);
+        }
+    }
+
+    #[test]
+    fn no_baseline_no_trend_flag() {
+        let r = Spo2FallRule::default();
+        let mut t = Spo2Trend::default();
+        for m in 0..60 {
+            assert_eq!(t.observe(&r, 85.0, m * 60), Transition::None);
+        }
+    }
+
+    #[test]
+    fn a_fall_of_three_points_sustained_fifteen_minutes_raises() {
+        let r = Spo2FallRule::default();
+        let mut t = Spo2Trend::default();
+        stable_day(&mut t, &r, 95.0);
+        let start = 24 * HOUR;
+        assert_eq!(t.baseline(start), Some(95.0));
+        // 92 = baseline − 3: fallen. Raised once 15 min have passed.
+        let mut raised_at = None;
+        for m in 0..=20 {
+            if t.observe(&r, 92.0, start + m * 60) == Transition::Raised {
+                raised_at = Some(m);
+            }
+        }
+        assert_eq!(raised_at, Some(15));
+    }
+
+    #[test]
+    fn a_brief_dip_or_a_two_point_fall_does_not_raise() {
+        let r = Spo2FallRule::default();
+        let mut t = Spo2Trend::default();
+        stable_day(&mut t, &r, 96.0);
+        let start = 24 * HOUR;
+        for m in 0..60 {
+            // Two-point fall, sustained: not enough.
+            assert_eq!(t.observe(&r, 94.0, start + m * 60), Transition::None);
+        }
+        for m in 60..120 {
+            // Three-point dips that never last 15 minutes.
+            let v = if m % 10 == 0 { 96.0 } else { 93.0 };
+            assert_ne!(t.observe(&r, v, start + m * 60), Transition::Raised);
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_the_patients_own() {
+        // A COPD patient living at 89% is not flagged for being at 89%.
+        let r = Spo2FallRule::default();
+        let mut t = Spo2Trend::default();
+        stable_day(&mut t, &r, 89.0);
+        for m in 0..60 {
+            assert_eq!(t.observe(&r, 89.0, 24 * HOUR + m * 60), Transition::None);
+        }
+        assert_eq!(t.baseline(25 * HOUR), Some(89.0));
+    }
+
+    #[test]
+    fn per_patient_trend_state_is_small() {
+        // The per-patient budget for all rules is 2 KiB.
+        assert!(
+            std::mem::size_of::<Spo2Trend>() <= 300,
+            "{}",
+            std::mem::size_of::<Spo2Trend>()
+        );
+        assert!(
+            std::mem::size_of::<WeightTrend>() <= 256,
+            "{}",
+            std::mem::size_of::<WeightTrend>()
+        );
+    }
+}
