@@ -14,9 +14,10 @@
 //! - [`silence`]: `no_data` deadlines in a heap, driven by time passed in,
 //!   raised once per silence and cleared when data resumes.
 //!
-//! Thresholds, trends, silent-device timers and the sharded evaluation land
-//! here next (issue 3); this crate imports no other wardwatch crate so the
-//! clinical logic can be tested and reviewed on its own.
+//! Still to come (issue 3): flags, per-patient state combining these rules,
+//! sharded workers, pathway configuration and hot reload. This crate imports
+//! no other wardwatch crate so the clinical logic can be tested and reviewed
+//! on its own.
 
 pub mod news2;
 pub mod silence;
