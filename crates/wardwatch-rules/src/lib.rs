@@ -11,17 +11,20 @@
 //!   one flag.
 //! - [`trend`]: heart-failure weight gain and a sustained SpO2 fall from the
 //!   patient's own 24-hour median, in fixed-size per-patient state.
+//! - [`patient`]: one patient's state combining the rules, and the [`patient::Flag`]s
+//!   it raises, updates and clears.
 //! - [`pathway`]: per-cohort settings from `config/pathways/*.toml`, strictly
 //!   validated with errors naming file, line and field.
 //! - [`silence`]: `no_data` deadlines in a heap, driven by time passed in,
 //!   raised once per silence and cleared when data resumes.
 //!
-//! Still to come (issue 3): flags, per-patient state combining these rules,
-//! sharded workers and hot reload. It imports only `wardwatch-core`, so the
+//! Still to come (issue 3): sharded workers, hot reload, and the no-data
+//! flags joined into the per-patient flags. It imports only `wardwatch-core`, so the
 //! clinical logic can be tested and reviewed on its own.
 
 pub mod news2;
 pub mod pathway;
+pub mod patient;
 pub mod silence;
 pub mod threshold;
 pub mod trend;
