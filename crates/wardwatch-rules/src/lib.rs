@@ -15,16 +15,20 @@
 //!   it raises, updates and clears.
 //! - [`pathway`]: per-cohort settings from `config/pathways/*.toml`, strictly
 //!   validated with errors naming file, line and field.
+//! - [`shard`]: N worker threads, each owning its patients' state outright;
+//!   the rule set behind `ArcSwap`, reloaded without pausing.
 //! - [`silence`]: `no_data` deadlines in a heap, driven by time passed in,
 //!   raised once per silence and cleared when data resumes.
 //!
-//! Still to come (issue 3): sharded workers, hot reload, and the no-data
-//! flags joined into the per-patient flags. It imports only `wardwatch-core`, so the
+//! Still to come (issue 3): the no-data flags joined into the shards' timer
+//! loop, reload triggers (SIGHUP, file watch), rebuild from the store, and
+//! the wiring into the engine. It imports only `wardwatch-core`, so the
 //! clinical logic can be tested and reviewed on its own.
 
 pub mod news2;
 pub mod pathway;
 pub mod patient;
+pub mod shard;
 pub mod silence;
 pub mod threshold;
 pub mod trend;
