@@ -151,19 +151,23 @@ impl Spo2Trend {
     /// the current hour, once at least 6 hours are known.
     pub fn baseline(&self, at: i64) -> Option<f64> {
         let this_hour = at.div_euclid(HOUR);
-        let mut vals: Vec<u8> = (0..24)
-            .filter(|&i| {
-                let h = i64::from(self.hourly_hours[i]);
-                h != i64::from(i32::MIN) && h < this_hour && h >= this_hour - 24
-            })
-            .map(|i| self.hourly_medians[i])
-            .collect();
-        if vals.len() < 6 {
+        // Fixed array, no allocation: this runs on every SpO2 reading.
+        let mut vals = [0u8; 24];
+        let mut n = 0usize;
+        for i in 0..24 {
+            let h = i64::from(self.hourly_hours[i]);
+            if h != i64::from(i32::MIN) && h < this_hour && h >= this_hour - 24 {
+                vals[n] = self.hourly_medians[i];
+                n += 1;
+            }
+        }
+        if n < 6 {
             return None;
         }
+        let vals = &mut vals[..n];
         vals.sort_unstable();
-        let m = vals.len() / 2;
-        Some(if vals.len() % 2 == 1 {
+        let m = n / 2;
+        Some(if n % 2 == 1 {
             f64::from(vals[m])
         } else {
             (f64::from(vals[m - 1]) + f64::from(vals[m])) / 2.0
