@@ -1,8 +1,10 @@
 //! The ingest pipeline, wired with bounded channels:
 //!
 //! ```text
-//! session poll task ──Delivery──▶ dispatcher (decode, validate, batch) ──batch──▶ writer ──Committed──▶ acker
-//!        (bounded by the broker's in-flight window)          (capacity 1: one batch decodes while one commits)
+//! session reader ──Delivery──▶ dispatcher (decode, validate, batch) ──batch──▶ writers (× ingest.writers)
+//!   (channel sized to the broker's in-flight window)     (one queue, capacity = writers)      │
+//!                                                                                            Committed
+//! session writer ◀──PUBACK── acker (AckTracker: arrival order, connection epochs) ◀──────────┘
 //! ```
 //!
 //! A message is acknowledged only after the transaction holding all its rows
