@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardwatch_core::{QuarantineReason, Rejection};
-use wardwatch_ingest::decode::{decode, ValidationPolicy};
+use wardwatch_ingest::decode::{decode, sanitize, stored_record, truncate, ValidationPolicy};
 use wardwatch_ingest::session::{self, AckEvent, Delivery, SessionConfig};
 use wardwatch_ingest::topic;
 use wardwatch_store::{IngestMessage, MessageKey, Store, StoreError};
@@ -160,7 +160,7 @@ pub async fn prepare<S: Store>(
             msg.rejections.push(Rejection::payload(
                 QuarantineReason::Malformed,
                 e.to_string(),
-                sanitize(&String::from_utf8_lossy(
+                stored_record(&String::from_utf8_lossy(
                     &d.payload[..d.payload.len().min(4096)],
                 )),
             ));
@@ -175,7 +175,7 @@ pub async fn prepare<S: Store>(
                 policy.max_payload_bytes,
                 d.payload.len()
             ),
-            sanitize(&String::from_utf8_lossy(&d.payload)),
+            stored_record(&String::from_utf8_lossy(&d.payload)),
         ));
         return Some(msg);
     }
@@ -273,10 +273,6 @@ impl RecentAnchors {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-}
-
-fn sanitize(s: &str) -> String {
-    s.replace('\0', "\\u0000")
 }
 
 async fn dispatch<S: Store>(
@@ -429,22 +425,11 @@ fn refused(m: IngestMessage, error: &StoreError) -> IngestMessage {
             reason: QuarantineReason::Malformed,
             detail: sanitize(&format!("the database refused this message: {error}")),
             record_index: Some(REFUSED_ITEM),
-            record: truncate(&sanitize(&record), 64 * 1024),
+            record: truncate(sanitize(&record), 64 * 1024),
         }],
         relative_anchor: None,
         ..m
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 #[cfg(test)]

@@ -212,12 +212,12 @@ fn seconds(d: Duration) -> String {
 
 /// Replaces NUL characters, which PostgreSQL `text` refuses, with the
 /// six-character escape `\u0000`.
-pub(crate) fn sanitize(s: &str) -> String {
+pub fn sanitize(s: &str) -> String {
     s.replace('\0', "\\u0000")
 }
 
 /// Cuts `s` to at most `max` bytes on a char boundary.
-fn truncate(mut s: String, max: usize) -> String {
+pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {
@@ -229,7 +229,7 @@ fn truncate(mut s: String, max: usize) -> String {
 }
 
 /// A record as stored in `Rejection.record`: sanitised and at most 4096 bytes.
-pub(crate) fn stored_record(s: &str) -> String {
+pub fn stored_record(s: &str) -> String {
     truncate(sanitize(s), MAX_RECORD_BYTES)
 }
 

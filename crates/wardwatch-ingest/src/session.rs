@@ -408,16 +408,10 @@ async fn run_reader(
                 }
             }
             Err(rumqttc::Error::InsufficientBytes(_)) => {
-                // The writer pings every keep-alive, so a live broker sends
-                // at least a PINGRESP within this window.
-                match tokio::time::timeout(silence, reader.read_buf(&mut buf)).await {
-                    Ok(Ok(0)) => {
-                        return SessionError::Protocol("broker closed the connection".into())
-                    }
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(e)) => return SessionError::Io(e),
-                    Err(_) => return SessionError::Silent(silence),
+                if let Err(e) = read_some(silence, reader.read_buf(&mut buf)).await {
+                    return e;
                 }
+                continue;
             }
             Err(e) => return SessionError::Protocol(format!("{e:?}")),
         };
@@ -470,6 +464,23 @@ async fn run_reader(
 /// How much of an oversized payload is kept for the quarantine.
 const OVERSIZED_PREFIX: usize = 2048;
 
+/// One socket read, bounded by `silence` (the writer pings every keep-alive,
+/// so a live broker always sends something within it). End of stream is an
+/// error: the connection is over.
+async fn read_some(
+    silence: Duration,
+    read: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> Result<usize, SessionError> {
+    match tokio::time::timeout(silence, read).await {
+        Ok(Ok(0)) => Err(SessionError::Protocol(
+            "broker closed the connection".into(),
+        )),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(SessionError::Io(e)),
+        Err(_) => Err(SessionError::Silent(silence)),
+    }
+}
+
 /// Reads until `buf` holds at least `n` bytes.
 async fn fill(
     reader: &mut OwnedReadHalf,
@@ -478,16 +489,7 @@ async fn fill(
     silence: Duration,
 ) -> Result<(), SessionError> {
     while buf.len() < n {
-        match tokio::time::timeout(silence, reader.read_buf(buf)).await {
-            Ok(Ok(0)) => {
-                return Err(SessionError::Protocol(
-                    "broker closed the connection".into(),
-                ))
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(SessionError::Io(e)),
-            Err(_) => return Err(SessionError::Silent(silence)),
-        }
+        read_some(silence, reader.read_buf(buf)).await?;
     }
     Ok(())
 }
@@ -566,16 +568,7 @@ async fn skip_oversized(
     let mut sink = vec![0u8; 64 * 1024];
     while left > 0 {
         let want = left.min(sink.len());
-        match tokio::time::timeout(silence, reader.read(&mut sink[..want])).await {
-            Ok(Ok(0)) => {
-                return Err(SessionError::Protocol(
-                    "broker closed the connection".into(),
-                ))
-            }
-            Ok(Ok(n)) => left -= n,
-            Ok(Err(e)) => return Err(SessionError::Io(e)),
-            Err(_) => return Err(SessionError::Silent(silence)),
-        }
+        left -= read_some(silence, reader.read(&mut sink[..want])).await?;
     }
     let mut publish = rumqttc::Publish::from_bytes(topic, qos, prefix);
     publish.pkid = pkid;
@@ -590,11 +583,8 @@ async fn skip_oversized(
 async fn drain(mut reader: OwnedReadHalf, silence: Duration) -> SessionError {
     let mut sink = vec![0u8; 64 * 1024];
     loop {
-        match tokio::time::timeout(silence, reader.read(&mut sink)).await {
-            Ok(Ok(0)) => return SessionError::Protocol("pipeline stopped; broker closed".into()),
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => return SessionError::Io(e),
-            Err(_) => return SessionError::Silent(silence),
+        if let Err(e) = read_some(silence, reader.read(&mut sink)).await {
+            return e;
         }
     }
 }
