@@ -32,23 +32,54 @@ fn bench_news2(c: &mut Criterion) {
 
 criterion_group!(benches, bench_news2);
 
-/// Readings/s through one worker's state: 10,000 patients on mixed pathways,
-/// a HashMap lookup and the full rule evaluation per reading (no channel).
+/// Readings/s through one shard worker: 10,000 patients on mixed pathways,
+/// the worker's own per-reading path (patient slot, rule set snapshot,
+/// every rule, the silent-device deadline), without the channel.
 fn bench_worker(c: &mut Criterion) {
-    use std::collections::HashMap;
     use std::path::Path;
+    use std::sync::Arc;
 
+    use arc_swap::ArcSwap;
     use criterion::Throughput;
     use wardwatch_core::Vital;
     use wardwatch_rules::pathway::load_dir;
     use wardwatch_rules::patient::{PatientSettings, PatientState};
+    use wardwatch_rules::shard::{
+        PatientConfig, PatientKey, RuleSet, ShardInput, ShardStats, ShardWorker, SlotReading,
+    };
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pathways");
-    let pathways: Vec<_> = load_dir(&dir).expect("pathways").into_values().collect();
-    let settings = PatientSettings::default();
+    let rules = RuleSet::new(load_dir(&dir).expect("pathways"));
+    let names: Vec<String> = rules.pathways.keys().cloned().collect();
     let n = 10_000usize;
-    let mut patients: HashMap<String, PatientState> = HashMap::with_capacity(n);
-    let names: Vec<String> = (0..n).map(|i| format!("patient-{i}")).collect();
+    let mut worker = ShardWorker::new(
+        Arc::new(ArcSwap::from_pointee(rules)),
+        Arc::new(ShardStats::default()),
+    );
+    let keys: Vec<PatientKey> = (0..n).map(|i| Arc::from(format!("patient-{i}"))).collect();
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let config = PatientConfig {
+            pathway: names[i % names.len()].clone(),
+            settings: PatientSettings::default(),
+            monitored: true,
+        };
+        worker.handle(
+            ShardInput::Patient {
+                slot: i as u32,
+                patient: k.clone(),
+                config: Arc::new(config),
+            },
+            &mut out,
+        );
+    }
+    worker.handle(
+        ShardInput::Restore {
+            open: vec![],
+            now: 0,
+        },
+        &mut out,
+    );
     let vitals = [
         (Vital::RespiratoryRate, 16.0),
         (Vital::Spo2, 95.0),
@@ -61,26 +92,30 @@ fn bench_worker(c: &mut Criterion) {
     let mut t = 0i64;
     // Memory per patient: the state itself plus its threshold states on the heap.
     eprintln!(
-        "PatientState: {} bytes inline (+ {} bytes per pathway threshold)",
+        "PatientState: {} bytes inline (+ {} bytes per threshold on the heap)",
         std::mem::size_of::<PatientState>(),
-        std::mem::size_of::<wardwatch_rules::threshold::ThresholdState>()
+        std::mem::size_of::<wardwatch_rules::threshold::Threshold>()
+            + std::mem::size_of::<wardwatch_rules::threshold::ThresholdState>()
+            + 8
     );
     let mut g = c.benchmark_group("worker");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("on_reading_10k_patients_mixed_pathways", |b| {
+    g.bench_function("handle_reading_10k_patients_mixed_pathways", |b| {
         b.iter(|| {
             let p = i % n;
             let (vital, base) = vitals[(i / n) % vitals.len()];
-            let pathway = &pathways[p % pathways.len()];
             i += 1;
             t += 1;
-            if !patients.contains_key(&names[p]) {
-                patients.insert(names[p].clone(), PatientState::default());
-            }
-            let Some(state) = patients.get_mut(&names[p]) else {
-                return Vec::new();
+            let r = SlotReading {
+                slot: p as u32,
+                vital,
+                value: base + (i % 5) as f64 * 0.1,
+                at: t,
+                update_interval_secs: None,
             };
-            black_box(state.on_reading(pathway, &settings, vital, base + (i % 5) as f64 * 0.1, t))
+            worker.handle(ShardInput::Reading(r), &mut out);
+            black_box(out.len());
+            out.clear();
         })
     });
     g.finish();

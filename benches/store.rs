@@ -76,6 +76,7 @@ fn batch(rows: usize, counter: &mut i64) -> Vec<IngestMessage> {
                     received_at: t,
                     source: ReadingSource::Senml,
                     source_name: None,
+                    update_interval_secs: None,
                 })
                 .collect();
             IngestMessage {

@@ -55,6 +55,7 @@ fn message(seq: u64, device: &str, n: usize, base: chrono::DateTime<Utc>) -> Ing
             received_at: base,
             source: ReadingSource::Senml,
             source_name: Some(format!("urn:dev:test:{device}:\ttab")),
+            update_interval_secs: None,
         })
         .collect();
     IngestMessage {

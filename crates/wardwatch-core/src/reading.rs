@@ -144,6 +144,9 @@ pub struct Reading {
     pub source: ReadingSource,
     /// How the device names itself (SenML `bn`+`n`, FHIR `device.display`); diagnosis only.
     pub source_name: Option<String>,
+    /// The device's own expected update interval (SenML `ut`), seconds: it
+    /// refines the silent-device cadence for this patient. Not stored.
+    pub update_interval_secs: Option<u32>,
 }
 
 /// Identifies one MQTT delivery across the pipeline so it can be acknowledged

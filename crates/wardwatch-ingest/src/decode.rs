@@ -151,6 +151,7 @@ pub fn decode(
                 received_at,
                 source,
                 source_name: c.source_name.as_deref().map(stored_detail),
+                update_interval_secs: c.update_interval_secs,
             }),
             Err(f) => out.rejections.push(Rejection::record(
                 f.reason,
@@ -247,6 +248,8 @@ pub(crate) struct Candidate {
     /// Absolute UTC time.
     pub(crate) time: DateTime<Utc>,
     pub(crate) source_name: Option<String>,
+    /// SenML `ut`, validated, whole seconds.
+    pub(crate) update_interval_secs: Option<u32>,
 }
 
 /// Why one record was refused by a format module.
@@ -505,6 +508,7 @@ mod tests {
                 received_at: received,
                 source: ReadingSource::Senml,
                 source_name: None,
+                update_interval_secs: None,
             }]
         );
         assert!(d.relative_time);

@@ -142,6 +142,7 @@ fn observation_items(obs: &Value, index: usize, record: &str) -> Result<Vec<Item
                     unit,
                     time,
                     source_name,
+                    update_interval_secs: None,
                 }),
             }])
         }
@@ -194,6 +195,7 @@ fn component(
         unit,
         time,
         source_name,
+        update_interval_secs: None,
     })
 }
 

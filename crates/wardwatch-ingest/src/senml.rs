@@ -120,7 +120,19 @@ fn resolve_record(
     let n = opt_str(obj, "n")?;
     let u = opt_str(obj, "u")?;
     let t = opt_num(obj, "t")?;
-    opt_num(obj, "ut")?;
+    let ut = opt_num(obj, "ut")?;
+    let update_interval_secs = match ut {
+        None => None,
+        // One second to thirty days: anything else is a device fault, not a cadence.
+        Some(ut) if ut.is_finite() && (1.0..=MAX_UPDATE_INTERVAL_SECS).contains(&ut) => {
+            Some(ut.round() as u32)
+        }
+        Some(ut) => {
+            return Err(Failure::malformed(format!(
+                "update interval ut {ut} s is outside 1 s to 30 days"
+            )))
+        }
+    };
     let s = opt_num(obj, "s")?;
     let v = opt_num(obj, "v")?;
     let vs = opt_str(obj, "vs")?;
@@ -193,8 +205,12 @@ fn resolve_record(
         unit: u.map(str::to_string).or_else(|| base.unit.clone()),
         time,
         source_name,
+        update_interval_secs,
     })
 }
+
+/// The longest expected update interval a device may declare (30 days).
+const MAX_UPDATE_INTERVAL_SECS: f64 = 30.0 * 86_400.0;
 
 /// Turns a resolved SenML time (seconds) into an absolute instant.
 fn resolve_time(
@@ -351,6 +367,20 @@ mod tests {
                 now() - Duration::milliseconds(500)
             ]
         );
+    }
+
+    #[test]
+    fn update_interval_is_carried_and_refused_when_absurd() {
+        let d = run(r#"[{"n":"spo2","u":"%","v":97,"ut":900},
+                {"n":"spo2","u":"%","v":96},
+                {"n":"spo2","u":"%","v":95,"ut":0},
+                {"n":"spo2","u":"%","v":95,"ut":1e9}]"#);
+        let uts: Vec<_> = d.readings.iter().map(|r| r.update_interval_secs).collect();
+        assert_eq!(uts, vec![Some(900), None]);
+        assert_eq!(d.rejections.len(), 2, "{d:?}");
+        assert!(d.rejections.iter().all(
+            |r| r.reason == QuarantineReason::Malformed && r.detail.contains("update interval")
+        ));
     }
 
     #[test]

@@ -15,14 +15,15 @@
 //!   it raises, updates and clears.
 //! - [`pathway`]: per-cohort settings from `config/pathways/*.toml`, strictly
 //!   validated with errors naming file, line and field.
-//! - [`shard`]: N worker threads, each owning its patients' state outright;
-//!   the rule set behind `ArcSwap`, reloaded without pausing.
+//! - [`shard`]: a router that interns patients, and N worker threads, each
+//!   owning its patients' state outright; the rule set behind `ArcSwap`,
+//!   reloaded without pausing; clock ticks drive `no_data`; a start-up
+//!   replay plus the store's open flags rebuild state after a restart.
 //! - [`silence`]: `no_data` deadlines in a heap, driven by time passed in,
 //!   raised once per silence and cleared when data resumes.
 //!
-//! Still to come (issue 3): the no-data flags joined into the shards' timer
-//! loop, reload triggers (SIGHUP, file watch), rebuild from the store, and
-//! the wiring into the engine. It imports only `wardwatch-core`, so the
+//! It does no I/O (the engine feeds it committed readings, settings and
+//! ticks, and stores its flags) and imports only `wardwatch-core`, so the
 //! clinical logic can be tested and reviewed on its own.
 
 pub mod news2;

@@ -34,6 +34,18 @@ pub enum Acvpu {
 }
 
 impl Acvpu {
+    /// From the stored numeric code (0 A, 1 C, 2 V, 3 P, 4 U); no allocation.
+    pub fn from_code(code: f64) -> Option<Self> {
+        match code.round() as i64 {
+            0 => Some(Self::Alert),
+            1 => Some(Self::Confusion),
+            2 => Some(Self::Voice),
+            3 => Some(Self::Pain),
+            4 => Some(Self::Unresponsive),
+            _ => None,
+        }
+    }
+
     /// From the stored code (0 A, 1 C, 2 V, 3 P, 4 U) or a letter.
     pub fn from_letter(s: &str) -> Option<Self> {
         match s.trim().to_ascii_uppercase().as_str() {

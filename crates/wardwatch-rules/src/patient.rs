@@ -1,26 +1,99 @@
 //! One patient's rule state and the flags it produces: readings in, flags
-//! out, deterministic. A shard worker (to come) owns many of these outright.
+//! out, deterministic. A shard worker owns many of these outright.
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 use wardwatch_core::Vital;
 
 use crate::news2::{self, Acvpu, Band, Observations, OxygenSource, Score, SpO2Scale};
 use crate::pathway::Pathway;
-use crate::threshold::{Severity, ThresholdState, Transition};
+use crate::threshold::{Severity, Threshold, ThresholdState, Transition};
 use crate::trend::{Spo2Trend, WeightTrend};
 
-/// Which rule a flag comes from. One open flag per patient and rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Which rule a flag comes from. One open flag per patient and rule; the
+/// text form ([`RuleId::key`]) is what the store keys open flags by, so it
+/// stays stable across restarts and reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleId {
     /// The NEWS2 aggregate.
     News2,
-    /// The pathway's n-th single-vital threshold.
-    Threshold(u8),
+    /// The pathway's `n`-th single-vital threshold on `vital`.
+    Threshold {
+        /// The vital.
+        vital: Vital,
+        /// Position among the pathway's thresholds on that vital.
+        n: u8,
+    },
+    /// A clinician's personalised limit for this patient (replaces the
+    /// pathway's thresholds on that vital).
+    Personal {
+        /// The vital.
+        vital: Vital,
+        /// Position among the patient's limits on that vital.
+        n: u8,
+    },
     /// Heart-failure weight gain.
     WeightGain,
     /// SpO2 fall from the patient's median.
     Spo2Fall,
+    /// The patient's expected readings stopped (a technical flag).
+    NoData,
+}
+
+impl RuleId {
+    /// The stable text key: `news2`, `threshold:spo2:0`, `personal:spo2:0`,
+    /// `weight_gain`, `spo2_fall`, `no_data`.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+
+    /// Parses a key written by [`RuleId::key`].
+    pub fn parse(key: &str) -> Option<Self> {
+        match key {
+            "news2" => return Some(Self::News2),
+            "weight_gain" => return Some(Self::WeightGain),
+            "spo2_fall" => return Some(Self::Spo2Fall),
+            "no_data" => return Some(Self::NoData),
+            _ => {}
+        }
+        let mut parts = key.split(':');
+        let (kind, vital, n) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let vital = Vital::from_name(vital)?;
+        let n = n.parse().ok()?;
+        match kind {
+            "threshold" => Some(Self::Threshold { vital, n }),
+            "personal" => Some(Self::Personal { vital, n }),
+            _ => None,
+        }
+    }
+
+    /// Technical rules (a silent device) never merge into a clinical alert.
+    pub fn is_technical(&self) -> bool {
+        matches!(self, Self::NoData)
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::News2 => f.write_str("news2"),
+            Self::Threshold { vital, n } => write!(f, "threshold:{}:{n}", vital.as_str()),
+            Self::Personal { vital, n } => write!(f, "personal:{}:{n}", vital.as_str()),
+            Self::WeightGain => f.write_str("weight_gain"),
+            Self::Spo2Fall => f.write_str("spo2_fall"),
+            Self::NoData => f.write_str("no_data"),
+        }
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// What happened to the flag.
@@ -35,6 +108,33 @@ pub enum FlagState {
     Cleared,
 }
 
+impl FlagState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raised => "raised",
+            Self::Updated => "updated",
+            Self::Cleared => "cleared",
+        }
+    }
+}
+
+/// One reading a flag rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evidence {
+    /// What was measured.
+    #[serde(serialize_with = "vital_name")]
+    pub vital: Vital,
+    /// Canonical value.
+    pub value: f64,
+    /// When (s since the epoch).
+    pub at: i64,
+}
+
+fn vital_name<S: Serializer>(v: &Vital, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+
 /// A flag: the rules core's output, the alerting layer's input.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flag {
@@ -44,24 +144,32 @@ pub struct Flag {
     pub severity: Severity,
     /// Raised, updated or cleared.
     pub state: FlagState,
-    /// When (s), the time of the reading that caused it.
+    /// When (s), the time of the reading (or clock tick) that caused it.
     pub at: i64,
     /// The evidence in words: the value and limit, or the NEWS2 summary
     /// (which says when the score is partial or assumed oxygen).
-    pub evidence: String,
+    pub summary: String,
+    /// The readings that triggered it (for NEWS2, every parameter used).
+    pub readings: Vec<Evidence>,
     /// The NEWS2 breakdown, for NEWS2 flags.
     pub news2: Option<Score>,
 }
 
 /// Clinician-set, per-patient facts the rules need.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PatientSettings {
-    /// SpO2 scale (Scale 2 only by a clinician's decision).
+    /// SpO2 scale (Scale 2 only by a clinician's decision, audited in the store).
     pub scale: SpO2Scale,
     /// On oxygen according to the care plan, used when no reading says.
     pub care_plan_oxygen: bool,
     /// NEWS2 applies (adult, not pregnant).
     pub news2_applies: bool,
+    /// Personalised limits: for each vital listed here, these replace the
+    /// pathway's thresholds on that vital.
+    pub overrides: Vec<(Vital, Threshold)>,
+    /// Bumped whenever any of the above changes, so a patient's state
+    /// re-derives its rules once, not on every reading.
+    pub version: u64,
 }
 
 impl Default for PatientSettings {
@@ -70,6 +178,8 @@ impl Default for PatientSettings {
             scale: SpO2Scale::One,
             care_plan_oxygen: false,
             news2_applies: true,
+            overrides: Vec::new(),
+            version: 0,
         }
     }
 }
@@ -84,12 +194,34 @@ pub fn news2_severity(band: Band) -> Severity {
     }
 }
 
+/// The inverse of [`news2_severity`] for a restored open flag.
+fn band_of(severity: Severity) -> Band {
+    match severity {
+        Severity::Low => Band::Low,
+        Severity::Medium => Band::LowMedium,
+        Severity::High => Band::Medium,
+        Severity::Emergency => Band::High,
+    }
+}
+
+/// One threshold as it applies to this patient, with its state.
+#[derive(Debug, Clone, Copy)]
+struct ThresholdSlot {
+    rule: RuleId,
+    vital: Vital,
+    limit: Threshold,
+    state: ThresholdState,
+}
+
 /// Everything the rules remember about one patient.
 #[derive(Debug, Clone, Default)]
 pub struct PatientState {
-    /// Latest (value, time) per vital, indexed as `Vital::ALL`.
-    latest: [Option<(f64, i64)>; 11],
-    thresholds: Vec<ThresholdState>,
+    /// Latest (value, time) per vital, indexed by `Vital::index`.
+    latest: [Option<(f64, i64)>; Vital::ALL.len()],
+    /// The effective thresholds (pathway's, or the patient's own).
+    thresholds: Vec<ThresholdSlot>,
+    /// (rule set generation, settings version) the thresholds were derived for.
+    derived_for: Option<(u64, u64)>,
     weight: WeightTrend,
     spo2: Spo2Trend,
     /// The band of the open NEWS2 flag, if one is open.
@@ -104,8 +236,8 @@ fn transition_flag(
     t: Transition,
     rule: RuleId,
     severity: Severity,
-    at: i64,
-    evidence: String,
+    evidence: Evidence,
+    summary: impl FnOnce() -> String,
 ) -> Option<Flag> {
     let state = match t {
         Transition::None => return None,
@@ -117,15 +249,121 @@ fn transition_flag(
         rule,
         severity,
         state,
-        at,
-        evidence,
+        at: evidence.at,
+        summary: summary(),
+        readings: vec![evidence],
         news2: None,
     })
 }
 
+/// The thresholds that apply to a patient: the pathway's, except on vitals
+/// where a clinician set personal limits.
+fn effective_thresholds(pathway: &Pathway, settings: &PatientSettings) -> Vec<ThresholdSlot> {
+    let mut out = Vec::with_capacity(pathway.thresholds.len() + settings.overrides.len());
+    let mut counts = [0u8; Vital::ALL.len()];
+    for (vital, limit) in &pathway.thresholds {
+        if settings.overrides.iter().any(|(v, _)| v == vital) {
+            continue;
+        }
+        let n = &mut counts[slot(*vital)];
+        out.push(ThresholdSlot {
+            rule: RuleId::Threshold {
+                vital: *vital,
+                n: *n,
+            },
+            vital: *vital,
+            limit: *limit,
+            state: ThresholdState::default(),
+        });
+        *n = n.saturating_add(1);
+    }
+    let mut counts = [0u8; Vital::ALL.len()];
+    for (vital, limit) in &settings.overrides {
+        let n = &mut counts[slot(*vital)];
+        out.push(ThresholdSlot {
+            rule: RuleId::Personal {
+                vital: *vital,
+                n: *n,
+            },
+            vital: *vital,
+            limit: *limit,
+            state: ThresholdState::default(),
+        });
+        *n = n.saturating_add(1);
+    }
+    out
+}
+
+fn limit_text(rule: &Threshold) -> String {
+    match (rule.low, rule.high) {
+        (Some(lo), Some(hi)) => format!("limits {lo}–{hi}"),
+        (Some(lo), None) => format!("lower limit {lo}"),
+        (None, Some(hi)) => format!("upper limit {hi}"),
+        (None, None) => String::new(),
+    }
+}
+
 impl PatientState {
+    /// Re-derives the patient's rules after a reload or a settings change.
+    /// A threshold that still applies keeps its state (an open flag stays
+    /// open); one that no longer applies has its open flag cleared, so no
+    /// flag is orphaned by a configuration change.
+    pub fn configure(
+        &mut self,
+        pathway: &Pathway,
+        settings: &PatientSettings,
+        generation: u64,
+        at: i64,
+    ) -> Vec<Flag> {
+        let key = (generation, settings.version);
+        if self.derived_for == Some(key) {
+            return Vec::new();
+        }
+        self.derived_for = Some(key);
+        let mut flags = Vec::new();
+        let mut next = effective_thresholds(pathway, settings);
+        for old in &self.thresholds {
+            match next.iter_mut().find(|s| s.rule == old.rule) {
+                Some(new) if new.limit == old.limit => new.state = old.state,
+                Some(new) if old.state.raised => {
+                    // Same rule, new limits: keep the flag open; the next
+                    // reading is judged against the new limits.
+                    new.state.raised = true;
+                }
+                Some(_) => {}
+                None if old.state.raised => flags.push(Flag {
+                    rule: old.rule,
+                    severity: old.limit.severity,
+                    state: FlagState::Cleared,
+                    at,
+                    summary: format!("{} no longer applies: configuration changed", old.rule),
+                    readings: Vec::new(),
+                    news2: None,
+                }),
+                None => {}
+            }
+        }
+        self.thresholds = next;
+        let news2_applies = pathway.news2_enabled && settings.news2_applies;
+        if let (Some(band), false) = (self.news2_open, news2_applies) {
+            self.news2_open = None;
+            flags.push(Flag {
+                rule: RuleId::News2,
+                severity: news2_severity(band),
+                state: FlagState::Cleared,
+                at,
+                summary: "NEWS2 no longer applies to this patient: configuration changed".into(),
+                readings: Vec::new(),
+                news2: None,
+            });
+        }
+        flags
+    }
+
     /// Feeds one reading (canonical unit, time in s) and returns the flags it
-    /// raised, updated or cleared.
+    /// raised, updated or cleared. Call [`PatientState::configure`] first
+    /// whenever the rule set or the settings may have changed (it is a no-op
+    /// when they have not).
     pub fn on_reading(
         &mut self,
         pathway: &Pathway,
@@ -139,30 +377,20 @@ impl PatientState {
         if self.latest[s].is_none_or(|(_, t)| at >= t) {
             self.latest[s] = Some((value, at));
         }
-        if self.thresholds.len() != pathway.thresholds.len() {
-            self.thresholds = vec![ThresholdState::default(); pathway.thresholds.len()];
+        if self.derived_for.is_none() {
+            // Never configured (a direct caller): derive once; nothing is open yet.
+            self.configure(pathway, settings, 0, at);
         }
-        for (i, (v, rule)) in pathway.thresholds.iter().enumerate() {
-            if *v != vital {
-                continue;
-            }
-            let Some(state) = self.thresholds.get_mut(i) else {
-                continue;
-            };
-            let t = state.observe(rule, value, at);
-            let limit = match (rule.low, rule.high) {
-                (Some(lo), Some(hi)) => format!("limits {lo}–{hi}"),
-                (Some(lo), None) => format!("lower limit {lo}"),
-                (None, Some(hi)) => format!("upper limit {hi}"),
-                (None, None) => String::new(),
-            };
-            let id = RuleId::Threshold(u8::try_from(i).unwrap_or(u8::MAX));
+        let evidence = Evidence { vital, value, at };
+        for t in self.thresholds.iter_mut().filter(|t| t.vital == vital) {
+            let transition = t.state.observe(&t.limit, value, at);
+            let limit = &t.limit;
             flags.extend(transition_flag(
-                t,
-                id,
-                rule.severity,
-                at,
-                format!("{vital} {value} ({limit})"),
+                transition,
+                t.rule,
+                limit.severity,
+                evidence,
+                || format!("{vital} {value} ({})", limit_text(limit)),
             ));
         }
         if let (Vital::BodyWeight, Some(rule)) = (vital, &pathway.weight_gain) {
@@ -171,26 +399,27 @@ impl PatientState {
                 t,
                 RuleId::WeightGain,
                 Severity::High,
-                at,
-                format!(
-                    "weight {value} kg, +{gain} kg within {} days",
-                    rule.window_secs / 86_400
-                ),
+                evidence,
+                || {
+                    format!(
+                        "weight {value} kg, +{gain} kg within {} days",
+                        rule.window_secs / 86_400
+                    )
+                },
             ));
         }
         if let (Vital::Spo2, Some(rule)) = (vital, &pathway.spo2_fall) {
             let base = self.spo2.baseline(at);
             let t = self.spo2.observe(rule, value, at);
-            let evidence = match base {
-                Some(b) => format!("SpO2 {value}% against the patient's 24 h median {b}%"),
-                None => format!("SpO2 {value}%"),
-            };
             flags.extend(transition_flag(
                 t,
                 RuleId::Spo2Fall,
                 Severity::High,
-                at,
                 evidence,
+                || match base {
+                    Some(b) => format!("SpO2 {value}% against the patient's 24 h median {b}%"),
+                    None => format!("SpO2 {value}%"),
+                },
             ));
         }
         if pathway.news2_enabled && settings.news2_applies && is_news2_input(vital) {
@@ -199,10 +428,62 @@ impl PatientState {
         flags
     }
 
+    /// The rules with an open flag, and their severity.
+    pub fn open_flags(&self) -> Vec<(RuleId, Severity)> {
+        let mut out: Vec<_> = self
+            .thresholds
+            .iter()
+            .filter(|t| t.state.raised)
+            .map(|t| (t.rule, t.limit.severity))
+            .collect();
+        if let Some(band) = self.news2_open {
+            out.push((RuleId::News2, news2_severity(band)));
+        }
+        if self.weight.is_raised() {
+            out.push((RuleId::WeightGain, Severity::High));
+        }
+        if self.spo2.is_raised() {
+            out.push((RuleId::Spo2Fall, Severity::High));
+        }
+        out
+    }
+
+    /// Restores a flag the store holds open (after a restart), so that it is
+    /// not raised again and clears through the normal path. Returns false
+    /// when the rule no longer applies to this patient.
+    pub fn assume_open(&mut self, rule: RuleId, severity: Severity) -> bool {
+        match rule {
+            RuleId::News2 => {
+                self.news2_open = Some(band_of(severity));
+                true
+            }
+            RuleId::WeightGain => {
+                self.weight.assume_raised();
+                true
+            }
+            RuleId::Spo2Fall => {
+                self.spo2.assume_raised();
+                true
+            }
+            RuleId::Threshold { .. } | RuleId::Personal { .. } => {
+                match self.thresholds.iter_mut().find(|t| t.rule == rule) {
+                    Some(t) => {
+                        t.state.raised = true;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            RuleId::NoData => false,
+        }
+    }
+
     fn fresh(&self, v: Vital, now: i64, window: i64) -> Option<f64> {
-        self.latest[slot(v)]
-            .filter(|(_, t)| now - t <= window && *t <= now)
-            .map(|(x, _)| x)
+        self.fresh_at(v, now, window).map(|(x, _)| x)
+    }
+
+    fn fresh_at(&self, v: Vital, now: i64, window: i64) -> Option<(f64, i64)> {
+        self.latest[slot(v)].filter(|(_, t)| now - t <= window && *t <= now)
     }
 
     fn news2(&mut self, pathway: &Pathway, settings: &PatientSettings, at: i64) -> Option<Flag> {
@@ -213,7 +494,7 @@ impl PatientState {
         };
         let consciousness = self
             .fresh(Vital::Consciousness, at, w)
-            .and_then(|code| Acvpu::from_letter(&format!("{}", code.round() as i64)));
+            .and_then(Acvpu::from_code);
         let obs = Observations {
             respiration_rate: self.fresh(Vital::RespiratoryRate, at, w),
             spo2: self.fresh(Vital::Spo2, at, w),
@@ -225,45 +506,57 @@ impl PatientState {
         };
         // Incomplete observations give no score; the flag stays as it was.
         let score = news2::score(&obs, settings.scale).ok()?;
-        let flag = |state| Flag {
-            rule: RuleId::News2,
-            severity: news2_severity(score.band),
-            state,
-            at,
-            evidence: score.summary(),
-            news2: Some(score),
-        };
-        match (self.news2_open, score.band) {
-            (None, Band::Zero) => None,
+        let state = match (self.news2_open, score.band) {
+            (None, Band::Zero) => return None,
             (None, band) => {
                 self.news2_open = Some(band);
-                Some(flag(FlagState::Raised))
+                FlagState::Raised
             }
             (Some(_), Band::Zero) => {
                 self.news2_open = None;
-                Some(flag(FlagState::Cleared))
+                FlagState::Cleared
             }
             (Some(open), band) if open != band => {
                 // A change of band, worse or better, updates at once.
                 self.news2_open = Some(band);
-                Some(flag(FlagState::Updated))
+                FlagState::Updated
             }
-            (Some(_), _) => None,
-        }
+            (Some(_), _) => return None,
+        };
+        let readings = NEWS2_INPUTS
+            .iter()
+            .filter_map(|v| {
+                self.fresh_at(*v, at, w).map(|(value, t)| Evidence {
+                    vital: *v,
+                    value,
+                    at: t,
+                })
+            })
+            .collect();
+        Some(Flag {
+            rule: RuleId::News2,
+            severity: news2_severity(score.band),
+            state,
+            at,
+            summary: score.summary(),
+            readings,
+            news2: Some(score),
+        })
     }
 }
 
+const NEWS2_INPUTS: [Vital; 7] = [
+    Vital::RespiratoryRate,
+    Vital::Spo2,
+    Vital::SupplementalOxygen,
+    Vital::SystolicBp,
+    Vital::HeartRate,
+    Vital::Consciousness,
+    Vital::BodyTemperature,
+];
+
 fn is_news2_input(v: Vital) -> bool {
-    matches!(
-        v,
-        Vital::RespiratoryRate
-            | Vital::Spo2
-            | Vital::SupplementalOxygen
-            | Vital::SystolicBp
-            | Vital::HeartRate
-            | Vital::Consciousness
-            | Vital::BodyTemperature
-    )
+    NEWS2_INPUTS.contains(&v)
 }
 
 #[cfg(test)]
@@ -347,11 +640,11 @@ mod tests {
         let news: Vec<_> = f.iter().filter(|f| f.rule == RuleId::News2).collect();
         assert_eq!(news.len(), 1, "scored once all five are fresh");
         assert!(
-            news[0].evidence.contains("consciousness not assessed"),
+            news[0].summary.contains("consciousness not assessed"),
             "{}",
-            news[0].evidence
+            news[0].summary
         );
-        assert!(news[0].evidence.contains("assumed"), "{}", news[0].evidence);
+        assert!(news[0].summary.contains("assumed"), "{}", news[0].summary);
         let mut q = PatientState::default();
         q.on_reading(&pw, &s, Vital::RespiratoryRate, 30.0, 0);
         for (v, x) in [
@@ -391,13 +684,19 @@ mod tests {
             raised.extend(p.on_reading(&pw, &s, Vital::Spo2, *v, i as i64 * 60));
         }
         assert_eq!(raised.len(), 1, "{raised:?}");
-        assert_eq!(raised[0].rule, RuleId::Threshold(0));
+        assert_eq!(
+            raised[0].rule,
+            RuleId::Threshold {
+                vital: Vital::Spo2,
+                n: 0
+            }
+        );
         assert_eq!(raised[0].state, FlagState::Raised);
         assert_eq!(raised[0].severity, Severity::High);
         assert!(
-            raised[0].evidence.contains("limits 88–96"),
+            raised[0].summary.contains("limits 88–96"),
             "{}",
-            raised[0].evidence
+            raised[0].summary
         );
     }
 
@@ -410,7 +709,7 @@ mod tests {
         let f = p.on_reading(&pw, &s, Vital::BodyWeight, 82.1, 2 * 86_400);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, RuleId::WeightGain);
-        assert!(f[0].evidence.contains("+2.1 kg"), "{}", f[0].evidence);
+        assert!(f[0].summary.contains("+2.1 kg"), "{}", f[0].summary);
     }
 
     #[test]

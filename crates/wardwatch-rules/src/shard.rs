@@ -1,50 +1,180 @@
-//! Sharded, lock-free evaluation: readings are routed by patient to one of N
+//! Sharded, lock-free evaluation: inputs are routed by patient to one of N
 //! worker threads; each worker owns its patients' state outright (a plain
-//! `HashMap`, no `Mutex`, nothing shared). The rule set is an immutable
+//! hash map, no `Mutex`, nothing shared). The rule set is an immutable
 //! snapshot behind `ArcSwap`, replaced atomically on reload: workers pick up
-//! the new snapshot on their next message, without pausing or dropping any.
+//! the new snapshot on their next input, without pausing or dropping any.
+//!
+//! Everything a worker does is driven by its inputs ([`ShardInput`]):
+//! readings, patients' settings, and clock ticks, so the same inputs give the
+//! same flags. [`ShardWorker::handle`] is that logic without a thread, for
+//! tests and benchmarks.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use tokio::sync::mpsc;
 use wardwatch_core::Vital;
 
 use crate::pathway::Pathway;
-use crate::patient::{Flag, PatientSettings, PatientState};
+use crate::patient::{Flag, FlagState, PatientSettings, PatientState, RuleId};
+use crate::silence::{SilenceEvent, SilenceWatch};
+use crate::threshold::Severity;
+
+/// A patient's id as the rules hold it: shared, so routing, state and flags
+/// never copy the text.
+pub type PatientKey = Arc<str>;
+
+/// The pathway used when a patient's pathway is missing from the rule set
+/// (counted in [`ShardStats::missing_pathway`]): adult NEWS2 still runs.
+pub const FALLBACK_PATHWAY: &str = "general";
+
+/// Severity of a `no_data` flag (a technical flag: a device to check).
+pub const NO_DATA_SEVERITY: Severity = Severity::Medium;
 
 /// The immutable rule configuration every worker reads.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     /// Pathways by name.
     pub pathways: BTreeMap<String, Arc<Pathway>>,
-    /// Each patient's pathway name and settings.
-    pub patients: HashMap<String, (String, PatientSettings)>,
+    /// Bumped on every reload, so patients re-derive their rules once.
+    pub generation: u64,
 }
 
-/// A reading for the rules (already attributed to a patient).
+impl RuleSet {
+    /// A rule set from loaded pathways.
+    pub fn new(pathways: BTreeMap<String, Pathway>) -> Self {
+        Self {
+            pathways: pathways
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+            generation: 0,
+        }
+    }
+}
+
+/// What the rules know about a patient beyond their readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientConfig {
+    /// Pathway name.
+    pub pathway: String,
+    /// Clinician-set settings.
+    pub settings: PatientSettings,
+    /// False once discharged: no rules, no `no_data`, open flags cleared.
+    pub monitored: bool,
+}
+
+/// A reading for the rules (already committed and attributed to a patient).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleReading {
     /// The patient.
-    pub patient: String,
+    pub patient: PatientKey,
     /// What was measured.
     pub vital: Vital,
     /// Canonical value.
     pub value: f64,
     /// Measurement time, seconds since the epoch.
     pub at: i64,
+    /// The device's declared update interval (SenML `ut`), seconds.
+    pub update_interval_secs: Option<u32>,
+}
+
+/// A flag the store holds open, for reconciliation after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenFlag {
+    /// Whose.
+    pub patient: PatientKey,
+    /// Which rule.
+    pub rule: RuleId,
+    /// Its severity.
+    pub severity: Severity,
+}
+
+/// A patient's place in its shard: the router interns patient ids once,
+/// so a worker indexes a `Vec` instead of hashing text on every reading.
+pub type Slot = u32;
+
+/// A reading addressed to a shard slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlotReading {
+    /// The patient's slot in the shard.
+    pub slot: Slot,
+    /// What was measured.
+    pub vital: Vital,
+    /// Canonical value.
+    pub value: f64,
+    /// Measurement time, seconds since the epoch.
+    pub at: i64,
+    /// The device's declared update interval (SenML `ut`), seconds.
+    pub update_interval_secs: Option<u32>,
+}
+
+/// A stored open flag addressed to a shard slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotFlag {
+    /// The patient's slot.
+    pub slot: Slot,
+    /// The flag.
+    pub open: OpenFlag,
+}
+
+/// What callers send to [`Shards`]; it interns the patient and routes it.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A live reading.
+    Reading(RuleReading),
+    /// A stored reading replayed at start-up.
+    Replay(RuleReading),
+    /// A patient's settings.
+    Patient {
+        /// Whose.
+        patient: PatientKey,
+        /// The settings.
+        config: Arc<PatientConfig>,
+    },
+}
+
+/// One input to a shard worker.
+#[derive(Debug, Clone)]
+pub enum ShardInput {
+    /// A live reading: evaluated, flags emitted.
+    Reading(SlotReading),
+    /// A stored reading replayed at start-up: rebuilds state, emits nothing.
+    Replay(SlotReading),
+    /// A patient's settings (enrolment, a clinician's change, discharge).
+    Patient {
+        /// The slot the router gave this patient.
+        slot: Slot,
+        /// Whose.
+        patient: PatientKey,
+        /// The new settings.
+        config: Arc<PatientConfig>,
+    },
+    /// End of the start-up replay: the store's open flags for this shard's
+    /// patients, and the time now. Flags the replay found open that the
+    /// store does not know are raised; flags the store holds open are kept
+    /// open (not raised again); silent-device deadlines get a full interval
+    /// of grace so a backlog can drain first.
+    Restore {
+        /// The store's open flags for this shard's patients.
+        open: Vec<SlotFlag>,
+        /// Now, seconds since the epoch.
+        now: i64,
+    },
+    /// The clock: `no_data` deadlines up to this time (s) fall due.
+    Tick(i64),
 }
 
 /// A flag with the patient it is about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatientFlag {
     /// Whose.
-    pub patient: String,
+    pub patient: PatientKey,
     /// The flag.
     pub flag: Flag,
 }
@@ -52,75 +182,536 @@ pub struct PatientFlag {
 /// Counters, atomics only.
 #[derive(Debug, Default)]
 pub struct ShardStats {
-    /// Readings evaluated.
+    /// Live readings evaluated.
     pub readings: AtomicU64,
-    /// Readings for patients not in the rule set (not enrolled or no pathway).
+    /// Stored readings replayed at start-up.
+    pub replayed: AtomicU64,
+    /// Readings for patients the rules have no settings for (not enrolled,
+    /// or discharged): not evaluated.
     pub unknown_patient: AtomicU64,
+    /// Readings evaluated on the fallback pathway because the patient's
+    /// pathway is not in the rule set.
+    pub missing_pathway: AtomicU64,
     /// Flags emitted.
     pub flags: AtomicU64,
-}
-
-/// N workers, each owning a disjoint set of patients.
-pub struct Shards {
-    inputs: Vec<SyncSender<RuleReading>>,
-    workers: Vec<JoinHandle<()>>,
-    /// The live rule set; `store` a new one to reload.
-    pub rules: Arc<ArcSwap<RuleSet>>,
-    /// Shared counters.
-    pub stats: Arc<ShardStats>,
 }
 
 /// Which shard owns a patient: a stable hash, so one patient's state lives
 /// in exactly one shard.
 pub fn shard_of(patient: &str, n: usize) -> usize {
-    let mut h = DefaultHasher::new();
-    patient.hash(&mut h);
-    (h.finish() % n.max(1) as u64) as usize
+    (FxBuildHasher.hash_one(patient) % n.max(1) as u64) as usize
+}
+
+struct Patient {
+    key: PatientKey,
+    config: Arc<PatientConfig>,
+    state: PatientState,
+    /// The pathway resolved for a rule set generation.
+    pathway: Option<(u64, Arc<Pathway>)>,
+    /// Latest update interval a device declared.
+    update_interval_secs: Option<u32>,
+}
+
+/// One shard's state and logic, with no thread of its own.
+pub struct ShardWorker {
+    rules: Arc<ArcSwap<RuleSet>>,
+    stats: Arc<ShardStats>,
+    /// Indexed by slot.
+    patients: Vec<Option<Patient>>,
+    silence: SilenceWatch<Slot>,
+    /// Latest clock tick (s).
+    now: i64,
+    /// Start-up replay done: `no_data` deadlines are live.
+    restored: bool,
+    /// During replay: the latest open flag per patient and rule.
+    replay_open: FxHashMap<(Slot, RuleId), Flag>,
+}
+
+impl ShardWorker {
+    /// An empty shard reading rules from `rules`.
+    pub fn new(rules: Arc<ArcSwap<RuleSet>>, stats: Arc<ShardStats>) -> Self {
+        Self {
+            rules,
+            stats,
+            patients: Vec::new(),
+            silence: SilenceWatch::new(),
+            now: 0,
+            restored: false,
+            replay_open: FxHashMap::default(),
+        }
+    }
+
+    /// Patients held.
+    pub fn patients(&self) -> usize {
+        self.patients.iter().flatten().count()
+    }
+
+    /// Applies one input; flags go to `out`.
+    pub fn handle(&mut self, input: ShardInput, out: &mut Vec<PatientFlag>) {
+        match input {
+            ShardInput::Reading(r) => {
+                self.stats.readings.fetch_add(1, Ordering::Relaxed);
+                self.reading(r, false, out);
+            }
+            ShardInput::Replay(r) => {
+                self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                let mut flags = Vec::new();
+                self.reading(r, true, &mut flags);
+                for f in flags {
+                    let key = (r.slot, f.flag.rule);
+                    if f.flag.state == FlagState::Cleared {
+                        self.replay_open.remove(&key);
+                    } else {
+                        self.replay_open.insert(key, f.flag);
+                    }
+                }
+            }
+            ShardInput::Patient {
+                slot,
+                patient,
+                config,
+            } => self.patient(slot, patient, config, out),
+            ShardInput::Restore { open, now } => self.restore(open, now, out),
+            ShardInput::Tick(now) => self.tick(now, out),
+        }
+        self.stats
+            .flags
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
+
+    fn reading(&mut self, r: SlotReading, replay: bool, out: &mut Vec<PatientFlag>) {
+        let set = self.rules.load();
+        let stats = &self.stats;
+        let Some(Some(p)) = self.patients.get_mut(r.slot as usize) else {
+            stats.unknown_patient.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !p.config.monitored {
+            stats.unknown_patient.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if p.pathway.as_ref().is_none_or(|(g, _)| *g != set.generation) {
+            p.pathway = resolve(stats, &set, &p.config.pathway).map(|pw| (set.generation, pw));
+        }
+        let Some((_, pathway)) = &p.pathway else {
+            stats.unknown_patient.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let settings = &p.config.settings;
+        let key = &p.key;
+        let emit = |flag: Flag, out: &mut Vec<PatientFlag>| {
+            out.push(PatientFlag {
+                patient: key.clone(),
+                flag,
+            })
+        };
+        for f in p.state.configure(pathway, settings, set.generation, r.at) {
+            emit(f, out);
+        }
+        for f in p
+            .state
+            .on_reading(pathway, settings, r.vital, r.value, r.at)
+        {
+            emit(f, out);
+        }
+        if r.update_interval_secs.is_some() {
+            p.update_interval_secs = r.update_interval_secs;
+        }
+        let gap = no_data_gap(pathway, p.update_interval_secs);
+        if let Some(SilenceEvent::Cleared { at, .. }) = self.silence.observe(&r.slot, gap, r.at) {
+            if !replay {
+                emit(
+                    no_data_flag(FlagState::Cleared, at, "readings resumed".into()),
+                    out,
+                );
+            }
+        }
+    }
+
+    fn patient(
+        &mut self,
+        slot: Slot,
+        patient: PatientKey,
+        config: Arc<PatientConfig>,
+        out: &mut Vec<PatientFlag>,
+    ) {
+        let i = slot as usize;
+        if !config.monitored {
+            // Discharge: clear what is open, forget the state.
+            if let Some(p) = self.patients.get_mut(i).and_then(Option::take) {
+                for (rule, severity) in p.state.open_flags() {
+                    out.push(PatientFlag {
+                        patient: patient.clone(),
+                        flag: Flag {
+                            rule,
+                            severity,
+                            state: FlagState::Cleared,
+                            at: self.now,
+                            summary: "patient discharged".into(),
+                            readings: Vec::new(),
+                            news2: None,
+                        },
+                    });
+                }
+            }
+            if self.silence.is_raised(&slot) {
+                out.push(PatientFlag {
+                    patient,
+                    flag: no_data_flag(FlagState::Cleared, self.now, "patient discharged".into()),
+                });
+            }
+            self.silence.unwatch(&slot);
+            return;
+        }
+        if self.patients.len() <= i {
+            self.patients.resize_with(i + 1, || None);
+        }
+        let set = self.rules.load();
+        let pathway = resolve(&self.stats, &set, &config.pathway);
+        let Some(entry) = self.patients.get_mut(i) else {
+            return;
+        };
+        let p = entry.get_or_insert_with(|| Patient {
+            key: patient.clone(),
+            config: config.clone(),
+            state: PatientState::default(),
+            pathway: None,
+            update_interval_secs: None,
+        });
+        p.config = config;
+        p.pathway = None;
+        let Some(pathway) = pathway else {
+            return;
+        };
+        let gap = no_data_gap(&pathway, p.update_interval_secs);
+        for flag in p
+            .state
+            .configure(&pathway, &p.config.settings, set.generation, self.now)
+        {
+            out.push(PatientFlag {
+                patient: patient.clone(),
+                flag,
+            });
+        }
+        p.pathway = Some((set.generation, pathway));
+        if self.silence.is_watched(&slot) {
+            self.silence.set_gap(&slot, gap);
+        } else if self.restored {
+            // Newly enrolled: expected readings start now.
+            self.silence.watch(slot, gap, self.now);
+        }
+    }
+
+    fn restore(&mut self, open: Vec<SlotFlag>, now: i64, out: &mut Vec<PatientFlag>) {
+        self.now = self.now.max(now);
+        let set = self.rules.load();
+        // Every monitored patient is watched, with a full interval of grace.
+        for (i, p) in self.patients.iter().enumerate() {
+            let (Some(p), Ok(slot)) = (p, Slot::try_from(i)) else {
+                continue;
+            };
+            let Some(pathway) = resolve(&self.stats, &set, &p.config.pathway) else {
+                continue;
+            };
+            let gap = no_data_gap(&pathway, p.update_interval_secs);
+            if !self.silence.is_watched(&slot) {
+                self.silence.watch(slot, gap, now);
+            }
+            self.silence.grace(&slot, now);
+        }
+        let mut store_open: FxHashMap<(Slot, RuleId), OpenFlag> = FxHashMap::default();
+        for f in open {
+            store_open.insert((f.slot, f.open.rule), f.open);
+        }
+        // Open after the replay but unknown to the store (the engine stopped
+        // between a commit and recording the flag): raise it now.
+        let mut replay_open: Vec<_> = std::mem::take(&mut self.replay_open).into_iter().collect();
+        replay_open.sort_by_key(|(k, _)| *k);
+        for ((slot, rule), mut flag) in replay_open {
+            let Some(Some(p)) = self.patients.get(slot as usize) else {
+                continue;
+            };
+            let patient = p.key.clone();
+            match store_open.remove(&(slot, rule)) {
+                None => {
+                    flag.state = FlagState::Raised;
+                    out.push(PatientFlag { patient, flag });
+                }
+                Some(stored) if stored.severity != flag.severity => {
+                    flag.state = FlagState::Updated;
+                    out.push(PatientFlag { patient, flag });
+                }
+                Some(_) => {}
+            }
+        }
+        // Open in the store only: keep it open so it clears normally, or
+        // clear it when its rule no longer applies.
+        let mut rest: Vec<_> = store_open.into_iter().collect();
+        rest.sort_by_key(|(k, _)| *k);
+        for ((slot, rule), stored) in rest {
+            let kept = if rule == RuleId::NoData {
+                self.silence.assume_raised(&slot);
+                self.silence.is_raised(&slot)
+            } else {
+                match self.patients.get_mut(slot as usize) {
+                    Some(Some(p)) => p.state.assume_open(rule, stored.severity),
+                    _ => false,
+                }
+            };
+            if !kept {
+                out.push(PatientFlag {
+                    patient: stored.patient,
+                    flag: Flag {
+                        rule,
+                        severity: stored.severity,
+                        state: FlagState::Cleared,
+                        at: now,
+                        summary: format!("{rule} no longer applies to this patient"),
+                        readings: Vec::new(),
+                        news2: None,
+                    },
+                });
+            }
+        }
+        self.restored = true;
+    }
+
+    fn tick(&mut self, now: i64, out: &mut Vec<PatientFlag>) {
+        self.now = self.now.max(now);
+        if !self.restored {
+            return;
+        }
+        for ev in self.silence.advance(self.now) {
+            if let SilenceEvent::Raised {
+                patient: slot,
+                last_seen,
+            } = ev
+            {
+                let Some(Some(p)) = self.patients.get(slot as usize) else {
+                    continue;
+                };
+                let silent_mins = (self.now - last_seen) / 60;
+                out.push(PatientFlag {
+                    patient: p.key.clone(),
+                    flag: no_data_flag(
+                        FlagState::Raised,
+                        self.now,
+                        format!("no readings for {silent_mins} min (last at {last_seen} s)"),
+                    ),
+                });
+            }
+        }
+        if self.silence.heap_len() > 2 * self.patients.len() + 1024 {
+            self.silence.compact();
+        }
+    }
+}
+
+/// The patient's pathway, or the fallback (counted) when it is missing.
+fn resolve(stats: &ShardStats, set: &RuleSet, name: &str) -> Option<Arc<Pathway>> {
+    match set.pathways.get(name) {
+        Some(p) => Some(p.clone()),
+        None => {
+            stats.missing_pathway.fetch_add(1, Ordering::Relaxed);
+            set.pathways.get(FALLBACK_PATHWAY).cloned()
+        }
+    }
+}
+
+/// The silence allowed before `no_data`: twice the device's declared
+/// interval if it declared one, else twice the pathway's.
+fn no_data_gap(pathway: &Pathway, update_interval_secs: Option<u32>) -> i64 {
+    2 * update_interval_secs.map_or(pathway.expected_interval_secs, i64::from)
+}
+
+fn no_data_flag(state: FlagState, at: i64, summary: String) -> Flag {
+    Flag {
+        rule: RuleId::NoData,
+        severity: NO_DATA_SEVERITY,
+        state,
+        at,
+        summary,
+        readings: Vec::new(),
+        news2: None,
+    }
+}
+
+/// The inbox is closed: the shards were shut down.
+#[derive(Debug, thiserror::Error)]
+#[error("the rules shards have shut down")]
+pub struct ShardsClosed;
+
+/// The router and its N workers, each owning a disjoint set of patients.
+/// The router interns each patient once (id → shard and slot); it is owned
+/// by one task, so it needs no lock either.
+pub struct Shards {
+    inputs: Vec<mpsc::Sender<ShardInput>>,
+    workers: Vec<JoinHandle<()>>,
+    /// Patient id → (shard, slot, settings sent).
+    registry: FxHashMap<PatientKey, (usize, Slot, bool)>,
+    next_slot: Vec<Slot>,
+    /// The live rule set; use [`Shards::reload`] to replace it.
+    pub rules: Arc<ArcSwap<RuleSet>>,
+    /// Shared counters.
+    pub stats: Arc<ShardStats>,
 }
 
 impl Shards {
-    /// Starts `n` workers with bounded inboxes of `capacity`; flags go to
-    /// `flags` (bounded too: a slow consumer slows the workers, nothing is dropped).
+    /// Starts `n` worker threads with bounded inboxes of `capacity`; flags go
+    /// to `flags` (bounded too: a slow consumer slows the workers, and they
+    /// in turn the senders; nothing is dropped).
     pub fn start(
         n: usize,
         capacity: usize,
         rules: RuleSet,
-        flags: SyncSender<PatientFlag>,
+        flags: mpsc::Sender<PatientFlag>,
     ) -> Self {
         let rules = Arc::new(ArcSwap::from_pointee(rules));
         let stats = Arc::new(ShardStats::default());
         let mut inputs = Vec::new();
         let mut workers = Vec::new();
-        for _ in 0..n.max(1) {
-            let (tx, rx) = sync_channel(capacity.max(1));
-            inputs.push(tx);
-            let (rules, stats, flags) = (rules.clone(), stats.clone(), flags.clone());
-            workers.push(std::thread::spawn(move || worker(rx, rules, stats, flags)));
+        for i in 0..n.max(1) {
+            let (tx, rx) = mpsc::channel(capacity.max(1));
+            let worker = ShardWorker::new(rules.clone(), stats.clone());
+            let flags = flags.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("rules-{i}"))
+                .spawn(move || run_worker(worker, rx, flags));
+            if let Ok(handle) = spawned {
+                // Out of threads: fewer shards still evaluate everything.
+                inputs.push(tx);
+                workers.push(handle);
+            }
         }
+        let next_slot = vec![0; inputs.len()];
         Self {
             inputs,
             workers,
+            registry: FxHashMap::default(),
+            next_slot,
             rules,
             stats,
         }
     }
 
-    /// Routes a reading to its patient's shard; blocks while that shard's
-    /// inbox is full (backpressure, never a drop).
-    pub fn send(&self, r: RuleReading) -> Result<(), SendError<RuleReading>> {
-        let i = shard_of(&r.patient, self.inputs.len());
-        match self.inputs.get(i) {
-            Some(tx) => tx.send(r),
-            None => Err(SendError(r)),
-        }
+    /// Shards running.
+    pub fn len(&self) -> usize {
+        self.inputs.len()
     }
 
-    /// Replaces the rule set atomically.
-    pub fn reload(&self, rules: RuleSet) {
+    /// True when no shard could start.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// True once the patient's settings were sent to their shard.
+    pub fn knows(&self, patient: &str) -> bool {
+        self.registry.get(patient).is_some_and(|e| e.2)
+    }
+
+    /// Patients interned.
+    pub fn patients(&self) -> usize {
+        self.registry.len()
+    }
+
+    fn place(&mut self, patient: &PatientKey) -> Result<(usize, Slot), ShardsClosed> {
+        if let Some((shard, slot, _)) = self.registry.get(patient) {
+            return Ok((*shard, *slot));
+        }
+        let shard = shard_of(patient, self.inputs.len());
+        let next = self.next_slot.get_mut(shard).ok_or(ShardsClosed)?;
+        let slot = *next;
+        *next = next.checked_add(1).ok_or(ShardsClosed)?;
+        self.registry.insert(patient.clone(), (shard, slot, false));
+        Ok((shard, slot))
+    }
+
+    fn route(&mut self, input: Input) -> Result<(usize, ShardInput), ShardsClosed> {
+        let slot_reading = |slot, r: RuleReading| SlotReading {
+            slot,
+            vital: r.vital,
+            value: r.value,
+            at: r.at,
+            update_interval_secs: r.update_interval_secs,
+        };
+        Ok(match input {
+            Input::Reading(r) => {
+                let (shard, slot) = self.place(&r.patient)?;
+                (shard, ShardInput::Reading(slot_reading(slot, r)))
+            }
+            Input::Replay(r) => {
+                let (shard, slot) = self.place(&r.patient)?;
+                (shard, ShardInput::Replay(slot_reading(slot, r)))
+            }
+            Input::Patient { patient, config } => {
+                let (shard, slot) = self.place(&patient)?;
+                if let Some(e) = self.registry.get_mut(&patient) {
+                    e.2 = config.monitored;
+                }
+                (
+                    shard,
+                    ShardInput::Patient {
+                        slot,
+                        patient,
+                        config,
+                    },
+                )
+            }
+        })
+    }
+
+    /// Routes an input to its patient's shard; waits while that shard's
+    /// inbox is full (backpressure, never a drop).
+    pub async fn send(&mut self, input: Input) -> Result<(), ShardsClosed> {
+        let (shard, input) = self.route(input)?;
+        let tx = self.inputs.get(shard).ok_or(ShardsClosed)?;
+        tx.send(input).await.map_err(|_| ShardsClosed)
+    }
+
+    /// [`Shards::send`] for callers outside an async runtime.
+    pub fn blocking_send(&mut self, input: Input) -> Result<(), ShardsClosed> {
+        let (shard, input) = self.route(input)?;
+        let tx = self.inputs.get(shard).ok_or(ShardsClosed)?;
+        tx.blocking_send(input).map_err(|_| ShardsClosed)
+    }
+
+    /// The clock, to every shard.
+    pub async fn tick(&self, now: i64) -> Result<(), ShardsClosed> {
+        for tx in &self.inputs {
+            tx.send(ShardInput::Tick(now))
+                .await
+                .map_err(|_| ShardsClosed)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the start-up replay: each shard gets the store's open flags for
+    /// its own patients.
+    pub async fn restore(&mut self, open: Vec<OpenFlag>, now: i64) -> Result<(), ShardsClosed> {
+        let mut per: Vec<Vec<SlotFlag>> = vec![Vec::new(); self.inputs.len()];
+        for f in open {
+            let (shard, slot) = self.place(&f.patient)?;
+            if let Some(v) = per.get_mut(shard) {
+                v.push(SlotFlag { slot, open: f });
+            }
+        }
+        for (tx, open) in self.inputs.iter().zip(per) {
+            tx.send(ShardInput::Restore { open, now })
+                .await
+                .map_err(|_| ShardsClosed)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the rule set atomically; patients re-derive their rules on
+    /// their next input.
+    pub fn reload(&self, mut rules: RuleSet) {
+        rules.generation = self.rules.load().generation.wrapping_add(1);
         self.rules.store(Arc::new(rules));
     }
 
-    /// Closes the inboxes and waits for the workers to finish what they hold.
+    /// Closes the inboxes and waits (blocking) for the workers to finish
+    /// what they hold.
     pub fn shutdown(self) {
         drop(self.inputs);
         for w in self.workers {
@@ -129,34 +720,16 @@ impl Shards {
     }
 }
 
-fn worker(
-    inbox: Receiver<RuleReading>,
-    rules: Arc<ArcSwap<RuleSet>>,
-    stats: Arc<ShardStats>,
-    out: SyncSender<PatientFlag>,
+fn run_worker(
+    mut worker: ShardWorker,
+    mut inbox: mpsc::Receiver<ShardInput>,
+    out: mpsc::Sender<PatientFlag>,
 ) {
-    let mut patients: HashMap<String, PatientState> = HashMap::new();
-    while let Ok(r) = inbox.recv() {
-        let set = rules.load();
-        stats.readings.fetch_add(1, Ordering::Relaxed);
-        let Some((pathway, settings)) = set
-            .patients
-            .get(&r.patient)
-            .and_then(|(name, s)| set.pathways.get(name).map(|p| (p, s)))
-        else {
-            stats.unknown_patient.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let state = patients.entry(r.patient.clone()).or_default();
-        for flag in state.on_reading(pathway, settings, r.vital, r.value, r.at) {
-            stats.flags.fetch_add(1, Ordering::Relaxed);
-            if out
-                .send(PatientFlag {
-                    patient: r.patient.clone(),
-                    flag,
-                })
-                .is_err()
-            {
+    let mut flags = Vec::new();
+    while let Some(input) = inbox.blocking_recv() {
+        worker.handle(input, &mut flags);
+        for f in flags.drain(..) {
+            if out.blocking_send(f).is_err() {
                 return;
             }
         }
@@ -169,32 +742,111 @@ mod tests {
 
     use super::*;
     use crate::pathway::load_dir;
-    use crate::patient::{FlagState, RuleId};
 
-    fn rules(pathway_for_all: &str, patients: &[&str]) -> RuleSet {
+    fn rule_set() -> RuleSet {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pathways");
-        let pathways = load_dir(&dir)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k, Arc::new(v)))
-            .collect();
-        RuleSet {
-            pathways,
-            patients: patients
-                .iter()
-                .map(|p| {
-                    (
-                        p.to_string(),
-                        (
-                            pathway_for_all.to_string(),
-                            PatientSettings {
-                                news2_applies: false,
-                                ..Default::default()
-                            },
-                        ),
-                    )
+        RuleSet::new(load_dir(&dir).unwrap())
+    }
+
+    fn config(pathway: &str) -> Arc<PatientConfig> {
+        Arc::new(PatientConfig {
+            pathway: pathway.into(),
+            settings: PatientSettings {
+                news2_applies: false,
+                ..Default::default()
+            },
+            monitored: true,
+        })
+    }
+
+    fn key(s: &str) -> PatientKey {
+        Arc::from(s)
+    }
+
+    fn reading(p: &str, vital: Vital, value: f64, at: i64) -> RuleReading {
+        RuleReading {
+            patient: key(p),
+            vital,
+            value,
+            at,
+            update_interval_secs: None,
+        }
+    }
+
+    /// A worker without a thread, and a tiny router, for exact step-by-step tests.
+    struct Harness {
+        w: ShardWorker,
+        slots: std::collections::HashMap<String, Slot>,
+    }
+
+    fn worker() -> Harness {
+        Harness {
+            w: ShardWorker::new(
+                Arc::new(ArcSwap::from_pointee(rule_set())),
+                Arc::new(ShardStats::default()),
+            ),
+            slots: Default::default(),
+        }
+    }
+
+    impl Harness {
+        fn slot(&mut self, p: &str) -> Slot {
+            let n = self.slots.len() as Slot;
+            *self.slots.entry(p.to_string()).or_insert(n)
+        }
+
+        fn run(&mut self, input: ShardInput) -> Vec<PatientFlag> {
+            let mut out = Vec::new();
+            self.w.handle(input, &mut out);
+            out
+        }
+
+        fn configure(&mut self, p: &str, config: Arc<PatientConfig>) -> Vec<PatientFlag> {
+            let slot = self.slot(p);
+            self.run(ShardInput::Patient {
+                slot,
+                patient: key(p),
+                config,
+            })
+        }
+
+        fn enrol(&mut self, p: &str, pathway: &str) {
+            self.configure(p, config(pathway));
+        }
+
+        fn slot_reading(&mut self, r: RuleReading) -> SlotReading {
+            SlotReading {
+                slot: self.slot(&r.patient),
+                vital: r.vital,
+                value: r.value,
+                at: r.at,
+                update_interval_secs: r.update_interval_secs,
+            }
+        }
+
+        fn reading(&mut self, r: RuleReading) -> Vec<PatientFlag> {
+            let r = self.slot_reading(r);
+            self.run(ShardInput::Reading(r))
+        }
+
+        fn replay(&mut self, r: RuleReading) -> Vec<PatientFlag> {
+            let r = self.slot_reading(r);
+            self.run(ShardInput::Replay(r))
+        }
+
+        fn restore(&mut self, open: Vec<OpenFlag>, now: i64) -> Vec<PatientFlag> {
+            let open = open
+                .into_iter()
+                .map(|f| SlotFlag {
+                    slot: self.slot(&f.patient),
+                    open: f,
                 })
-                .collect(),
+                .collect();
+            self.run(ShardInput::Restore { open, now })
+        }
+
+        fn tick(&mut self, now: i64) -> Vec<PatientFlag> {
+            self.run(ShardInput::Tick(now))
         }
     }
 
@@ -212,49 +864,60 @@ mod tests {
     #[test]
     fn readings_from_many_patients_are_all_evaluated_and_flags_come_out() {
         let names: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (ftx, frx) = sync_channel(10_000);
-        let shards = Shards::start(4, 64, rules("copd", &refs), ftx);
+        let (ftx, mut frx) = mpsc::channel(10_000);
+        let mut shards = Shards::start(4, 64, rule_set(), ftx);
         for p in &names {
+            shards
+                .blocking_send(Input::Patient {
+                    patient: key(p),
+                    config: config("copd"),
+                })
+                .unwrap();
             for k in 0..3 {
                 shards
-                    .send(RuleReading {
-                        patient: p.clone(),
-                        vital: Vital::Spo2,
-                        value: 85.0,
-                        at: k * 60,
-                    })
+                    .blocking_send(Input::Reading(reading(p, Vital::Spo2, 85.0, k * 60)))
                     .unwrap();
             }
         }
         let stats = shards.stats.clone();
         shards.shutdown();
         assert_eq!(stats.readings.load(Ordering::Relaxed), 600);
-        let flags: Vec<_> = frx.try_iter().collect();
+        let mut flags = Vec::new();
+        while let Ok(f) = frx.try_recv() {
+            flags.push(f);
+        }
         // Exactly one raised COPD SpO2 flag per patient: state never split across shards.
         assert_eq!(flags.len(), 200);
-        assert!(flags
-            .iter()
-            .all(|f| f.flag.state == FlagState::Raised && f.flag.rule == RuleId::Threshold(0)));
+        assert!(flags.iter().all(|f| f.flag.state == FlagState::Raised
+            && f.flag.rule
+                == RuleId::Threshold {
+                    vital: Vital::Spo2,
+                    n: 0
+                }));
     }
 
     #[test]
     fn a_reload_changes_behaviour_without_losing_readings() {
-        let (ftx, frx) = sync_channel(10_000);
-        // "general" has no SpO2 threshold: nothing raised.
-        let shards = Shards::start(2, 16, rules("general", &["p1"]), ftx);
-        let send = |at: i64| {
+        let (ftx, mut frx) = mpsc::channel(10_000);
+        // Start with a rule set where COPD has no SpO2 threshold: nothing raised.
+        let mut lenient = rule_set();
+        let mut copd = (*lenient.pathways["copd"]).clone();
+        copd.thresholds.clear();
+        lenient.pathways.insert("copd".into(), Arc::new(copd));
+        let mut shards = Shards::start(2, 16, lenient, ftx);
+        shards
+            .blocking_send(Input::Patient {
+                patient: key("p1"),
+                config: config("copd"),
+            })
+            .unwrap();
+        let send = |shards: &mut Shards, at: i64| {
             shards
-                .send(RuleReading {
-                    patient: "p1".into(),
-                    vital: Vital::Spo2,
-                    value: 85.0,
-                    at,
-                })
+                .blocking_send(Input::Reading(reading("p1", Vital::Spo2, 85.0, at)))
                 .unwrap()
         };
         for k in 0..3 {
-            send(k);
+            send(&mut shards, k);
         }
         // Let the worker evaluate those under the old rules first.
         let mut waited = 0;
@@ -263,14 +926,14 @@ mod tests {
             waited += 1;
         }
         assert_eq!(shards.stats.readings.load(Ordering::Relaxed), 3);
-        shards.reload(rules("copd", &["p1"]));
+        shards.reload(rule_set());
         for k in 3..6 {
-            send(k);
+            send(&mut shards, k);
         }
         let stats = shards.stats.clone();
         shards.shutdown();
         assert_eq!(stats.readings.load(Ordering::Relaxed), 6, "no reading lost");
-        let flags: Vec<_> = frx.try_iter().collect();
+        let flags: Vec<_> = std::iter::from_fn(|| frx.try_recv().ok()).collect();
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(
             flags[0].flag.at, 5,
@@ -280,18 +943,197 @@ mod tests {
 
     #[test]
     fn unknown_patients_are_counted_not_evaluated() {
-        let (ftx, _frx) = sync_channel(16);
-        let shards = Shards::start(1, 4, rules("general", &[]), ftx);
-        shards
-            .send(RuleReading {
-                patient: "ghost".into(),
-                vital: Vital::HeartRate,
-                value: 200.0,
-                at: 0,
-            })
-            .unwrap();
-        let stats = shards.stats.clone();
-        shards.shutdown();
-        assert_eq!(stats.unknown_patient.load(Ordering::Relaxed), 1);
+        let mut h = worker();
+        assert!(h
+            .reading(reading("ghost", Vital::HeartRate, 200.0, 0))
+            .is_empty());
+        assert_eq!(h.w.stats.unknown_patient.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_missing_pathway_falls_back_to_general_and_is_counted() {
+        let mut h = worker();
+        h.enrol("p", "no-such-pathway");
+        h.reading(reading("p", Vital::HeartRate, 70.0, 0));
+        assert!(h.w.stats.missing_pathway.load(Ordering::Relaxed) >= 1);
+        assert_eq!(h.w.stats.unknown_patient.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn no_data_is_raised_by_the_clock_once_and_cleared_when_data_resumes() {
+        let mut h = worker();
+        // general: expected every 4 h → no_data after 8 h of silence.
+        h.enrol("p", "general");
+        h.restore(vec![], 0);
+        h.reading(reading("p", Vital::HeartRate, 70.0, 100));
+        let gap = 2 * rule_set().pathways["general"].expected_interval_secs;
+        assert!(h.tick(100 + gap - 1).is_empty());
+        let f = h.tick(100 + gap);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].flag.rule, RuleId::NoData);
+        assert_eq!(f[0].flag.state, FlagState::Raised);
+        // Still silent: not raised again.
+        assert!(h.tick(100 + 3 * gap).is_empty());
+        let f = h.reading(reading("p", Vital::HeartRate, 70.0, 100 + 3 * gap));
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].flag.rule, f[0].flag.state),
+            (RuleId::NoData, FlagState::Cleared)
+        );
+    }
+
+    #[test]
+    fn a_devices_declared_interval_refines_the_no_data_cadence() {
+        let mut h = worker();
+        h.enrol("p", "general");
+        h.restore(vec![], 0);
+        let mut r = reading("p", Vital::Spo2, 97.0, 0);
+        r.update_interval_secs = Some(300);
+        h.reading(r);
+        assert!(h.tick(599).is_empty());
+        let f = h.tick(600);
+        assert_eq!(
+            f.len(),
+            1,
+            "twice the device's 5 min, not the pathway's 4 h"
+        );
+    }
+
+    #[test]
+    fn a_newly_enrolled_patient_who_never_sends_is_flagged_silent() {
+        let mut h = worker();
+        h.restore(vec![], 1_000);
+        h.enrol("p", "covid-oximetry");
+        let gap = 2 * rule_set().pathways["covid-oximetry"].expected_interval_secs;
+        assert!(h.tick(1_000 + gap - 1).is_empty());
+        assert_eq!(h.tick(1_000 + gap).len(), 1);
+    }
+
+    #[test]
+    fn restart_rebuild_raises_no_storm_and_keeps_an_ongoing_deterioration() {
+        // Before the restart: 100 patients, each last heard from long ago
+        // (their readings may be queued in the broker), and one COPD
+        // patient whose low SpO2 flag is open in the store.
+        let mut h = worker();
+        for i in 0..100 {
+            h.enrol(&format!("p{i}"), "general");
+            h.replay(reading(&format!("p{i}"), Vital::HeartRate, 70.0, 0));
+        }
+        h.enrol("copd", "copd");
+        for k in 0..3 {
+            h.replay(reading("copd", Vital::Spo2, 85.0, k * 60));
+        }
+        let rule = RuleId::Threshold {
+            vital: Vital::Spo2,
+            n: 0,
+        };
+        let now = 86_400;
+        let open = vec![OpenFlag {
+            patient: key("copd"),
+            rule,
+            severity: Severity::High,
+        }];
+        let f = h.restore(open, now);
+        assert!(
+            f.is_empty(),
+            "already open in the store: not raised again: {f:?}"
+        );
+        // Right after the restart: no no_data storm, although every deadline passed.
+        assert!(h.tick(now + 1).is_empty());
+        // The open flag is still open: a further breach updates, a recovery clears.
+        let f = h.reading(reading("copd", Vital::Spo2, 84.0, now + 10));
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].flag.rule, f[0].flag.state),
+            (rule, FlagState::Updated)
+        );
+    }
+
+    #[test]
+    fn restart_raises_a_deterioration_the_store_never_recorded() {
+        let mut h = worker();
+        h.enrol("copd", "copd");
+        for k in 0..3 {
+            assert!(h
+                .replay(reading("copd", Vital::Spo2, 85.0, k * 60))
+                .is_empty());
+        }
+        let f = h.restore(vec![], 600);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].flag.state, FlagState::Raised);
+        assert_eq!(f[0].flag.at, 120, "dated by the reading that raised it");
+    }
+
+    #[test]
+    fn restart_clears_a_stored_flag_whose_rule_no_longer_applies() {
+        let mut h = worker();
+        h.enrol("p", "general");
+        let open = vec![OpenFlag {
+            patient: key("p"),
+            rule: RuleId::Threshold {
+                vital: Vital::Spo2,
+                n: 0,
+            },
+            severity: Severity::High,
+        }];
+        let f = h.restore(open, 10);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].flag.state, FlagState::Cleared);
+    }
+
+    #[test]
+    fn a_personal_limit_replaces_the_pathway_threshold_and_the_old_flag_clears() {
+        let mut h = worker();
+        h.enrol("p", "copd");
+        h.restore(vec![], 0);
+        let mut raised = Vec::new();
+        for k in 0..3 {
+            raised.extend(h.reading(reading("p", Vital::Spo2, 87.0, k * 60)));
+        }
+        assert_eq!(raised.len(), 1);
+        // A clinician sets this patient's own limit: 85–96.
+        let mut cfg = (*config("copd")).clone();
+        let mut limit = rule_set().pathways["copd"].thresholds[0].1;
+        limit.low = Some(85.0);
+        cfg.settings.overrides = vec![(Vital::Spo2, limit)];
+        cfg.settings.version = 1;
+        let f = h.configure("p", Arc::new(cfg));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].flag.state, FlagState::Cleared);
+        // 87 is inside the personal limit: nothing more.
+        for k in 3..8 {
+            assert!(h
+                .reading(reading("p", Vital::Spo2, 87.0, k * 60))
+                .is_empty());
+        }
+        let mut f = Vec::new();
+        for k in 8..11 {
+            f.extend(h.reading(reading("p", Vital::Spo2, 84.0, k * 60)));
+        }
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].flag.rule,
+            RuleId::Personal {
+                vital: Vital::Spo2,
+                n: 0
+            }
+        );
+    }
+
+    #[test]
+    fn discharge_clears_open_flags_and_stops_no_data() {
+        let mut h = worker();
+        h.enrol("p", "copd");
+        h.restore(vec![], 0);
+        for k in 0..3 {
+            h.reading(reading("p", Vital::Spo2, 85.0, k * 60));
+        }
+        let mut cfg = (*config("copd")).clone();
+        cfg.monitored = false;
+        let f = h.configure("p", Arc::new(cfg));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].flag.state, FlagState::Cleared);
+        assert!(h.tick(10_000_000).is_empty());
+        assert_eq!(h.w.patients(), 0);
     }
 }

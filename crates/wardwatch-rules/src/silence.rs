@@ -3,13 +3,17 @@
 //! because silence produces no arrival to react to.
 //!
 //! Time is passed in (seconds), never read from a clock, so tests and
-//! replays control it. Each arrival pushes a new deadline; stale heap
-//! entries are skipped lazily when they surface, so an arrival is O(log n)
-//! and nothing is ever searched.
+//! replays control it. An arrival only moves the patient's deadline in its
+//! map entry (O(1), no heap push): each watched patient has one scheduled
+//! heap entry, and when that entry falls due with a later deadline it is
+//! simply re-scheduled. The heap therefore holds about one entry per patient
+//! however fast readings arrive.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
+
+use rustc_hash::FxHashMap as HashMap;
 
 /// A change in a patient's `no_data` flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +40,11 @@ struct Watch {
     gap: i64,
     /// Time (s) of the latest reading.
     last_seen: i64,
-    /// The deadline currently in the heap that is authoritative.
+    /// The true deadline: `last_seen + gap`, or later after a grace.
     deadline: i64,
+    /// The deadline of this patient's live heap entry (`None` while raised):
+    /// never later than `deadline`, so nothing falls due unnoticed.
+    scheduled: Option<i64>,
     /// A `no_data` flag is open.
     raised: bool,
 }
@@ -52,7 +59,7 @@ pub struct SilenceWatch<P: Eq + Hash + Clone + Ord> {
 impl<P: Eq + Hash + Clone + Ord> Default for SilenceWatch<P> {
     fn default() -> Self {
         Self {
-            watches: HashMap::new(),
+            watches: HashMap::default(),
             heap: BinaryHeap::new(),
         }
     }
@@ -76,10 +83,63 @@ impl<P: Eq + Hash + Clone + Ord> SilenceWatch<P> {
                 gap,
                 last_seen: since,
                 deadline,
+                scheduled: Some(deadline),
                 raised: false,
             },
         );
         self.heap.push(Reverse((deadline, patient)));
+    }
+
+    /// Whether a patient is watched.
+    pub fn is_watched(&self, patient: &P) -> bool {
+        self.watches.contains_key(patient)
+    }
+
+    /// A `no_data` flag is open for the patient.
+    pub fn is_raised(&self, patient: &P) -> bool {
+        self.watches.get(patient).is_some_and(|w| w.raised)
+    }
+
+    /// Makes sure the heap holds an entry no later than the deadline.
+    fn schedule(heap: &mut BinaryHeap<Reverse<(i64, P)>>, patient: &P, w: &mut Watch) {
+        if w.raised || w.scheduled.is_some_and(|s| s <= w.deadline) {
+            return;
+        }
+        w.scheduled = Some(w.deadline);
+        heap.push(Reverse((w.deadline, patient.clone())));
+    }
+
+    /// Changes the allowed gap (a device declared its own cadence), keeping
+    /// the time of the last reading.
+    pub fn set_gap(&mut self, patient: &P, gap: i64) {
+        let Some(w) = self.watches.get_mut(patient) else {
+            return;
+        };
+        let gap = gap.max(1);
+        if w.gap == gap {
+            return;
+        }
+        w.gap = gap;
+        w.deadline = w.last_seen + gap;
+        Self::schedule(&mut self.heap, patient, w);
+    }
+
+    /// Restores an open `no_data` flag after a restart: it is not raised
+    /// again, and clears when data resumes.
+    pub fn assume_raised(&mut self, patient: &P) {
+        if let Some(w) = self.watches.get_mut(patient) {
+            w.raised = true;
+            w.scheduled = None;
+        }
+    }
+
+    /// Pushes the deadline to at least `not_before + gap`: after a restart,
+    /// readings queued in the broker while the engine was down get a full
+    /// interval to arrive before anyone is declared silent.
+    pub fn grace(&mut self, patient: &P, not_before: i64) {
+        if let Some(w) = self.watches.get_mut(patient) {
+            w.deadline = w.deadline.max(not_before + w.gap);
+        }
     }
 
     /// Stops watching (discharge): no further `no_data` for this patient.
@@ -87,17 +147,43 @@ impl<P: Eq + Hash + Clone + Ord> SilenceWatch<P> {
         self.watches.remove(patient);
     }
 
+    /// A reading arrived: starts watching the patient if they were not
+    /// watched, applies the (possibly device-refined) gap, and moves the
+    /// deadline, in one map lookup. Returns `Cleared` if it ended a silence.
+    pub fn observe(&mut self, patient: &P, gap: i64, at: i64) -> Option<SilenceEvent<P>> {
+        let gap = gap.max(1);
+        let Some(w) = self.watches.get_mut(patient) else {
+            self.watch(patient.clone(), gap, at);
+            return None;
+        };
+        if w.gap != gap {
+            w.gap = gap;
+            w.deadline = w.last_seen + gap;
+            Self::schedule(&mut self.heap, patient, w);
+        }
+        Self::arrive(&mut self.heap, patient, w, at)
+    }
+
     /// A reading arrived at `at` (s). Returns `Cleared` if it ended a silence.
     pub fn arrived(&mut self, patient: &P, at: i64) -> Option<SilenceEvent<P>> {
         let w = self.watches.get_mut(patient)?;
+        Self::arrive(&mut self.heap, patient, w, at)
+    }
+
+    fn arrive(
+        heap: &mut BinaryHeap<Reverse<(i64, P)>>,
+        patient: &P,
+        w: &mut Watch,
+        at: i64,
+    ) -> Option<SilenceEvent<P>> {
         if at < w.last_seen {
             return None; // a late, older reading does not move the deadline back
         }
         w.last_seen = at;
-        w.deadline = at + w.gap;
-        self.heap.push(Reverse((w.deadline, patient.clone())));
+        w.deadline = w.deadline.max(at + w.gap);
         if w.raised {
             w.raised = false;
+            Self::schedule(heap, patient, w);
             return Some(SilenceEvent::Cleared {
                 patient: patient.clone(),
                 at,
@@ -110,20 +196,27 @@ impl<P: Eq + Hash + Clone + Ord> SilenceWatch<P> {
     /// is raised, once.
     pub fn advance(&mut self, now: i64) -> Vec<SilenceEvent<P>> {
         let mut events = Vec::new();
-        while let Some(Reverse((deadline, _))) = self.heap.peek() {
-            if *deadline > now {
+        while let Some(Reverse((due, _))) = self.heap.peek() {
+            if *due > now {
                 break;
             }
-            let Some(Reverse((deadline, patient))) = self.heap.pop() else {
+            let Some(Reverse((due, patient))) = self.heap.pop() else {
                 break;
             };
             let Some(w) = self.watches.get_mut(&patient) else {
                 continue; // unwatched
             };
-            if w.deadline != deadline || w.raised {
-                continue; // stale entry: a later reading moved the deadline
+            if w.scheduled != Some(due) {
+                continue; // superseded entry
+            }
+            if w.deadline > now {
+                // Readings arrived since: re-schedule at the true deadline.
+                w.scheduled = Some(w.deadline);
+                self.heap.push(Reverse((w.deadline, patient)));
+                continue;
             }
             w.raised = true;
+            w.scheduled = None;
             events.push(SilenceEvent::Raised {
                 patient,
                 last_seen: w.last_seen,
@@ -132,22 +225,22 @@ impl<P: Eq + Hash + Clone + Ord> SilenceWatch<P> {
         events
     }
 
-    /// The earliest pending deadline, for a timer to sleep until.
+    /// The earliest pending heap entry (a deadline or a re-check), for a
+    /// timer to sleep until.
     pub fn next_deadline(&self) -> Option<i64> {
         self.heap.peek().map(|Reverse((d, _))| *d)
     }
 
-    /// Heap entries, live and stale (bounded by compaction in `compact`).
+    /// Heap entries, live and superseded.
     pub fn heap_len(&self) -> usize {
         self.heap.len()
     }
 
-    /// Drops stale heap entries; call when the heap grows well beyond the
-    /// number of watched patients so memory stays bounded.
+    /// Drops superseded heap entries (left by discharges and gap changes).
     pub fn compact(&mut self) {
         let watches = &self.watches;
         self.heap
-            .retain(|Reverse((d, p))| watches.get(p).is_some_and(|w| w.deadline == *d));
+            .retain(|Reverse((d, p))| watches.get(p).is_some_and(|w| w.scheduled == Some(*d)));
     }
 }
 
@@ -235,15 +328,42 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_only_live_deadlines() {
+    fn arrivals_do_not_grow_the_heap() {
         let mut w = SilenceWatch::new();
         w.watch(1u32, 100, 0);
         for t in 1..1000 {
             w.arrived(&1, t);
         }
-        assert_eq!(w.heap_len(), 1000);
+        assert_eq!(
+            w.heap_len(),
+            1,
+            "one entry per patient, however many readings"
+        );
+        assert!(w.advance(998).is_empty());
+        assert_eq!(w.heap_len(), 1, "re-scheduled, not duplicated");
+        assert_eq!(w.next_deadline(), Some(1099));
+        assert_eq!(w.advance(1099).len(), 1);
+    }
+
+    #[test]
+    fn compaction_drops_superseded_entries() {
+        let mut w = SilenceWatch::new();
+        w.watch(1u32, 1000, 0);
+        w.set_gap(&1, 100); // earlier deadline: a second entry
+        w.watch(2u32, 100, 0);
+        w.unwatch(&2);
+        assert_eq!(w.heap_len(), 3);
         w.compact();
         assert_eq!(w.heap_len(), 1);
-        assert_eq!(w.next_deadline(), Some(1099));
+        assert_eq!(w.advance(100).len(), 1);
+    }
+
+    #[test]
+    fn grace_after_a_restart_defers_a_deadline_already_passed() {
+        let mut w = SilenceWatch::new();
+        w.watch("p", 100, 0);
+        w.grace(&"p", 5_000);
+        assert!(w.advance(5_099).is_empty());
+        assert_eq!(w.advance(5_100).len(), 1);
     }
 }

@@ -52,6 +52,16 @@ impl Default for WeightTrend {
 }
 
 impl WeightTrend {
+    /// A weight-gain flag is open.
+    pub fn is_raised(&self) -> bool {
+        self.raised
+    }
+
+    /// Restores an open flag after a restart, so it clears normally later.
+    pub fn assume_raised(&mut self) {
+        self.raised = true;
+    }
+
     /// Feeds a weight (kg) at `at` (s); returns the flag transition and the gain.
     pub fn observe(&mut self, rule: &WeightGainRule, kg: f64, at: i64) -> (Transition, f64) {
         let from = at - rule.window_secs;
@@ -147,6 +157,16 @@ fn median_of_histogram(h: &[u16; 51]) -> Option<u8> {
 }
 
 impl Spo2Trend {
+    /// An SpO2-fall flag is open.
+    pub fn is_raised(&self) -> bool {
+        self.raised
+    }
+
+    /// Restores an open flag after a restart, so it clears normally later.
+    pub fn assume_raised(&mut self) {
+        self.raised = true;
+    }
+
     /// The baseline: the median of the hourly medians of the 24 hours before
     /// the current hour, once at least 6 hours are known.
     pub fn baseline(&self, at: i64) -> Option<f64> {

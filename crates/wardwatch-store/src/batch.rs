@@ -296,6 +296,7 @@ mod tests {
             received_at: t(h),
             source: ReadingSource::Senml,
             source_name: Some("we\"ird".into()),
+            update_interval_secs: None,
         };
         let msg = IngestMessage {
             tag: DeliveryTag { epoch: 1, seq: 0 },
