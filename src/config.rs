@@ -25,6 +25,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Retention and TimescaleDB policies.
     pub storage: StorageConfig,
+    /// The rules core: pathways, shards, clock, reload.
+    pub rules: RulesConfig,
     /// The HTTP listener (health, metrics).
     pub http: HttpConfig,
     /// Logging.
@@ -143,6 +145,52 @@ impl Default for StorageConfig {
     }
 }
 
+/// `[rules]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Directory of pathway files (`*.toml`). Env: `WARDWATCH_PATHWAYS_DIR`.
+    pub pathways_dir: std::path::PathBuf,
+    /// Worker threads; 0 means one per CPU core.
+    pub shards: usize,
+    /// Inputs each shard's inbox holds before senders wait.
+    pub shard_inbox: usize,
+    /// How often the clock ticks (drives `no_data`), milliseconds.
+    pub tick_ms: u64,
+    /// How often patients' changed settings are read from the store, seconds.
+    pub refresh_secs: u64,
+    /// How often the pathway files are checked for changes, seconds (0: only on SIGHUP).
+    pub watch_secs: u64,
+    /// Readings of vitals without a longer trend window are replayed from
+    /// this far back at start-up, minutes.
+    pub replay_mins: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            pathways_dir: "config/pathways".into(),
+            shards: 0,
+            shard_inbox: 4096,
+            tick_ms: 1000,
+            refresh_secs: 5,
+            watch_secs: 5,
+            replay_mins: 120,
+        }
+    }
+}
+
+impl RulesConfig {
+    /// Worker threads to start.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
 /// `[http]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -222,6 +270,9 @@ impl Config {
                 .parse()
                 .with_context(|| format!("WARDWATCH_HTTP_ADDR={v:?} is not host:port"))?;
         }
+        if let Some(v) = get("WARDWATCH_PATHWAYS_DIR") {
+            self.rules.pathways_dir = v.into();
+        }
         if let Some(v) = get("WARDWATCH_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
         }
@@ -272,6 +323,12 @@ impl Config {
         }
         if self.storage.retention_days == 0 {
             bail!("storage.retention_days must be positive");
+        }
+        if self.rules.tick_ms < 10 || self.rules.tick_ms > 60_000 {
+            bail!("rules.tick_ms must be between 10 and 60000: the clock drives no_data flags");
+        }
+        if self.rules.shard_inbox == 0 || self.rules.refresh_secs == 0 {
+            bail!("rules.shard_inbox and rules.refresh_secs must be positive");
         }
         Ok(())
     }

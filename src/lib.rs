@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`config`]: the strict, documented configuration and its env overrides.
 //! - [`pipeline`]: ingest wiring (session → decode/batch → writer → acks).
+//! - [`rules`]: the rules runtime (committed readings → shards → flags in
+//!   the store), start-up rebuild, reload on SIGHUP and file change.
 //! - [`serve`]: the engine process (`wardwatch serve`).
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod loadgen;
 pub mod pipeline;
+pub mod rules;
 pub mod score;
 pub mod serve;
 pub mod shutdown;

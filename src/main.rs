@@ -57,7 +57,7 @@ enum ScoreCommand {
 
 #[derive(Subcommand)]
 enum PatientCommand {
-    /// Enrol a patient on a team (or move an enrolled patient to it).
+    /// Enrol a patient on a team and pathway (or move an enrolled patient to another team).
     Add {
         /// Patient id.
         #[arg(long)]
@@ -65,7 +65,106 @@ enum PatientCommand {
         /// Responsible team (a virtual ward).
         #[arg(long)]
         team: String,
+        /// Pathway (a file in rules.pathways_dir); new patients default to `general`.
+        #[arg(long)]
+        pathway: Option<String>,
     },
+    /// Change a clinical setting; each change is audited with who and why.
+    Set {
+        /// Patient id.
+        #[arg(long)]
+        id: String,
+        /// Who decided (a clinician's name or id).
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Move to another pathway.
+        #[arg(long)]
+        pathway: Option<String>,
+        /// SpO2 scale for NEWS2: 2 only for confirmed hypercapnic respiratory failure.
+        #[arg(long, value_parser = clap::value_parser!(i16).range(1..=2))]
+        spo2_scale: Option<i16>,
+        /// On oxygen per the care plan (used when no reading says).
+        #[arg(long)]
+        care_plan_oxygen: Option<bool>,
+        /// Pregnant (NEWS2 does not apply).
+        #[arg(long)]
+        pregnant: Option<bool>,
+        /// Date of birth, YYYY-MM-DD (NEWS2 applies from 16).
+        #[arg(long)]
+        date_of_birth: Option<chrono::NaiveDate>,
+    },
+    /// Set a personalised limit on one vital (replaces the pathway's thresholds on it), audited.
+    Limit(LimitArgs),
+    /// Remove a personalised limit (the pathway's thresholds apply again), audited.
+    Unlimit {
+        /// Patient id.
+        #[arg(long)]
+        id: String,
+        /// Vital name, e.g. spo2.
+        #[arg(long)]
+        vital: String,
+        /// Who decided.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Discharge: monitoring and alerts stop, history is kept.
+    Discharge {
+        /// Patient id.
+        #[arg(long)]
+        id: String,
+        /// Who decided.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// When, RFC 3339 (default: now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Patient id.
+    #[arg(long)]
+    id: String,
+    /// Vital name, e.g. spo2.
+    #[arg(long)]
+    vital: String,
+    /// Breach below this (canonical unit).
+    #[arg(long)]
+    low: Option<f64>,
+    /// Breach above this.
+    #[arg(long)]
+    high: Option<f64>,
+    /// low, medium, high or emergency.
+    #[arg(long, default_value = "high")]
+    severity: String,
+    /// Raise after this many consecutive breaching readings ...
+    #[arg(long, default_value_t = 3)]
+    persist_readings: i32,
+    /// ... or once the breach has lasted this long, seconds.
+    #[arg(long, default_value_t = 600)]
+    persist_secs: i32,
+    /// Clear only this far back inside the limits ...
+    #[arg(long, default_value_t = 1.0)]
+    clear_margin: f64,
+    /// ... for this long, seconds.
+    #[arg(long, default_value_t = 900)]
+    clear_hold_secs: i32,
+    /// Who decided.
+    #[arg(long)]
+    by: String,
+    /// Why.
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Subcommand)]
@@ -135,15 +234,7 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             println!("database ready");
             Ok(())
         }
-        Command::Patient {
-            command: PatientCommand::Add { id, team },
-        } => {
-            let store = admin_store(&cfg).await?;
-            let id = PatientId::new(id)?;
-            store.upsert_patient(&id, &team).await?;
-            println!("patient {id} on team {team}");
-            Ok(())
-        }
+        Command::Patient { command } => patient_command(command, &cfg).await,
         Command::Device { command } => {
             let store = admin_store(&cfg).await?;
             match command {
@@ -178,6 +269,105 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Refuses a pathway the rules do not have, listing the ones they do.
+fn check_pathway(cfg: &Config, pathway: &str) -> Result<()> {
+    let rules = wardwatch::rules::load_rule_set(&cfg.rules.pathways_dir)?;
+    if !rules.pathways.contains_key(pathway) {
+        anyhow::bail!(
+            "unknown pathway {pathway:?}; configured pathways: {}",
+            rules
+                .pathways
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
+    use wardwatch_store::rules::{LimitRow, Setting};
+    let store = admin_store(cfg).await?;
+    match command {
+        PatientCommand::Add { id, team, pathway } => {
+            let id = PatientId::new(id)?;
+            if let Some(p) = &pathway {
+                check_pathway(cfg, p)?;
+            }
+            store.enrol(&id, &team, pathway.as_deref()).await?;
+            println!("patient {id} on team {team}");
+        }
+        PatientCommand::Set {
+            id,
+            by,
+            reason,
+            pathway,
+            spo2_scale,
+            care_plan_oxygen,
+            pregnant,
+            date_of_birth,
+        } => {
+            let id = PatientId::new(id)?;
+            let mut changes = Vec::new();
+            if let Some(p) = pathway {
+                check_pathway(cfg, &p)?;
+                changes.push(Setting::Pathway(p));
+            }
+            changes.extend(spo2_scale.map(Setting::Spo2Scale));
+            changes.extend(care_plan_oxygen.map(Setting::CarePlanOxygen));
+            changes.extend(pregnant.map(Setting::Pregnant));
+            changes.extend(date_of_birth.map(Setting::DateOfBirth));
+            if changes.is_empty() {
+                anyhow::bail!("nothing to change: give at least one of --pathway, --spo2-scale, --care-plan-oxygen, --pregnant, --date-of-birth");
+            }
+            for change in changes {
+                let what = format!("{change:?}");
+                store.set_patient(&id, change, &by, &reason).await?;
+                println!("patient {id}: {what} (by {by})");
+            }
+        }
+        PatientCommand::Limit(a) => {
+            let id = PatientId::new(a.id)?;
+            let limit = LimitRow {
+                vital: a.vital,
+                low: a.low,
+                high: a.high,
+                severity: a.severity,
+                persist_readings: a.persist_readings,
+                persist_secs: a.persist_secs,
+                clear_margin: a.clear_margin,
+                clear_hold_secs: a.clear_hold_secs,
+            };
+            wardwatch::rules::limit_threshold(&limit).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.set_limit(&id, &limit, &a.by, &a.reason).await?;
+            println!(
+                "patient {id}: personal {} limit set (by {})",
+                limit.vital, a.by
+            );
+        }
+        PatientCommand::Unlimit {
+            id,
+            vital,
+            by,
+            reason,
+        } => {
+            let id = PatientId::new(id)?;
+            store.remove_limit(&id, &vital, &by, &reason).await?;
+            println!("patient {id}: personal {vital} limit removed (by {by})");
+        }
+        PatientCommand::Discharge { id, by, reason, at } => {
+            let id = PatientId::new(id)?;
+            let at = at.unwrap_or_else(Utc::now);
+            store
+                .set_patient(&id, Setting::Discharged(at), &by, &reason)
+                .await?;
+            println!("patient {id} discharged at {}", at.to_rfc3339());
+        }
+    }
+    Ok(())
 }
 
 async fn admin_store(cfg: &Config) -> Result<wardwatch_store::PgStore> {

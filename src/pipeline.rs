@@ -8,7 +8,8 @@
 //! ```
 //!
 //! A message is acknowledged only after the transaction holding all its rows
-//! commits. When the database is unreachable the writer retries with backoff,
+//! commits, and after its new readings were handed to the rules (see
+//! [`crate::rules`]). When the database is unreachable the writer retries with backoff,
 //! the channels fill, the broker's in-flight window closes, and memory stays
 //! bounded; when it returns, the backlog drains.
 
@@ -28,6 +29,7 @@ use wardwatch_ingest::session::{self, AckEvent, Delivery, SessionConfig};
 use wardwatch_ingest::topic;
 use wardwatch_store::{IngestMessage, MessageKey, Store, StoreError};
 
+use crate::rules::RulesFeed;
 use crate::telemetry;
 
 /// When a batch is flushed.
@@ -52,6 +54,7 @@ pub async fn run<S: Store>(
     store: S,
     policy: ValidationPolicy,
     batching: Batching,
+    rules: Option<RulesFeed>,
     shutdown: CancellationToken,
 ) -> bool {
     let (delivery_tx, delivery_rx) = mpsc::channel(session_config.max_inflight);
@@ -81,7 +84,9 @@ pub async fn run<S: Store>(
                     batch_rx.clone(),
                     store.clone(),
                     session.acks.clone(),
+                    rules.clone(),
                     shutdown.clone(),
+                    failed.clone(),
                 ),
             ))
         })
@@ -336,7 +341,9 @@ async fn write_batches<S: Store>(
     batches: Arc<Mutex<mpsc::Receiver<Vec<IngestMessage>>>>,
     store: S,
     acks: mpsc::Sender<AckEvent>,
+    rules: Option<RulesFeed>,
     shutdown: CancellationToken,
+    failed: CancellationToken,
 ) {
     loop {
         let next = batches.lock().await.recv().await;
@@ -354,6 +361,19 @@ async fn write_batches<S: Store>(
                 Ok(outcome) => {
                     telemetry::batch_committed(&outcome, part.len(), rows, started.elapsed());
                     backoff = Duration::from_millis(100);
+                    // Committed: the rules get the new readings before the
+                    // broker gets its ack, so a rules backlog holds back
+                    // deliveries instead of growing a queue.
+                    if let (Some(feed), false) = (&rules, outcome.new_readings.is_empty()) {
+                        if feed.send(outcome.new_readings).await.is_err() {
+                            error!(
+                                message =
+                                    "The rules stopped; shutting down so the engine restarts."
+                            );
+                            failed.cancel();
+                            return;
+                        }
+                    }
                     let tags = part.iter().map(|m| m.tag).collect();
                     if acks.send(AckEvent::Committed(tags)).await.is_err() {
                         return;

@@ -1,5 +1,5 @@
-//! `wardwatch serve`: the engine process. Wires the store, the ingest
-//! pipeline and the HTTP endpoints, and stops them in order on a signal.
+//! `wardwatch serve`: the engine process. Wires the store, the rules, the
+//! ingest pipeline and the HTTP endpoints, and stops them in order on a signal.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use wardwatch_store::{PgStore, StorageMode};
 
 use crate::config::Config;
 use crate::pipeline::{self, Batching};
+use crate::rules::Rules;
 use crate::{http, telemetry};
 
 /// Runs the engine until `shutdown` is cancelled.
@@ -50,14 +51,20 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         max_delay: Duration::from_millis(cfg.ingest.batch_max_delay_ms),
         writers: cfg.ingest.writers,
     };
+    // The rules rebuild their state before ingest starts.
+    let Some(rules) = Rules::start(&cfg.rules, store.clone(), shutdown.clone()).await? else {
+        return Ok(());
+    };
     let healthy = pipeline::run(
         cfg.session()?,
         store.clone(),
         cfg.validation(),
         batching,
+        Some(rules.feed.clone()),
         shutdown.clone(),
     )
     .await;
+    rules.stop().await;
     http_task
         .await
         .context("HTTP task")?

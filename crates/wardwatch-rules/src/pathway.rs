@@ -119,6 +119,41 @@ struct Spo2FallFile {
     sustain_mins: i64,
 }
 
+/// Checks one limit (a pathway's or a clinician's personal one): returns
+/// the offending field and what is wrong.
+pub fn check_threshold(vital: Vital, t: &Threshold) -> Result<(), (&'static str, String)> {
+    if t.low.is_none() && t.high.is_none() {
+        return Err(("low", "a threshold needs low, high or both".into()));
+    }
+    if let (Some(lo), Some(hi)) = (t.low, t.high) {
+        if lo >= hi {
+            return Err(("low", format!("low {lo} must be below high {hi}")));
+        }
+    }
+    if let Some((plo, phi)) = vital.plausible_range() {
+        for (name, v) in [("low", t.low), ("high", t.high)] {
+            if let Some(v) = v {
+                if !(plo..=phi).contains(&v) {
+                    return Err((
+                        name,
+                        format!("{v} is outside the plausible range {plo}–{phi} for {vital}"),
+                    ));
+                }
+            }
+        }
+    }
+    if t.persist_readings == 0 {
+        return Err(("persist_readings", "must be at least 1".into()));
+    }
+    if t.persist_secs < 0 || t.clear_hold_secs < 0 || t.clear_margin < 0.0 {
+        return Err((
+            "persist_secs",
+            "durations and margins must not be negative".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// One validated pathway.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pathway {
@@ -175,63 +210,23 @@ impl Pathway {
             let field = |name: &str| format!("thresholds[{i}].{name}");
             let vital = Vital::from_name(&t.vital)
                 .ok_or_else(|| invalid(&field("vital"), format!("unknown vital {:?}", t.vital)))?;
-            if t.low.is_none() && t.high.is_none() {
-                return Err(invalid(
-                    &field("low"),
-                    "a threshold needs low, high or both".into(),
-                ));
-            }
-            if let (Some(lo), Some(hi)) = (t.low, t.high) {
-                if lo >= hi {
-                    return Err(invalid(
-                        &field("low"),
-                        format!("low {lo} must be below high {hi}"),
-                    ));
-                }
-            }
-            if let Some((plo, phi)) = vital.plausible_range() {
-                for (name, v) in [("low", t.low), ("high", t.high)] {
-                    if let Some(v) = v {
-                        if !(plo..=phi).contains(&v) {
-                            return Err(invalid(
-                                &field(name),
-                                format!(
-                                    "{v} is outside the plausible range {plo}–{phi} for {vital}"
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-            if t.persist_readings == 0 {
-                return Err(invalid(
-                    &field("persist_readings"),
-                    "must be at least 1".into(),
-                ));
-            }
-            if t.persist_secs < 0 || t.clear_hold_secs < 0 || t.clear_margin < 0.0 {
-                return Err(invalid(
-                    &field("persist_secs"),
-                    "durations and margins must not be negative".into(),
-                ));
-            }
-            thresholds.push((
-                vital,
-                Threshold {
-                    low: t.low,
-                    high: t.high,
-                    severity: match t.severity {
-                        SeverityFile::Low => Severity::Low,
-                        SeverityFile::Medium => Severity::Medium,
-                        SeverityFile::High => Severity::High,
-                        SeverityFile::Emergency => Severity::Emergency,
-                    },
-                    persist_readings: t.persist_readings,
-                    persist_secs: t.persist_secs,
-                    clear_margin: t.clear_margin,
-                    clear_hold_secs: t.clear_hold_secs,
+            let threshold = Threshold {
+                low: t.low,
+                high: t.high,
+                severity: match t.severity {
+                    SeverityFile::Low => Severity::Low,
+                    SeverityFile::Medium => Severity::Medium,
+                    SeverityFile::High => Severity::High,
+                    SeverityFile::Emergency => Severity::Emergency,
                 },
-            ));
+                persist_readings: t.persist_readings,
+                persist_secs: t.persist_secs,
+                clear_margin: t.clear_margin,
+                clear_hold_secs: t.clear_hold_secs,
+            };
+            check_threshold(vital, &threshold)
+                .map_err(|(name, message)| invalid(&field(name), message))?;
+            thresholds.push((vital, threshold));
         }
         let weight_gain = match &f.trends.weight_gain {
             Some(w) if w.gain_kg <= 0.0 || w.window_days < 1 => {

@@ -604,7 +604,8 @@ impl Shards {
         self.inputs.is_empty()
     }
 
-    /// True once the patient's settings were sent to their shard.
+    /// True once the patient's settings (monitored or discharged) were sent
+    /// to their shard.
     pub fn knows(&self, patient: &str) -> bool {
         self.registry.get(patient).is_some_and(|e| e.2)
     }
@@ -646,7 +647,7 @@ impl Shards {
             Input::Patient { patient, config } => {
                 let (shard, slot) = self.place(&patient)?;
                 if let Some(e) = self.registry.get_mut(&patient) {
-                    e.2 = config.monitored;
+                    e.2 = true;
                 }
                 (
                     shard,

@@ -23,6 +23,25 @@ pub enum Severity {
     Emergency,
 }
 
+impl Severity {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Emergency => "emergency",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Low, Self::Medium, Self::High, Self::Emergency]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
 /// One limit on one vital, with its anti-flapping settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Threshold {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use wardwatch_core::{DeliveryTag, QuarantineReason, Reading, Rejection};
+use wardwatch_core::{DeliveryTag, QuarantineReason, Reading, Rejection, Vital};
 
 /// Identifies a message's content for idempotency: a prefix of
 /// SHA-256(topic, 0x00, payload). Redeliveries have the same key.
@@ -35,8 +35,25 @@ pub struct IngestMessage {
     pub redelivered: bool,
 }
 
+/// A reading newly committed and attributed to a patient: what the rules see.
+/// Duplicates (redeliveries) are never among them, so the rules never count
+/// one measurement twice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReading {
+    /// The patient it was attributed to.
+    pub patient_id: String,
+    /// What was measured.
+    pub vital: Vital,
+    /// Canonical value.
+    pub value: f64,
+    /// Measurement time.
+    pub time: DateTime<Utc>,
+    /// The device's declared update interval (SenML `ut`), seconds.
+    pub update_interval_secs: Option<u32>,
+}
+
 /// What a committed batch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {
     /// New rows in `readings`.
     pub readings_inserted: u64,
@@ -44,6 +61,8 @@ pub struct BatchOutcome {
     pub readings_duplicate: u64,
     /// New quarantine rows, by reason.
     pub quarantined: BTreeMap<QuarantineReason, u64>,
+    /// The newly inserted readings, in batch order.
+    pub new_readings: Vec<NewReading>,
 }
 
 /// One interval during which a device was lent to a patient.

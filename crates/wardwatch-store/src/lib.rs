@@ -6,6 +6,8 @@
 //!   relative-time anchors, and the admin operations on patients and devices.
 //! - [`batch`]: the batch types ([`IngestMessage`], [`BatchOutcome`]) and the
 //!   pure attribution of readings to patients by device assignment.
+//! - [`rules`]: what the rules core reads and writes: patients' settings and
+//!   personalised limits (audited), the start-up replay, flags and events.
 //! - [`postgres`]: the PostgreSQL backend, with TimescaleDB hypertables,
 //!   compression and retention when the extension exists, plain tables and a
 //!   retention sweep when it does not.
@@ -15,6 +17,7 @@
 
 pub mod batch;
 pub mod postgres;
+pub mod rules;
 
 use std::future::Future;
 
@@ -22,7 +25,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use wardwatch_core::{DeviceId, PatientId};
 
-pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey};
+pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading};
 pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
 
 /// Errors from the store. `Unavailable` is worth retrying; the others are not.

@@ -15,6 +15,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use tracing::{info, warn};
 use wardwatch_core::{DeviceId, PatientId, QuarantineReason};
 
+use crate::batch::NewReading;
 use crate::batch::{plan, Assignment, AssignmentIndex, QuarantineRow, ReadingRow};
 use crate::{BatchOutcome, IngestMessage, MessageKey, Store, StoreError};
 
@@ -53,7 +54,7 @@ pub struct TimescalePolicy {
 /// The PostgreSQL store. Cheap to clone (shares the pool).
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     method: WriteMethod,
     /// Filter out already-stored readings before `ON CONFLICT DO NOTHING`.
     /// TimescaleDB before 2.18.1 stops inserting the rest of a statement at
@@ -279,7 +280,7 @@ impl PgStore {
         conn: &mut PgConnection,
         rows: &[ReadingRow<'_>],
         guard: bool,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<NewReading>, StoreError> {
         let n = rows.len();
         let mut time = Vec::with_capacity(n);
         let mut patient = Vec::with_capacity(n);
@@ -303,14 +304,14 @@ impl PgStore {
                                   $5::float8[], $6::timestamptz[], $7::text[]) AS u(t, p, d, v, x, r, s) \
              WHERE NOT EXISTS (SELECT 1 FROM readings e WHERE e.patient_id = u.p AND e.vital = u.v \
                                AND e.time = u.t AND e.device_id = u.d) \
-             ON CONFLICT DO NOTHING"
+             ON CONFLICT DO NOTHING RETURNING patient_id, vital, time, device_id"
         } else {
             "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
              SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
                                   $5::float8[], $6::timestamptz[], $7::text[]) \
-             ON CONFLICT DO NOTHING"
+             ON CONFLICT DO NOTHING RETURNING patient_id, vital, time, device_id"
         };
-        let res = sqlx::query(sql)
+        let inserted = sqlx::query(sql)
             .bind(time)
             .bind(patient)
             .bind(device)
@@ -318,16 +319,16 @@ impl PgStore {
             .bind(value)
             .bind(received)
             .bind(source)
-            .execute(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-        Ok(res.rows_affected())
+        new_readings(rows, &inserted)
     }
 
     async fn insert_readings_copy(
         conn: &mut PgConnection,
         rows: &[ReadingRow<'_>],
         guard: bool,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<NewReading>, StoreError> {
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS readings_stage \
              (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -359,12 +360,14 @@ impl PgStore {
         let sql = if guard {
             "INSERT INTO readings SELECT * FROM readings_stage u WHERE NOT EXISTS \
              (SELECT 1 FROM readings e WHERE e.patient_id = u.patient_id AND e.vital = u.vital \
-              AND e.time = u.time AND e.device_id = u.device_id) ON CONFLICT DO NOTHING"
+              AND e.time = u.time AND e.device_id = u.device_id) ON CONFLICT DO NOTHING \
+             RETURNING patient_id, vital, time, device_id"
         } else {
-            "INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING"
+            "INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING \
+             RETURNING patient_id, vital, time, device_id"
         };
-        let res = sqlx::query(sql).execute(&mut *conn).await?;
-        Ok(res.rows_affected())
+        let inserted = sqlx::query(sql).fetch_all(&mut *conn).await?;
+        new_readings(rows, &inserted)
     }
 
     async fn insert_quarantine(
@@ -549,6 +552,46 @@ impl PgStore {
 }
 
 /// Escapes a value for COPY's text format.
+/// The rows an insert actually added (its `RETURNING` rows), in batch order.
+/// Usually every row is new and no lookup is needed.
+fn new_readings(
+    rows: &[ReadingRow<'_>],
+    returned: &[sqlx::postgres::PgRow],
+) -> Result<Vec<NewReading>, StoreError> {
+    let new = |r: &ReadingRow<'_>| NewReading {
+        patient_id: r.patient_id.to_string(),
+        vital: r.reading.vital,
+        value: r.reading.value,
+        time: r.reading.time,
+        update_interval_secs: r.reading.update_interval_secs,
+    };
+    if returned.len() == rows.len() {
+        return Ok(rows.iter().map(new).collect());
+    }
+    let mut keys = HashSet::with_capacity(returned.len());
+    for row in returned {
+        let key: (String, String, DateTime<Utc>, String) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        keys.insert(key);
+    }
+    Ok(rows
+        .iter()
+        .filter(|r| {
+            keys.remove(&(
+                r.patient_id.to_string(),
+                r.reading.vital.as_str().to_string(),
+                r.reading.time,
+                r.reading.device_id.as_str().to_string(),
+            ))
+        })
+        .map(new)
+        .collect())
+}
+
 fn copy_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -568,8 +611,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let index = Self::load_assignments(&mut tx, messages).await?;
         let (readings, quarantine) = plan(messages, &index);
-        let inserted = if readings.is_empty() {
-            0
+        let new_readings = if readings.is_empty() {
+            Vec::new()
         } else {
             match self.method {
                 WriteMethod::Unnest => {
@@ -584,10 +627,12 @@ impl Store for PgStore {
         let quarantined = Self::insert_quarantine(&mut tx, &quarantine).await?;
         Self::insert_anchors(&mut tx, messages).await?;
         tx.commit().await?;
+        let inserted = new_readings.len() as u64;
         Ok(BatchOutcome {
             readings_inserted: inserted,
             readings_duplicate: readings.len() as u64 - inserted,
             quarantined,
+            new_readings,
         })
     }
 

@@ -1,0 +1,630 @@
+//! What the rules core reads and writes: patients' clinical settings and
+//! personalised limits (every change audited), the recent readings replayed
+//! at start-up, and flags with their append-only events.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+use wardwatch_core::PatientId;
+
+use crate::{PgStore, StoreError};
+
+/// A personalised limit as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitRow {
+    /// The vital's stored name.
+    pub vital: String,
+    /// Lower limit.
+    pub low: Option<f64>,
+    /// Upper limit.
+    pub high: Option<f64>,
+    /// `low`, `medium`, `high` or `emergency`.
+    pub severity: String,
+    /// Raise after this many consecutive breaching readings ...
+    pub persist_readings: i32,
+    /// ... or after the breach has lasted this long.
+    pub persist_secs: i32,
+    /// Clear only this far inside the limits ...
+    pub clear_margin: f64,
+    /// ... for this long.
+    pub clear_hold_secs: i32,
+}
+
+/// A patient's settings as the rules need them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientRow {
+    /// Patient id.
+    pub id: String,
+    /// Pathway name.
+    pub pathway: String,
+    /// 1 or 2.
+    pub spo2_scale: i16,
+    /// On oxygen per the care plan.
+    pub care_plan_oxygen: bool,
+    /// For the NEWS2 age rule.
+    pub date_of_birth: Option<NaiveDate>,
+    /// NEWS2 does not apply in pregnancy.
+    pub pregnant: bool,
+    /// Discharged: no longer monitored.
+    pub discharged: bool,
+    /// Bumped on every change.
+    pub settings_version: i64,
+    /// Personalised limits.
+    pub limits: Vec<LimitRow>,
+}
+
+/// Which patients to read.
+#[derive(Debug, Clone, Copy)]
+pub enum PatientFilter<'a> {
+    /// Everyone (start-up).
+    All,
+    /// These ids (readings arrived for patients the rules do not know yet).
+    Ids(&'a [String]),
+    /// Changed after this settings version (the periodic refresh).
+    ChangedSince(i64),
+}
+
+/// A clinician's change to one setting of a patient.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    /// Move to another pathway.
+    Pathway(String),
+    /// SpO2 scale 1 or 2.
+    Spo2Scale(i16),
+    /// On oxygen per the care plan.
+    CarePlanOxygen(bool),
+    /// Pregnancy (NEWS2 does not apply).
+    Pregnant(bool),
+    /// Date of birth (NEWS2 applies from 16).
+    DateOfBirth(NaiveDate),
+    /// Discharge at a time (history kept, monitoring stops).
+    Discharged(DateTime<Utc>),
+    /// Re-admit a discharged patient.
+    Readmitted,
+}
+
+impl Setting {
+    fn column(&self) -> &'static str {
+        match self {
+            Self::Pathway(_) => "pathway",
+            Self::Spo2Scale(_) => "spo2_scale",
+            Self::CarePlanOxygen(_) => "care_plan_oxygen",
+            Self::Pregnant(_) => "pregnant",
+            Self::DateOfBirth(_) => "date_of_birth",
+            Self::Discharged(_) | Self::Readmitted => "discharged_at",
+        }
+    }
+
+    fn text(&self) -> Option<String> {
+        match self {
+            Self::Pathway(p) => Some(p.clone()),
+            Self::Spo2Scale(s) => Some(s.to_string()),
+            Self::CarePlanOxygen(b) | Self::Pregnant(b) => Some(b.to_string()),
+            Self::DateOfBirth(d) => Some(d.to_string()),
+            Self::Discharged(t) => Some(t.to_rfc3339()),
+            Self::Readmitted => None,
+        }
+    }
+}
+
+/// What happened to a flag, as the store applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagChange {
+    /// Raised or updated: opens the flag if none is open, else updates it.
+    Open,
+    /// Cleared: closes the open flag, if any.
+    Clear,
+}
+
+/// One flag transition to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagRecord {
+    /// Whose.
+    pub patient_id: String,
+    /// The rule's stable key.
+    pub rule: String,
+    /// A technical flag (silent device), never merged into a clinical alert.
+    pub technical: bool,
+    /// `low`, `medium`, `high` or `emergency`.
+    pub severity: &'static str,
+    /// Open (raise or update) or clear.
+    pub change: FlagChange,
+    /// When it happened (the reading's or the tick's time).
+    pub at: DateTime<Utc>,
+    /// The evidence in words.
+    pub summary: String,
+    /// The readings and the NEWS2 breakdown.
+    pub evidence: Value,
+}
+
+/// What [`PgStore::write_flags`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagsOutcome {
+    /// Flags opened.
+    pub raised: u64,
+    /// Open flags updated.
+    pub updated: u64,
+    /// Flags cleared.
+    pub cleared: u64,
+    /// Clears with no open flag (already cleared): nothing to do.
+    pub ignored: u64,
+}
+
+/// A flag open in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFlagRow {
+    /// Whose.
+    pub patient_id: String,
+    /// Rule key.
+    pub rule: String,
+    /// Severity.
+    pub severity: String,
+}
+
+/// A stored reading replayed into the rules at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayRow {
+    /// Patient.
+    pub patient_id: String,
+    /// Stored vital name.
+    pub vital: String,
+    /// Canonical value.
+    pub value: f64,
+    /// Measurement time.
+    pub time: DateTime<Utc>,
+}
+
+fn clean(s: &str, what: &str) -> Result<String, StoreError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(StoreError::Rejected(format!("{what} must not be empty")));
+    }
+    Ok(s.to_string())
+}
+
+async fn audit(
+    conn: &mut PgConnection,
+    patient: &str,
+    actor: &str,
+    field: &str,
+    old: Option<String>,
+    new: Option<String>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO patient_settings_audit (patient_id, actor, field, old_value, new_value, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(patient)
+    .bind(actor)
+    .bind(field)
+    .bind(old)
+    .bind(new)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn limit_text(l: &LimitRow) -> String {
+    let side = |x: Option<f64>| x.map_or("none".to_string(), |v| v.to_string());
+    format!(
+        "low {} high {} severity {} persist {} readings or {} s, clear {} inside for {} s",
+        side(l.low),
+        side(l.high),
+        l.severity,
+        l.persist_readings,
+        l.persist_secs,
+        l.clear_margin,
+        l.clear_hold_secs
+    )
+}
+
+impl PgStore {
+    /// Enrols a new patient on a team and pathway, or moves an enrolled one
+    /// to another team. A pathway change of an enrolled patient is a
+    /// clinical decision and goes through [`PgStore::set_patient`] (audited).
+    pub async fn enrol(
+        &self,
+        patient: &PatientId,
+        team: &str,
+        pathway: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let team = clean(team, "team")?;
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT pathway FROM patients WHERE id = $1 FOR UPDATE")
+                .bind(patient.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match (current, pathway) {
+            (None, p) => {
+                sqlx::query("INSERT INTO patients (id, team_id, pathway) VALUES ($1, $2, $3)")
+                    .bind(patient.as_str())
+                    .bind(&team)
+                    .bind(p.unwrap_or("general"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (Some(cur), Some(p)) if cur != p => {
+                return Err(StoreError::Rejected(format!(
+                    "patient {patient} is on pathway {cur}; a pathway change is a clinical decision: \
+                     use `wardwatch patient set --id {patient} --pathway {p} --by WHO --reason WHY`"
+                )));
+            }
+            (Some(_), _) => {
+                sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1 AND team_id <> $2")
+                    .bind(patient.as_str())
+                    .bind(&team)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Patients' settings and limits.
+    pub async fn patient_rows(
+        &self,
+        filter: PatientFilter<'_>,
+    ) -> Result<Vec<PatientRow>, StoreError> {
+        const COLUMNS: &str = "SELECT id, pathway, spo2_scale, care_plan_oxygen, date_of_birth, \
+             pregnant, discharged_at IS NOT NULL, settings_version FROM patients";
+        let rows = match filter {
+            PatientFilter::All => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS} ORDER BY id")))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            PatientFilter::Ids(ids) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS} WHERE id = ANY($1) ORDER BY id"
+                )))
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            PatientFilter::ChangedSince(v) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS} WHERE settings_version > $1 ORDER BY id"
+                )))
+                .bind(v)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(PatientRow {
+                id: r.try_get(0)?,
+                pathway: r.try_get(1)?,
+                spo2_scale: r.try_get(2)?,
+                care_plan_oxygen: r.try_get(3)?,
+                date_of_birth: r.try_get(4)?,
+                pregnant: r.try_get(5)?,
+                discharged: r.try_get(6)?,
+                settings_version: r.try_get(7)?,
+                limits: Vec::new(),
+            });
+        }
+        let ids: Vec<&str> = out.iter().map(|p| p.id.as_str()).collect();
+        let limits = sqlx::query(
+            "SELECT patient_id, vital, low, high, severity, persist_readings, persist_secs, \
+             clear_margin, clear_hold_secs FROM patient_limits WHERE patient_id = ANY($1) \
+             ORDER BY patient_id, vital",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in limits {
+            let patient: String = r.try_get(0)?;
+            let Ok(i) = out.binary_search_by(|p| p.id.as_str().cmp(patient.as_str())) else {
+                continue;
+            };
+            if let Some(p) = out.get_mut(i) {
+                p.limits.push(LimitRow {
+                    vital: r.try_get(1)?,
+                    low: r.try_get(2)?,
+                    high: r.try_get(3)?,
+                    severity: r.try_get(4)?,
+                    persist_readings: r.try_get(5)?,
+                    persist_secs: r.try_get(6)?,
+                    clear_margin: r.try_get(7)?,
+                    clear_hold_secs: r.try_get(8)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes one clinical setting, recording who, from what, to what and
+    /// why in the same transaction.
+    pub async fn set_patient(
+        &self,
+        patient: &PatientId,
+        setting: Setting,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (actor, reason) = (clean(actor, "who")?, clean(reason, "the reason")?);
+        let column = setting.column();
+        let mut tx = self.pool.begin().await?;
+        let old: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column}::text FROM patients WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(patient.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(old) = old else {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled"
+            )));
+        };
+        let sql = sqlx::AssertSqlSafe(format!("UPDATE patients SET {column} = $2 WHERE id = $1"));
+        let q = sqlx::query(sql).bind(patient.as_str());
+        let q = match &setting {
+            Setting::Pathway(p) => q.bind(p.clone()),
+            Setting::Spo2Scale(s) => {
+                if !matches!(s, 1 | 2) {
+                    return Err(StoreError::Rejected(format!(
+                        "SpO2 scale must be 1 or 2, not {s}"
+                    )));
+                }
+                q.bind(*s)
+            }
+            Setting::CarePlanOxygen(b) | Setting::Pregnant(b) => q.bind(*b),
+            Setting::DateOfBirth(d) => q.bind(*d),
+            Setting::Discharged(t) => q.bind(*t),
+            Setting::Readmitted => q.bind(None::<DateTime<Utc>>),
+        };
+        q.execute(&mut *tx).await?;
+        audit(
+            &mut tx,
+            patient.as_str(),
+            &actor,
+            column,
+            old,
+            setting.text(),
+            &reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets (or replaces) a personalised limit, audited.
+    pub async fn set_limit(
+        &self,
+        patient: &PatientId,
+        limit: &LimitRow,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (actor, reason) = (clean(actor, "who")?, clean(reason, "the reason")?);
+        let mut tx = self.pool.begin().await?;
+        let old: Option<LimitRow> = sqlx::query(
+            "SELECT vital, low, high, severity, persist_readings, persist_secs, clear_margin, \
+             clear_hold_secs FROM patient_limits WHERE patient_id = $1 AND vital = $2 FOR UPDATE",
+        )
+        .bind(patient.as_str())
+        .bind(&limit.vital)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| -> Result<LimitRow, sqlx::Error> {
+            Ok(LimitRow {
+                vital: r.try_get(0)?,
+                low: r.try_get(1)?,
+                high: r.try_get(2)?,
+                severity: r.try_get(3)?,
+                persist_readings: r.try_get(4)?,
+                persist_secs: r.try_get(5)?,
+                clear_margin: r.try_get(6)?,
+                clear_hold_secs: r.try_get(7)?,
+            })
+        })
+        .transpose()?;
+        let res = sqlx::query(
+            "INSERT INTO patient_limits (patient_id, vital, low, high, severity, persist_readings, \
+             persist_secs, clear_margin, clear_hold_secs, set_by, reason) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE EXISTS (SELECT 1 FROM patients WHERE id = $1) \
+             ON CONFLICT (patient_id, vital) DO UPDATE SET low = excluded.low, high = excluded.high, \
+             severity = excluded.severity, persist_readings = excluded.persist_readings, \
+             persist_secs = excluded.persist_secs, clear_margin = excluded.clear_margin, \
+             clear_hold_secs = excluded.clear_hold_secs, set_by = excluded.set_by, \
+             reason = excluded.reason, set_at = now()",
+        )
+        .bind(patient.as_str())
+        .bind(&limit.vital)
+        .bind(limit.low)
+        .bind(limit.high)
+        .bind(&limit.severity)
+        .bind(limit.persist_readings)
+        .bind(limit.persist_secs)
+        .bind(limit.clear_margin)
+        .bind(limit.clear_hold_secs)
+        .bind(&actor)
+        .bind(&reason)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled"
+            )));
+        }
+        let field = format!("limit:{}", limit.vital);
+        audit(
+            &mut tx,
+            patient.as_str(),
+            &actor,
+            &field,
+            old.as_ref().map(limit_text),
+            Some(limit_text(limit)),
+            &reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a personalised limit (the pathway's thresholds apply again), audited.
+    pub async fn remove_limit(
+        &self,
+        patient: &PatientId,
+        vital: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (actor, reason) = (clean(actor, "who")?, clean(reason, "the reason")?);
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query("DELETE FROM patient_limits WHERE patient_id = $1 AND vital = $2")
+            .bind(patient.as_str())
+            .bind(vital)
+            .execute(&mut *tx)
+            .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} has no personal {vital} limit"
+            )));
+        }
+        let field = format!("limit:{vital}");
+        audit(
+            &mut tx,
+            patient.as_str(),
+            &actor,
+            &field,
+            Some("set".into()),
+            None,
+            &reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records flag transitions in one transaction: at most one open flag
+    /// per patient and rule (a unique index), and an event for each change.
+    /// Retrying the whole batch after a failure is safe: it rolled back.
+    pub async fn write_flags(&self, flags: &[FlagRecord]) -> Result<FlagsOutcome, StoreError> {
+        let mut out = FlagsOutcome::default();
+        let mut tx = self.pool.begin().await?;
+        for f in flags {
+            let (id, state) = match f.change {
+                FlagChange::Open => {
+                    let row = sqlx::query(
+                        "INSERT INTO flags (patient_id, rule, technical, severity, raised_at, updated_at, summary, evidence) \
+                         VALUES ($1, $2, $3, $4, $5, $5, $6, $7) \
+                         ON CONFLICT (patient_id, rule) WHERE cleared_at IS NULL DO UPDATE SET \
+                         severity = excluded.severity, updated_at = excluded.updated_at, \
+                         summary = excluded.summary, evidence = excluded.evidence \
+                         RETURNING id, (xmax = 0) AS inserted",
+                    )
+                    .bind(&f.patient_id)
+                    .bind(&f.rule)
+                    .bind(f.technical)
+                    .bind(f.severity)
+                    .bind(f.at)
+                    .bind(&f.summary)
+                    .bind(&f.evidence)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let id: i64 = row.try_get(0)?;
+                    if row.try_get::<bool, _>(1)? {
+                        out.raised += 1;
+                        (id, "raised")
+                    } else {
+                        out.updated += 1;
+                        (id, "updated")
+                    }
+                }
+                FlagChange::Clear => {
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "UPDATE flags SET cleared_at = $3, updated_at = $3 \
+                         WHERE patient_id = $1 AND rule = $2 AND cleared_at IS NULL RETURNING id",
+                    )
+                    .bind(&f.patient_id)
+                    .bind(&f.rule)
+                    .bind(f.at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(id) = id else {
+                        out.ignored += 1;
+                        continue;
+                    };
+                    out.cleared += 1;
+                    (id, "cleared")
+                }
+            };
+            sqlx::query(
+                "INSERT INTO flag_events (flag_id, patient_id, rule, state, severity, at, summary, evidence) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id)
+            .bind(&f.patient_id)
+            .bind(&f.rule)
+            .bind(state)
+            .bind(f.severity)
+            .bind(f.at)
+            .bind(&f.summary)
+            .bind(&f.evidence)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Every open flag.
+    pub async fn open_flags(&self) -> Result<Vec<OpenFlagRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT patient_id, rule, severity FROM flags WHERE cleared_at IS NULL ORDER BY patient_id, rule",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(OpenFlagRow {
+                    patient_id: r.try_get(0)?,
+                    rule: r.try_get(1)?,
+                    severity: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stored readings with `from <= time < to`, keeping for each vital only
+    /// those at or after its own horizon (`horizons`: vital name → earliest
+    /// time worth replaying), in time order. Called for successive slices
+    /// of time so memory stays bounded.
+    pub async fn replay_slice(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        horizons: &[(String, DateTime<Utc>)],
+    ) -> Result<Vec<ReplayRow>, StoreError> {
+        let vitals: Vec<&str> = horizons.iter().map(|(v, _)| v.as_str()).collect();
+        let since: Vec<DateTime<Utc>> = horizons.iter().map(|(_, t)| *t).collect();
+        let rows = sqlx::query(
+            "SELECT r.patient_id, r.vital, r.value, r.time FROM readings r \
+             JOIN UNNEST($3::text[], $4::timestamptz[]) AS h(vital, since) \
+               ON r.vital = h.vital AND r.time >= h.since \
+             WHERE r.time >= $1 AND r.time < $2 ORDER BY r.time, r.patient_id, r.vital",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(&vitals)
+        .bind(&since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ReplayRow {
+                    patient_id: r.try_get(0)?,
+                    vital: r.try_get(1)?,
+                    value: r.try_get(2)?,
+                    time: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}

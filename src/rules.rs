@@ -1,0 +1,683 @@
+//! The rules runtime: feeds the rules core (`wardwatch-rules`) with what
+//! the store committed, and records the flags it produces.
+//!
+//! ```text
+//! writers ──Vec<NewReading>──▶ router task ──▶ shards (× rules.shards) ──PatientFlag──▶ flag writer ──▶ flags, flag_events
+//!  (after commit, before ack)   (settings from the store, clock ticks, reload)
+//! ```
+//!
+//! Every channel is bounded. A slow flag writer (database down) fills the
+//! flag channel, the shards wait, the router waits, the ingest writers wait
+//! before acknowledging, and the broker stops sending: nothing is dropped.
+//! A crash between a reading's commit and its flag is repaired at start-up:
+//! the router replays recent stored readings and reconciles with the
+//! store's open flags before ingest starts.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use wardwatch_core::Vital;
+use wardwatch_rules::news2::SpO2Scale;
+use wardwatch_rules::pathway::{check_threshold, load_dir};
+use wardwatch_rules::patient::{FlagState, PatientSettings, RuleId};
+use wardwatch_rules::shard::{
+    Input, OpenFlag, PatientConfig, PatientFlag, RuleReading, RuleSet, Shards,
+};
+use wardwatch_rules::threshold::{Severity, Threshold};
+use wardwatch_store::rules::{
+    FlagChange, FlagRecord, LimitRow, PatientFilter, PatientRow, ReplayRow,
+};
+use wardwatch_store::{NewReading, PgStore, StoreError};
+
+use crate::config::RulesConfig;
+
+/// Committed readings waiting for the rules, in batches (one per commit).
+pub type RulesFeed = mpsc::Sender<Vec<NewReading>>;
+
+/// Loads and validates the pathway files.
+pub fn load_rule_set(dir: &Path) -> Result<RuleSet> {
+    let pathways =
+        load_dir(dir).with_context(|| format!("loading pathways from {}", dir.display()))?;
+    if pathways.is_empty() {
+        anyhow::bail!("no pathway files (*.toml) in {}", dir.display());
+    }
+    Ok(RuleSet::new(pathways))
+}
+
+/// A stored personalised limit as the rules use it.
+pub fn limit_threshold(l: &LimitRow) -> Result<(Vital, Threshold), String> {
+    let vital = Vital::from_name(&l.vital).ok_or_else(|| format!("unknown vital {:?}", l.vital))?;
+    let severity =
+        Severity::parse(&l.severity).ok_or_else(|| format!("unknown severity {:?}", l.severity))?;
+    let t = Threshold {
+        low: l.low,
+        high: l.high,
+        severity,
+        persist_readings: u32::try_from(l.persist_readings).map_err(|e| e.to_string())?,
+        persist_secs: i64::from(l.persist_secs),
+        clear_margin: l.clear_margin,
+        clear_hold_secs: i64::from(l.clear_hold_secs),
+    };
+    check_threshold(vital, &t).map_err(|(field, msg)| format!("{field}: {msg}"))?;
+    Ok((vital, t))
+}
+
+/// NEWS2 is for adults (16 and over) and not in pregnancy. An unknown date
+/// of birth counts as adult: virtual wards enrol adults, and scoring errs
+/// towards alerting.
+pub fn news2_applies(row: &PatientRow, today: chrono::NaiveDate) -> bool {
+    let adult = row
+        .date_of_birth
+        .is_none_or(|dob| today.years_since(dob).is_some_and(|y| y >= 16));
+    adult && !row.pregnant
+}
+
+/// A stored patient as the rules see them.
+pub fn patient_config(row: &PatientRow, today: chrono::NaiveDate) -> PatientConfig {
+    let mut overrides = Vec::new();
+    for l in &row.limits {
+        match limit_threshold(l) {
+            Ok(o) => overrides.push(o),
+            Err(e) => {
+                // The store's checks make this unreachable; say so loudly if not.
+                error!(message = "A stored personal limit is invalid; the pathway's thresholds apply.", patient = %row.id, vital = %l.vital, error = %e);
+                metrics::counter!("wardwatch_rules_invalid_limits_total").increment(1);
+            }
+        }
+    }
+    PatientConfig {
+        pathway: row.pathway.clone(),
+        settings: PatientSettings {
+            scale: if row.spo2_scale == 2 {
+                SpO2Scale::Two
+            } else {
+                SpO2Scale::One
+            },
+            care_plan_oxygen: row.care_plan_oxygen,
+            news2_applies: news2_applies(row, today),
+            overrides,
+            version: u64::try_from(row.settings_version).unwrap_or(0),
+        },
+        monitored: !row.discharged,
+    }
+}
+
+/// Retries a store call on transient errors until it succeeds or shutdown.
+async fn retry<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                warn!(message = "Rules store call failed; retrying.", what, error = %e, retry_in_ms = backoff.as_millis() as u64);
+                metrics::counter!("wardwatch_rules_store_errors_total", "what" => what.to_string())
+                    .increment(1);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The running rules: hand committed readings to [`Rules::feed`]; call
+/// [`Rules::stop`] after ingest has stopped.
+pub struct Rules {
+    /// Where the ingest writers send committed readings.
+    pub feed: RulesFeed,
+    router: tokio::task::JoinHandle<()>,
+    flag_writer: tokio::task::JoinHandle<()>,
+}
+
+impl Rules {
+    /// Loads pathways (an invalid file stops start-up: there is no running
+    /// configuration to keep yet), starts the shards, loads every patient,
+    /// replays recent readings, reconciles with the store's open flags, and
+    /// only then returns, so ingest starts on rebuilt state.
+    pub async fn start(
+        cfg: &RulesConfig,
+        store: PgStore,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Self>> {
+        let rule_set = load_rule_set(&cfg.pathways_dir)?;
+        info!(
+            message = "Rules loaded.",
+            pathways = rule_set.pathways.len(),
+            dir = %cfg.pathways_dir.display()
+        );
+        let replay_horizons = horizons(&rule_set, cfg.replay_mins);
+        let (flag_tx, flag_rx) = mpsc::channel(4096);
+        let mut shards = Shards::start(cfg.shard_count(), cfg.shard_inbox, rule_set, flag_tx);
+        // The flag writer ends once the shards have stopped and it has
+        // recorded everything they sent.
+        let flag_writer = tokio::spawn(write_flags(store.clone(), flag_rx, shutdown.clone()));
+
+        let Some(rows) = retry("load patients", &shutdown, || {
+            store.patient_rows(PatientFilter::All)
+        })
+        .await
+        else {
+            return Ok(None);
+        };
+        let today = Utc::now().date_naive();
+        let mut version = 0;
+        for row in &rows {
+            version = version.max(row.settings_version);
+            let config = Arc::new(patient_config(row, today));
+            shards
+                .send(Input::Patient {
+                    patient: Arc::from(row.id.as_str()),
+                    config,
+                })
+                .await?;
+        }
+        let now = Utc::now();
+        let Some(replayed) = replay(&store, &mut shards, &replay_horizons, now, &shutdown).await?
+        else {
+            return Ok(None);
+        };
+        let Some(open) = retry("load open flags", &shutdown, || store.open_flags()).await else {
+            return Ok(None);
+        };
+        let open: Vec<OpenFlag> = open
+            .into_iter()
+            .filter_map(|f| {
+                Some(OpenFlag {
+                    patient: Arc::from(f.patient_id.as_str()),
+                    rule: RuleId::parse(&f.rule)?,
+                    severity: Severity::parse(&f.severity)?,
+                })
+            })
+            .collect();
+        let open_count = open.len();
+        shards.restore(open, now.timestamp()).await?;
+        info!(
+            message = "Rules state rebuilt from the store.",
+            patients = rows.len(),
+            readings_replayed = replayed,
+            open_flags = open_count,
+            shards = shards.len()
+        );
+        let (feed, feed_rx) = mpsc::channel(cfg.shard_inbox.div_ceil(64).max(4));
+        let router = tokio::spawn(route(
+            Router {
+                shards,
+                store,
+                version,
+                cfg: cfg.clone(),
+                fingerprint: fingerprint(&cfg.pathways_dir),
+            },
+            feed_rx,
+            shutdown,
+        ));
+        Ok(Some(Self {
+            feed,
+            router,
+            flag_writer,
+        }))
+    }
+
+    /// Waits for the rules to finish what they hold: call after ingest has
+    /// stopped and dropped its senders. Every committed reading is
+    /// evaluated and every flag recorded before this returns (unless the
+    /// database stays down, in which case start-up replay repairs it).
+    pub async fn stop(self) {
+        drop(self.feed);
+        let _ = self.router.await;
+        let _ = self.flag_writer.await;
+    }
+}
+
+/// How far back each vital is replayed: trends need their windows, the
+/// rest need NEWS2 freshness and threshold persistence.
+fn horizons(rules: &RuleSet, replay_mins: u64) -> Vec<(Vital, i64)> {
+    let base = i64::try_from(replay_mins.saturating_mul(60)).unwrap_or(i64::MAX / 2);
+    let mut weight = base;
+    let mut spo2 = base;
+    for p in rules.pathways.values() {
+        if let Some(w) = &p.weight_gain {
+            weight = weight.max(w.window_secs);
+        }
+        if let Some(s) = &p.spo2_fall {
+            spo2 = spo2.max(86_400 + s.sustain_secs);
+        }
+    }
+    Vital::ALL
+        .iter()
+        .map(|v| {
+            let secs = match v {
+                Vital::BodyWeight => weight,
+                Vital::Spo2 => spo2,
+                _ => base,
+            };
+            (*v, secs)
+        })
+        .collect()
+}
+
+/// Replays stored readings in one-hour slices, oldest first. Returns how many.
+async fn replay(
+    store: &PgStore,
+    shards: &mut Shards,
+    horizons: &[(Vital, i64)],
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Result<Option<u64>> {
+    let since: Vec<(String, DateTime<Utc>)> = horizons
+        .iter()
+        .map(|(v, secs)| {
+            (
+                v.as_str().to_string(),
+                now - chrono::Duration::seconds(*secs),
+            )
+        })
+        .collect();
+    let Some(earliest) = since.iter().map(|(_, t)| *t).min() else {
+        return Ok(Some(0));
+    };
+    let slice = chrono::Duration::hours(1);
+    let mut from = earliest;
+    let mut count = 0u64;
+    // Up to now plus the accepted clock skew of devices.
+    let end = now + chrono::Duration::minutes(10);
+    while from < end {
+        let to = (from + slice).min(end);
+        let Some(rows) = retry("replay readings", shutdown, || {
+            store.replay_slice(from, to, &since)
+        })
+        .await
+        else {
+            return Ok(None);
+        };
+        for r in rows {
+            if let Some(reading) = rule_reading_from_replay(&r) {
+                shards.send(Input::Replay(reading)).await?;
+                count += 1;
+            }
+        }
+        from = to;
+    }
+    metrics::counter!("wardwatch_rules_replayed_total").increment(count);
+    Ok(Some(count))
+}
+
+fn rule_reading_from_replay(r: &ReplayRow) -> Option<RuleReading> {
+    Some(RuleReading {
+        patient: Arc::from(r.patient_id.as_str()),
+        vital: Vital::from_name(&r.vital)?,
+        value: r.value,
+        at: r.time.timestamp(),
+        update_interval_secs: None,
+    })
+}
+
+struct Router {
+    shards: Shards,
+    store: PgStore,
+    /// Highest settings version seen.
+    version: i64,
+    cfg: RulesConfig,
+    /// The pathway files' names, sizes and modification times.
+    fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl Router {
+    /// Sends the settings of patients the shards do not know yet (enrolled
+    /// since start-up) before their readings.
+    async fn learn(&mut self, batch: &[NewReading], shutdown: &CancellationToken) -> Result<()> {
+        let unknown: HashSet<&str> = batch
+            .iter()
+            .map(|r| r.patient_id.as_str())
+            .filter(|p| !self.shards.knows(p))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = unknown.into_iter().map(str::to_string).collect();
+        let store = self.store.clone();
+        let Some(rows) = retry("load new patients", shutdown, || {
+            store.patient_rows(PatientFilter::Ids(&ids))
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        self.apply(rows).await
+    }
+
+    async fn apply(&mut self, rows: Vec<PatientRow>) -> Result<()> {
+        let today = Utc::now().date_naive();
+        for row in rows {
+            self.version = self.version.max(row.settings_version);
+            let config = Arc::new(patient_config(&row, today));
+            if !self
+                .shards
+                .rules
+                .load()
+                .pathways
+                .contains_key(&config.pathway)
+            {
+                warn!(message = "Patient's pathway is not configured; the general pathway applies.", patient = %row.id, pathway = %config.pathway);
+            }
+            self.shards
+                .send(Input::Patient {
+                    patient: Arc::from(row.id.as_str()),
+                    config,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let store = self.store.clone();
+        let since = self.version;
+        let Some(rows) = retry("refresh patients", shutdown, || {
+            store.patient_rows(PatientFilter::ChangedSince(since))
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        if !rows.is_empty() {
+            info!(
+                message = "Patients' rule settings changed.",
+                patients = rows.len()
+            );
+        }
+        self.apply(rows).await
+    }
+
+    /// Reloads the pathway files; an invalid set is refused and the running
+    /// rules are kept.
+    fn reload(&mut self, why: &str) {
+        self.fingerprint = fingerprint(&self.cfg.pathways_dir);
+        match load_rule_set(&self.cfg.pathways_dir) {
+            Ok(set) => {
+                let n = set.pathways.len();
+                self.shards.reload(set);
+                metrics::counter!("wardwatch_rules_reloads_total", "outcome" => "applied")
+                    .increment(1);
+                info!(message = "Rules reloaded.", trigger = why, pathways = n);
+            }
+            Err(e) => {
+                metrics::counter!("wardwatch_rules_reloads_total", "outcome" => "refused")
+                    .increment(1);
+                error!(
+                    message = "Rules reload refused; the running rules are kept.",
+                    trigger = why,
+                    error = format!("{e:#}")
+                );
+            }
+        }
+    }
+}
+
+/// A cheap change detector for the pathway directory (no inotify needed,
+/// works on every filesystem and in containers).
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path(), m.len(), m.modified().ok()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+async fn next_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn route(
+    mut router: Router,
+    mut feed: mpsc::Receiver<Vec<NewReading>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(router.cfg.tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut refresh = tokio::time::interval(Duration::from_secs(router.cfg.refresh_secs));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watch_every = Duration::from_secs(router.cfg.watch_secs.max(1));
+    let mut watch = tokio::time::interval(watch_every);
+    let mut hup = hangups();
+    let result: Result<()> = async {
+        loop {
+            tokio::select! {
+                // The clock first, so no_data keeps time under full ingest load.
+                biased;
+                _ = tick.tick() => router.shards.tick(Utc::now().timestamp()).await?,
+                _ = refresh.tick() => router.refresh(&shutdown).await?,
+                _ = next_hangup(&mut hup) => router.reload("SIGHUP"),
+                _ = watch.tick(), if router.cfg.watch_secs > 0 => {
+                    if fingerprint(&router.cfg.pathways_dir) != router.fingerprint {
+                        router.reload("file change");
+                    }
+                }
+                batch = feed.recv() => {
+                    // Ends when ingest has stopped and dropped every sender.
+                    let Some(batch) = batch else { return Ok(()) };
+                    router.learn(&batch, &shutdown).await?;
+                    for r in batch {
+                        let reading = RuleReading {
+                            patient: Arc::from(r.patient_id.as_str()),
+                            vital: r.vital,
+                            value: r.value,
+                            at: r.time.timestamp(),
+                            update_interval_secs: r.update_interval_secs,
+                        };
+                        router.shards.send(Input::Reading(reading)).await?;
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        error!(message = "Rules router stopped.", error = format!("{e:#}"));
+    }
+    let shards = router.shards;
+    let stats = shards.stats.clone();
+    // Joining the worker threads blocks: do it off the async workers.
+    let _ = tokio::task::spawn_blocking(move || shards.shutdown()).await;
+    info!(
+        message = "Rules stopped.",
+        readings = stats.readings.load(std::sync::atomic::Ordering::Relaxed),
+        flags = stats.flags.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    // The flag channel is closed now; the writer drains it and stops.
+}
+
+/// Records flags in batches, retrying while the database is unavailable.
+async fn write_flags(
+    store: PgStore,
+    mut flags: mpsc::Receiver<PatientFlag>,
+    stop: CancellationToken,
+) {
+    let mut batch: Vec<PatientFlag> = Vec::with_capacity(256);
+    loop {
+        batch.clear();
+        // recv_many returns 0 only when the channel is closed and empty.
+        if flags.recv_many(&mut batch, 256).await == 0 {
+            return;
+        }
+        let records: Vec<FlagRecord> = batch.iter().map(flag_record).collect();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.write_flags(&records).await {
+                Ok(_) => {
+                    for f in &batch {
+                        log_flag(f);
+                    }
+                    metrics::counter!("wardwatch_flag_writes_total", "outcome" => "ok")
+                        .increment(1);
+                    break;
+                }
+                Err(e) => {
+                    metrics::counter!("wardwatch_flag_writes_total", "outcome" => "error")
+                        .increment(1);
+                    if !e.is_transient() {
+                        // Refused by the database itself (a bug or a broken
+                        // schema): keep trying slowly rather than lose a flag.
+                        error!(message = "Flags refused by the database; retrying.", error = %e, flags = records.len());
+                    } else {
+                        warn!(message = "Cannot record flags; retrying.", error = %e, flags = records.len());
+                    }
+                    tokio::select! {
+                        // Shutting down with the database down: the start-up
+                        // replay raises these again from the stored readings.
+                        _ = stop.cancelled(), if flags.is_closed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+fn flag_record(f: &PatientFlag) -> FlagRecord {
+    let flag = &f.flag;
+    FlagRecord {
+        patient_id: f.patient.to_string(),
+        rule: flag.rule.key(),
+        technical: flag.rule.is_technical(),
+        severity: flag.severity.as_str(),
+        change: match flag.state {
+            FlagState::Raised | FlagState::Updated => FlagChange::Open,
+            FlagState::Cleared => FlagChange::Clear,
+        },
+        at: DateTime::from_timestamp(flag.at, 0).unwrap_or_else(Utc::now),
+        summary: flag.summary.clone(),
+        evidence: serde_json::json!({
+            "readings": flag.readings,
+            "news2": flag.news2,
+        }),
+    }
+}
+
+fn log_flag(f: &PatientFlag) {
+    let flag = &f.flag;
+    metrics::counter!(
+        "wardwatch_flags_total",
+        "rule" => rule_family(flag.rule),
+        "severity" => flag.severity.as_str(),
+        "state" => flag.state.as_str()
+    )
+    .increment(1);
+    if flag.state != FlagState::Updated {
+        info!(
+            message = "Flag.",
+            patient = %f.patient,
+            rule = %flag.rule,
+            severity = flag.severity.as_str(),
+            state = flag.state.as_str(),
+            summary = %flag.summary
+        );
+    }
+}
+
+/// The rule without its vital and index, for a metric label of bounded cardinality.
+fn rule_family(rule: RuleId) -> &'static str {
+    match rule {
+        RuleId::News2 => "news2",
+        RuleId::Threshold { .. } => "threshold",
+        RuleId::Personal { .. } => "personal",
+        RuleId::WeightGain => "weight_gain",
+        RuleId::Spo2Fall => "spo2_fall",
+        RuleId::NoData => "no_data",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+
+    fn row(dob: Option<NaiveDate>, pregnant: bool) -> PatientRow {
+        PatientRow {
+            id: "p".into(),
+            pathway: "general".into(),
+            spo2_scale: 1,
+            care_plan_oxygen: false,
+            date_of_birth: dob,
+            pregnant,
+            discharged: false,
+            settings_version: 1,
+            limits: vec![],
+        }
+    }
+
+    #[test]
+    fn news2_applies_to_adults_from_their_sixteenth_birthday_and_not_in_pregnancy() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let born = |y, m, d| Some(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert!(news2_applies(&row(born(2010, 11, 23), false), today));
+        assert!(!news2_applies(&row(born(2010, 11, 24), false), today));
+        assert!(news2_applies(&row(None, false), today));
+        assert!(!news2_applies(&row(born(1990, 1, 1), true), today));
+    }
+
+    #[test]
+    fn stored_limits_are_validated_like_pathway_thresholds() {
+        let good = LimitRow {
+            vital: "spo2".into(),
+            low: Some(88.0),
+            high: Some(92.0),
+            severity: "high".into(),
+            persist_readings: 3,
+            persist_secs: 600,
+            clear_margin: 1.0,
+            clear_hold_secs: 900,
+        };
+        assert!(limit_threshold(&good).is_ok());
+        let bad = LimitRow {
+            low: Some(95.0),
+            ..good.clone()
+        };
+        assert!(limit_threshold(&bad).unwrap_err().contains("low"));
+        let bad = LimitRow {
+            vital: "mood".into(),
+            ..good
+        };
+        assert!(limit_threshold(&bad).unwrap_err().contains("unknown vital"));
+    }
+
+    #[test]
+    fn replay_covers_the_trend_windows() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pathways");
+        let h = horizons(&load_rule_set(&dir).unwrap(), 120);
+        let of = |v| h.iter().find(|(x, _)| *x == v).unwrap().1;
+        assert_eq!(of(Vital::HeartRate), 7200);
+        assert!(of(Vital::Spo2) >= 86_400 + 15 * 60);
+        assert!(of(Vital::BodyWeight) >= 3 * 86_400);
+    }
+}
