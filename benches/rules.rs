@@ -112,6 +112,7 @@ fn bench_worker(c: &mut Criterion) {
                 value: base + (i % 5) as f64 * 0.1,
                 at: t,
                 update_interval_secs: None,
+                last_in_set: true,
             };
             worker.handle(ShardInput::Reading(r), &mut out);
             black_box(out.len());

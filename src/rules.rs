@@ -310,7 +310,6 @@ async fn replay(
         }
         from = to;
     }
-    metrics::counter!("wardwatch_rules_replayed_total").increment(count);
     Ok(Some(count))
 }
 
@@ -321,6 +320,7 @@ fn rule_reading_from_replay(r: &ReplayRow) -> Option<RuleReading> {
         value: r.value,
         at: r.time.timestamp(),
         update_interval_secs: None,
+        last_in_set: true,
     })
 }
 
@@ -379,6 +379,8 @@ impl Router {
                 })
                 .await?;
         }
+        // Lets operators (and tests) see which settings the rules run on.
+        metrics::gauge!("wardwatch_rules_settings_version").set(self.version as f64);
         Ok(())
     }
 
@@ -473,7 +475,10 @@ async fn route(
             tokio::select! {
                 // The clock first, so no_data keeps time under full ingest load.
                 biased;
-                _ = tick.tick() => router.shards.tick(Utc::now().timestamp()).await?,
+                _ = tick.tick() => {
+                    router.shards.tick(Utc::now().timestamp()).await?;
+                    publish_stats(&router.shards);
+                }
                 _ = refresh.tick() => router.refresh(&shutdown).await?,
                 _ = next_hangup(&mut hup) => router.reload("SIGHUP"),
                 _ = watch.tick(), if router.cfg.watch_secs > 0 => {
@@ -485,13 +490,19 @@ async fn route(
                     // Ends when ingest has stopped and dropped every sender.
                     let Some(batch) = batch else { return Ok(()) };
                     router.learn(&batch, &shutdown).await?;
-                    for r in batch {
+                    for (i, r) in batch.iter().enumerate() {
+                        // Consecutive readings of one patient come from one
+                        // message (batch order is message order): one set.
+                        let last_in_set = batch
+                            .get(i + 1)
+                            .is_none_or(|next| next.patient_id != r.patient_id);
                         let reading = RuleReading {
                             patient: Arc::from(r.patient_id.as_str()),
                             vital: r.vital,
                             value: r.value,
                             at: r.time.timestamp(),
                             update_interval_secs: r.update_interval_secs,
+                            last_in_set,
                         };
                         router.shards.send(Input::Reading(reading)).await?;
                     }
@@ -513,6 +524,20 @@ async fn route(
         flags = stats.flags.load(std::sync::atomic::Ordering::Relaxed)
     );
     // The flag channel is closed now; the writer drains it and stops.
+}
+
+/// The shards' atomic counters as Prometheus series.
+fn publish_stats(shards: &Shards) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &shards.stats;
+    metrics::counter!("wardwatch_rules_readings_total").absolute(s.readings.load(Relaxed));
+    metrics::counter!("wardwatch_rules_replayed_readings_total").absolute(s.replayed.load(Relaxed));
+    metrics::counter!("wardwatch_rules_unknown_patient_total")
+        .absolute(s.unknown_patient.load(Relaxed));
+    metrics::counter!("wardwatch_rules_missing_pathway_total")
+        .absolute(s.missing_pathway.load(Relaxed));
+    metrics::counter!("wardwatch_rules_flags_emitted_total").absolute(s.flags.load(Relaxed));
+    metrics::gauge!("wardwatch_rules_patients").set(shards.patients() as f64);
 }
 
 /// Records flags in batches, retrying while the database is unavailable.

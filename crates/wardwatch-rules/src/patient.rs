@@ -224,8 +224,41 @@ pub struct PatientState {
     derived_for: Option<(u64, u64)>,
     weight: WeightTrend,
     spo2: Spo2Trend,
-    /// The band of the open NEWS2 flag, if one is open.
-    news2_open: Option<Band>,
+    /// What the open NEWS2 flag last said, if one is open.
+    news2_open: Option<News2Open>,
+    /// A NEWS2 input arrived since the last score.
+    news2_pending: bool,
+}
+
+/// The open NEWS2 flag's picture: a change of any of these updates the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct News2Open {
+    band: Band,
+    total: u8,
+    partial: bool,
+    oxygen_assumed: bool,
+}
+
+impl News2Open {
+    fn of(s: &Score) -> Self {
+        Self {
+            band: s.band,
+            total: s.total,
+            partial: s.partial,
+            oxygen_assumed: s.oxygen_assumed,
+        }
+    }
+
+    /// A restored flag: the band is known, the rest is re-established by
+    /// the next score (which then updates it).
+    fn restored(band: Band) -> Self {
+        Self {
+            band,
+            total: u8::MAX,
+            partial: true,
+            oxygen_assumed: true,
+        }
+    }
 }
 
 fn slot(v: Vital) -> usize {
@@ -345,7 +378,7 @@ impl PatientState {
         }
         self.thresholds = next;
         let news2_applies = pathway.news2_enabled && settings.news2_applies;
-        if let (Some(band), false) = (self.news2_open, news2_applies) {
+        if let (Some(News2Open { band, .. }), false) = (self.news2_open, news2_applies) {
             self.news2_open = None;
             flags.push(Flag {
                 rule: RuleId::News2,
@@ -371,6 +404,21 @@ impl PatientState {
         vital: Vital,
         value: f64,
         at: i64,
+    ) -> Vec<Flag> {
+        self.on_reading_in_set(pathway, settings, vital, value, at, true)
+    }
+
+    /// Like [`PatientState::on_reading`] for one reading of an observation
+    /// set (a SenML pack, a FHIR bundle): NEWS2 is scored once, at the
+    /// set's last reading, so a flag never shows a half-applied set.
+    pub fn on_reading_in_set(
+        &mut self,
+        pathway: &Pathway,
+        settings: &PatientSettings,
+        vital: Vital,
+        value: f64,
+        at: i64,
+        last_in_set: bool,
     ) -> Vec<Flag> {
         let mut flags = Vec::new();
         let s = slot(vital);
@@ -422,7 +470,11 @@ impl PatientState {
                 },
             ));
         }
-        if pathway.news2_enabled && settings.news2_applies && is_news2_input(vital) {
+        if is_news2_input(vital) {
+            self.news2_pending = true;
+        }
+        if last_in_set && self.news2_pending && pathway.news2_enabled && settings.news2_applies {
+            self.news2_pending = false;
             flags.extend(self.news2(pathway, settings, at));
         }
         flags
@@ -436,8 +488,8 @@ impl PatientState {
             .filter(|t| t.state.raised)
             .map(|t| (t.rule, t.limit.severity))
             .collect();
-        if let Some(band) = self.news2_open {
-            out.push((RuleId::News2, news2_severity(band)));
+        if let Some(open) = self.news2_open {
+            out.push((RuleId::News2, news2_severity(open.band)));
         }
         if self.weight.is_raised() {
             out.push((RuleId::WeightGain, Severity::High));
@@ -454,7 +506,7 @@ impl PatientState {
     pub fn assume_open(&mut self, rule: RuleId, severity: Severity) -> bool {
         match rule {
             RuleId::News2 => {
-                self.news2_open = Some(band_of(severity));
+                self.news2_open = Some(News2Open::restored(band_of(severity)));
                 true
             }
             RuleId::WeightGain => {
@@ -506,23 +558,18 @@ impl PatientState {
         };
         // Incomplete observations give no score; the flag stays as it was.
         let score = news2::score(&obs, settings.scale).ok()?;
+        let now = News2Open::of(&score);
         let state = match (self.news2_open, score.band) {
             (None, Band::Zero) => return None,
-            (None, band) => {
-                self.news2_open = Some(band);
-                FlagState::Raised
-            }
-            (Some(_), Band::Zero) => {
-                self.news2_open = None;
-                FlagState::Cleared
-            }
-            (Some(open), band) if open != band => {
-                // A change of band, worse or better, updates at once.
-                self.news2_open = Some(band);
-                FlagState::Updated
-            }
+            (None, _) => FlagState::Raised,
+            (Some(_), Band::Zero) => FlagState::Cleared,
+            // A change of band (worse or better) updates at once; so does a
+            // new total or a score that became complete within the band,
+            // so the flag always shows the score a nurse would see.
+            (Some(open), _) if open != now => FlagState::Updated,
             (Some(_), _) => return None,
         };
+        self.news2_open = (state != FlagState::Cleared).then_some(now);
         let readings = NEWS2_INPUTS
             .iter()
             .filter_map(|v| {
@@ -611,17 +658,20 @@ mod tests {
         // updates the one open flag at once; no second flag is raised.
         let f = obs_set(&mut p, &pw, &s, 1800, (25.0, 94.0, 100.0, 115.0, 38.6));
         let news: Vec<_> = f.iter().filter(|f| f.rule == RuleId::News2).collect();
-        let bands: Vec<_> = news.iter().map(|f| (f.state, f.severity)).collect();
+        let bands: Vec<_> = news
+            .iter()
+            .map(|f| (f.state, f.severity, f.news2.unwrap().total))
+            .collect();
         assert_eq!(
             bands,
             vec![
-                (FlagState::Updated, Severity::Medium),    // RR 25: a single 3
-                (FlagState::Updated, Severity::High),      // + SpO2 94: 5
-                (FlagState::Updated, Severity::Emergency), // + SBP 100: 7
+                (FlagState::Updated, Severity::Medium, 4), // RR 25: a single 3
+                (FlagState::Updated, Severity::High, 5),   // + SpO2 94 (1)
+                (FlagState::Updated, Severity::Emergency, 7), // + SBP 100 (2)
+                (FlagState::Updated, Severity::Emergency, 8), // pulse 95 (1) → 115 (2)
+                (FlagState::Updated, Severity::Emergency, 9), // + 38.6 °C (1)
             ]
         );
-        // Pulse 115 and temperature 38.6 raise the total to 9 within the same band.
-        assert_eq!(news[2].news2.unwrap().total, 7);
         // Recovery to all-normal values clears it (whether the alert resolves
         // is the alerting layer's decision).
         let f = obs_set(&mut p, &pw, &s, 3600, (16.0, 97.0, 120.0, 70.0, 37.0));

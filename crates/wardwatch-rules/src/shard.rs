@@ -82,6 +82,10 @@ pub struct RuleReading {
     pub at: i64,
     /// The device's declared update interval (SenML `ut`), seconds.
     pub update_interval_secs: Option<u32>,
+    /// The last reading of its observation set (consecutive readings of one
+    /// patient from one message): NEWS2 is scored once, here. Set it on
+    /// every reading that arrives alone.
+    pub last_in_set: bool,
 }
 
 /// A flag the store holds open, for reconciliation after a restart.
@@ -112,6 +116,8 @@ pub struct SlotReading {
     pub at: i64,
     /// The device's declared update interval (SenML `ut`), seconds.
     pub update_interval_secs: Option<u32>,
+    /// The last reading of its observation set: NEWS2 is scored here.
+    pub last_in_set: bool,
 }
 
 /// A stored open flag addressed to a shard slot.
@@ -310,7 +316,7 @@ impl ShardWorker {
         }
         for f in p
             .state
-            .on_reading(pathway, settings, r.vital, r.value, r.at)
+            .on_reading_in_set(pathway, settings, r.vital, r.value, r.at, r.last_in_set)
         {
             emit(f, out);
         }
@@ -634,6 +640,7 @@ impl Shards {
             value: r.value,
             at: r.at,
             update_interval_secs: r.update_interval_secs,
+            last_in_set: r.last_in_set,
         };
         Ok(match input {
             Input::Reading(r) => {
@@ -771,6 +778,7 @@ mod tests {
             value,
             at,
             update_interval_secs: None,
+            last_in_set: true,
         }
     }
 
@@ -822,6 +830,7 @@ mod tests {
                 value: r.value,
                 at: r.at,
                 update_interval_secs: r.update_interval_secs,
+                last_in_set: r.last_in_set,
             }
         }
 
@@ -1136,5 +1145,36 @@ mod tests {
         assert_eq!(f[0].flag.state, FlagState::Cleared);
         assert!(h.tick(10_000_000).is_empty());
         assert_eq!(h.w.patients(), 0);
+    }
+
+    #[test]
+    fn news2_is_scored_once_per_observation_set_not_per_reading() {
+        let mut h = worker();
+        h.configure(
+            "p",
+            Arc::new(PatientConfig {
+                pathway: "general".into(),
+                settings: PatientSettings::default(),
+                monitored: true,
+            }),
+        );
+        h.restore(vec![], 0);
+        let set = [
+            (Vital::RespiratoryRate, 25.0),
+            (Vital::Spo2, 94.0),
+            (Vital::SystolicBp, 100.0),
+            (Vital::HeartRate, 115.0),
+            (Vital::BodyTemperature, 38.6),
+            (Vital::Consciousness, 0.0),
+        ];
+        let mut flags = Vec::new();
+        for (i, (v, x)) in set.iter().enumerate() {
+            let mut r = reading("p", *v, *x, 60);
+            r.last_in_set = i == set.len() - 1;
+            flags.extend(h.reading(r));
+        }
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        let score = flags[0].flag.news2.unwrap();
+        assert_eq!((score.total, score.partial), (9, false));
     }
 }
