@@ -8,5 +8,6 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/wardwatch /usr/local/bin/wardwatch
 COPY config /etc/wardwatch
+ENV WARDWATCH_PATHWAYS_DIR=/etc/wardwatch/pathways
 ENTRYPOINT ["wardwatch"]
 CMD ["serve", "--config", "/etc/wardwatch/wardwatch.toml"]

@@ -4,6 +4,10 @@
 #
 # Usage: scripts/bench-e2e.sh [DEVICES] [RATE] [DURATION] [PACK_SIZE]
 #   defaults: 5000 devices × 1 pack/s × 10 readings = 50,000 readings/s for 60 s.
+# RULES=both (default) runs the same load twice in one invocation, rules off
+# then on, each on a fresh database, so the two figures compare side by side;
+# RULES=on or RULES=off runs one. SCRAPE_DELAY=N waits N s before reading the
+# engine's metrics (the rules may still be draining their bounded queues).
 # Environment: WARDWATCH_BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres).
 # Prints the loadgen summary (JSON) and the engine's commit figures.
 set -euo pipefail
@@ -12,6 +16,7 @@ DEVICES=${1:-5000}
 RATE=${2:-1}
 DURATION=${3:-60}
 PACK=${4:-10}
+RULES=${RULES:-both}
 ADMIN=${WARDWATCH_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 BASE=${ADMIN%/*}
 DB_URL="$BASE/ww_bench_e2e"
@@ -30,7 +35,6 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$work/data"
 sed -e "s#^listener 1883#listener $port 127.0.0.1#" \
     -e "s#^password_file .*#password_file $work/passwd#" \
@@ -44,21 +48,36 @@ mosquitto_passwd -c -b "$work/passwd" wardwatch-engine engine-bench >/dev/null
 mosquitto_passwd -b "$work/passwd" wardwatch-loadgen loadgen-bench >/dev/null
 mosquitto -c "$work/mosquitto.conf" & broker_pid=$!
 
-psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ww_bench_e2e WITH (FORCE)" >/dev/null
-WARDWATCH_MQTT_URL="mqtt://wardwatch-engine:engine-bench@127.0.0.1:$port" \
-WARDWATCH_DATABASE_URL="$DB_URL" \
-WARDWATCH_HTTP_ADDR="127.0.0.1:$http" \
-WARDWATCH_MQTT_CLIENT_ID="wardwatch-bench" \
-  "$BIN" serve --config config/wardwatch.toml 2> "$work/engine.log" & engine_pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
 echo "offered: $DEVICES devices × $RATE packs/s × $PACK readings for ${DURATION}s"
-"$BIN" loadgen --mqtt-url "mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$port" \
-  --database-url "$DB_URL" --devices "$DEVICES" --rate "$RATE" --duration "$DURATION" \
-  --pack-size "$PACK" --settle 30 --json 2>/dev/null
-curl -fs "http://127.0.0.1:$http/metrics" | grep -E '^wardwatch_(batch_commit_seconds_(sum|count)|batch_rows_(sum|count)|readings_stored_total|readings_duplicate_total|mqtt_connection_errors_total|acks_sent_total)' || true
-ps -o rss= -p "$engine_pid" | awk '{printf "engine RSS: %.1f MiB\n", $1/1024}'
+
+run() {
+  local rules=$1
+  psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ww_bench_e2e WITH (FORCE)" >/dev/null
+  http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  WARDWATCH_MQTT_URL="mqtt://wardwatch-engine:engine-bench@127.0.0.1:$port" \
+  WARDWATCH_DATABASE_URL="$DB_URL" \
+  WARDWATCH_HTTP_ADDR="127.0.0.1:$http" \
+  WARDWATCH_MQTT_CLIENT_ID="wardwatch-bench" \
+  WARDWATCH_RULES_ENABLED="$rules" \
+    "$BIN" serve --config config/wardwatch.toml 2> "$work/engine-$rules.log" & engine_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  echo "== rules enabled: $rules"
+  "$BIN" loadgen --mqtt-url "mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$port" \
+    --database-url "$DB_URL" --devices "$DEVICES" --rate "$RATE" --duration "$DURATION" \
+    --pack-size "$PACK" --settle 30 --json 2>/dev/null
+  sleep "${SCRAPE_DELAY:-0}"
+  curl -fs "http://127.0.0.1:$http/metrics" | grep -E '^wardwatch_(batch_commit_seconds_(sum|count)|batch_rows_(sum|count)|readings_stored_total|readings_duplicate_total|mqtt_connection_errors_total|acks_sent_total|rules_readings_total|rules_flags_emitted_total|flag_writes_total)' || true
+  ps -o rss= -p "$engine_pid" | awk '{printf "engine RSS: %.1f MiB\n", $1/1024}'
+  kill "$engine_pid"; wait "$engine_pid" 2>/dev/null || true; engine_pid=""
+}
+
+case "$RULES" in
+  both) run false; run true ;;
+  on) run true ;;
+  off) run false ;;
+  *) echo "RULES must be both, on or off" >&2; exit 2 ;;
+esac

@@ -149,6 +149,10 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
+    /// Score readings and raise flags. Off only to measure ingest alone
+    /// (benchmarks); a clinical deployment runs with it on. Env:
+    /// `WARDWATCH_RULES_ENABLED`.
+    pub enabled: bool,
     /// Directory of pathway files (`*.toml`). Env: `WARDWATCH_PATHWAYS_DIR`.
     pub pathways_dir: std::path::PathBuf,
     /// Worker threads; 0 means one per CPU core.
@@ -169,6 +173,7 @@ pub struct RulesConfig {
 impl Default for RulesConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             pathways_dir: "config/pathways".into(),
             shards: 0,
             shard_inbox: 4096,
@@ -269,6 +274,13 @@ impl Config {
             self.http.addr = v
                 .parse()
                 .with_context(|| format!("WARDWATCH_HTTP_ADDR={v:?} is not host:port"))?;
+        }
+        if let Some(v) = get("WARDWATCH_RULES_ENABLED") {
+            self.rules.enabled = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("WARDWATCH_RULES_ENABLED must be true or false, not {v:?}"),
+            };
         }
         if let Some(v) = get("WARDWATCH_PATHWAYS_DIR") {
             self.rules.pathways_dir = v.into();

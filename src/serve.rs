@@ -52,19 +52,27 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         writers: cfg.ingest.writers,
     };
     // The rules rebuild their state before ingest starts.
-    let Some(rules) = Rules::start(&cfg.rules, store.clone(), shutdown.clone()).await? else {
-        return Ok(());
+    let rules = if cfg.rules.enabled {
+        let Some(rules) = Rules::start(&cfg.rules, store.clone(), shutdown.clone()).await? else {
+            return Ok(());
+        };
+        Some(rules)
+    } else {
+        warn!(message = "Rules are disabled (rules.enabled = false): readings are stored but not scored and no flags are raised.");
+        None
     };
     let healthy = pipeline::run(
         cfg.session()?,
         store.clone(),
         cfg.validation(),
         batching,
-        Some(rules.feed.clone()),
+        rules.as_ref().map(|r| r.feed.clone()),
         shutdown.clone(),
     )
     .await;
-    rules.stop().await;
+    if let Some(rules) = rules {
+        rules.stop().await;
+    }
     http_task
         .await
         .context("HTTP task")?

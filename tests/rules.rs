@@ -443,6 +443,23 @@ async fn sighup_reloads_the_pathways_and_an_invalid_file_keeps_the_running_rules
         4.0,
         "no reading lost across the reloads"
     );
+
+    // The directory is also watched: a new file is picked up without a signal.
+    let applied = engine
+        .metric("wardwatch_rules_reloads_total{outcome=\"applied\"}")
+        .await;
+    let extra = good.replace("name = \"covid-oximetry\"", "name = \"covid-oximetry-2\"");
+    std::fs::write(dir.path().join("covid-oximetry-2.toml"), extra).unwrap();
+    eventually("reload on file change", || async {
+        let log = engine.log();
+        (log.contains("file change")
+            && engine
+                .metric("wardwatch_rules_reloads_total{outcome=\"applied\"}")
+                .await
+                > applied)
+            .then_some(())
+    })
+    .await;
 }
 
 /// actor, field, old value, new value, reason.

@@ -74,6 +74,12 @@ struct PathwayFile {
 struct News2File {
     enabled: bool,
     freshness_mins: i64,
+    #[serde(default = "default_news2_clear_hold")]
+    clear_hold_mins: i64,
+}
+
+fn default_news2_clear_hold() -> i64 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +173,10 @@ pub struct Pathway {
     pub news2_enabled: bool,
     /// How long a reading counts towards NEWS2, seconds.
     pub news2_freshness_secs: i64,
+    /// An open NEWS2 flag clears only after scores of 0 for this long,
+    /// seconds, so a patient hovering between 0 and 1 is not re-flagged
+    /// on every reading.
+    pub news2_clear_hold_secs: i64,
     /// Single-vital limits.
     pub thresholds: Vec<(Vital, Threshold)>,
     /// Heart-failure weight trend, if monitored.
@@ -203,6 +213,12 @@ impl Pathway {
             return Err(invalid(
                 "news2.freshness_mins",
                 format!("{} is not between 1 and 1440", f.news2.freshness_mins),
+            ));
+        }
+        if !(0..=24 * 60).contains(&f.news2.clear_hold_mins) {
+            return Err(invalid(
+                "news2.clear_hold_mins",
+                format!("{} is not between 0 and 1440", f.news2.clear_hold_mins),
             ));
         }
         let mut thresholds = Vec::new();
@@ -260,6 +276,7 @@ impl Pathway {
             expected_interval_secs: f.expected_interval_mins * 60,
             news2_enabled: f.news2.enabled,
             news2_freshness_secs: f.news2.freshness_mins * 60,
+            news2_clear_hold_secs: f.news2.clear_hold_mins * 60,
             thresholds,
             weight_gain,
             spo2_fall,

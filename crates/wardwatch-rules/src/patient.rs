@@ -228,13 +228,16 @@ pub struct PatientState {
     news2_open: Option<News2Open>,
     /// A NEWS2 input arrived since the last score.
     news2_pending: bool,
+    /// Since when scores have been 0 while the NEWS2 flag is open.
+    news2_zero_since: Option<i64>,
 }
 
-/// The open NEWS2 flag's picture: a change of any of these updates the flag.
+/// The open NEWS2 flag's picture: a change of band, or of what the score
+/// rests on, updates the flag (a new total within the band changes neither
+/// the response nor the monitoring frequency, so it does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct News2Open {
     band: Band,
-    total: u8,
     partial: bool,
     oxygen_assumed: bool,
 }
@@ -243,20 +246,18 @@ impl News2Open {
     fn of(s: &Score) -> Self {
         Self {
             band: s.band,
-            total: s.total,
             partial: s.partial,
             oxygen_assumed: s.oxygen_assumed,
         }
     }
 
-    /// A restored flag: the band is known, the rest is re-established by
-    /// the next score (which then updates it).
+    /// A restored flag: the band is known; the next non-zero score
+    /// re-establishes the rest (and updates the flag if it differs).
     fn restored(band: Band) -> Self {
         Self {
             band,
-            total: u8::MAX,
-            partial: true,
-            oxygen_assumed: true,
+            partial: false,
+            oxygen_assumed: false,
         }
     }
 }
@@ -562,13 +563,23 @@ impl PatientState {
         let state = match (self.news2_open, score.band) {
             (None, Band::Zero) => return None,
             (None, _) => FlagState::Raised,
-            (Some(_), Band::Zero) => FlagState::Cleared,
+            (Some(_), Band::Zero) => {
+                // Hysteresis: clear only once scores stayed 0 for the hold.
+                let since = *self.news2_zero_since.get_or_insert(at);
+                if at - since < pathway.news2_clear_hold_secs {
+                    return None;
+                }
+                FlagState::Cleared
+            }
             // A change of band (worse or better) updates at once; so does a
-            // new total or a score that became complete within the band,
-            // so the flag always shows the score a nurse would see.
+            // score that became complete or stopped resting on assumptions.
             (Some(open), _) if open != now => FlagState::Updated,
-            (Some(_), _) => return None,
+            (Some(_), _) => {
+                self.news2_zero_since = None;
+                return None;
+            }
         };
+        self.news2_zero_since = None;
         self.news2_open = (state != FlagState::Cleared).then_some(now);
         let readings = NEWS2_INPUTS
             .iter()
@@ -662,21 +673,42 @@ mod tests {
             .iter()
             .map(|f| (f.state, f.severity, f.news2.unwrap().total))
             .collect();
+        // Pulse 95 → 115 and 38.6 °C raise the total to 9 within the high
+        // band: same response, no further update.
         assert_eq!(
             bands,
             vec![
                 (FlagState::Updated, Severity::Medium, 4), // RR 25: a single 3
                 (FlagState::Updated, Severity::High, 5),   // + SpO2 94 (1)
                 (FlagState::Updated, Severity::Emergency, 7), // + SBP 100 (2)
-                (FlagState::Updated, Severity::Emergency, 8), // pulse 95 (1) → 115 (2)
-                (FlagState::Updated, Severity::Emergency, 9), // + 38.6 °C (1)
             ]
         );
-        // Recovery to all-normal values clears it (whether the alert resolves
-        // is the alerting layer's decision).
-        let f = obs_set(&mut p, &pw, &s, 3600, (16.0, 97.0, 120.0, 70.0, 37.0));
-        let last = f.iter().rev().find(|f| f.rule == RuleId::News2).unwrap();
-        assert_eq!(last.state, FlagState::Cleared);
+        // Recovery to all-normal values clears it once they have held for
+        // the pathway's clear hold (60 min), not on the first normal set;
+        // a blip back to 1 within the hold restarts it. (Whether the alert
+        // resolves is the alerting layer's decision.)
+        let news_at = |p: &mut PatientState, at, hr| {
+            let set = [
+                (Vital::RespiratoryRate, 16.0),
+                (Vital::Spo2, 97.0),
+                (Vital::SystolicBp, 120.0),
+                (Vital::HeartRate, hr),
+                (Vital::BodyTemperature, 37.0),
+            ];
+            let mut out = Vec::new();
+            for (i, (v, x)) in set.iter().enumerate() {
+                out.extend(p.on_reading_in_set(&pw, &s, *v, *x, at, i == set.len() - 1));
+            }
+            out.retain(|f| f.rule == RuleId::News2);
+            out
+        };
+        assert!(news_at(&mut p, 3600, 70.0).is_empty(), "held open");
+        assert_eq!(news_at(&mut p, 5400, 95.0)[0].severity, Severity::Low);
+        assert!(news_at(&mut p, 6000, 70.0).is_empty());
+        assert!(news_at(&mut p, 6000 + 3599, 70.0).is_empty());
+        let f = news_at(&mut p, 6000 + 3600, 70.0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].state, FlagState::Cleared);
     }
 
     #[test]
