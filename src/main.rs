@@ -74,12 +74,8 @@ enum PatientCommand {
         /// Patient id.
         #[arg(long)]
         id: String,
-        /// Who decided (a clinician's name or id).
-        #[arg(long)]
-        by: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
+        #[command(flatten)]
+        decision: Decision,
         /// Move to another pathway.
         #[arg(long)]
         pathway: Option<String>,
@@ -106,24 +102,16 @@ enum PatientCommand {
         /// Vital name, e.g. spo2.
         #[arg(long)]
         vital: String,
-        /// Who decided.
-        #[arg(long)]
-        by: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
+        #[command(flatten)]
+        decision: Decision,
     },
     /// Discharge: monitoring and alerts stop, history is kept.
     Discharge {
         /// Patient id.
         #[arg(long)]
         id: String,
-        /// Who decided.
-        #[arg(long)]
-        by: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
+        #[command(flatten)]
+        decision: Decision,
         /// When, RFC 3339 (default: now).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
@@ -159,7 +147,14 @@ struct LimitArgs {
     /// ... for this long, seconds.
     #[arg(long, default_value_t = 900)]
     clear_hold_secs: i32,
-    /// Who decided.
+    #[command(flatten)]
+    decision: Decision,
+}
+
+/// Who made a clinical decision and why: every settings change records both.
+#[derive(clap::Args)]
+struct Decision {
+    /// Who decided (a clinician's name or id).
     #[arg(long)]
     by: String,
     /// Why.
@@ -302,8 +297,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
         }
         PatientCommand::Set {
             id,
-            by,
-            reason,
+            decision: Decision { by, reason },
             pathway,
             spo2_scale,
             care_plan_oxygen,
@@ -342,23 +336,24 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 clear_hold_secs: a.clear_hold_secs,
             };
             wardwatch::rules::limit_threshold(&limit).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.set_limit(&id, &limit, &a.by, &a.reason).await?;
-            println!(
-                "patient {id}: personal {} limit set (by {})",
-                limit.vital, a.by
-            );
+            let Decision { by, reason } = a.decision;
+            store.set_limit(&id, &limit, &by, &reason).await?;
+            println!("patient {id}: personal {} limit set (by {by})", limit.vital);
         }
         PatientCommand::Unlimit {
             id,
             vital,
-            by,
-            reason,
+            decision: Decision { by, reason },
         } => {
             let id = PatientId::new(id)?;
             store.remove_limit(&id, &vital, &by, &reason).await?;
             println!("patient {id}: personal {vital} limit removed (by {by})");
         }
-        PatientCommand::Discharge { id, by, reason, at } => {
+        PatientCommand::Discharge {
+            id,
+            decision: Decision { by, reason },
+            at,
+        } => {
             let id = PatientId::new(id)?;
             let at = at.unwrap_or_else(Utc::now);
             store

@@ -150,6 +150,36 @@ async fn a_silent_device_raises_no_data_on_the_clock_and_clears_when_it_resumes(
     assert_eq!(&e[..2], ["raised", "cleared"]);
 }
 
+/// Enrols a patient on a pathway and lends them a device, through the CLI.
+fn enrol_on(db: &Db, patient: &str, pathway: &str, device: &str, from: &str) {
+    admin(
+        &db.url,
+        &[
+            "patient",
+            "add",
+            "--id",
+            patient,
+            "--team",
+            "ward-a",
+            "--pathway",
+            pathway,
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            device,
+            "--patient",
+            patient,
+            "--from",
+            from,
+        ],
+    );
+}
+
 /// Writes readings straight into the store, as if committed by an engine
 /// that then died before recording any flag.
 async fn insert_readings(db: &Db, patient: &str, device: &str, vital: &str, values: &[(f64, i64)]) {
@@ -182,60 +212,10 @@ async fn a_restart_rebuilds_state_raising_no_storm_and_keeping_every_deteriorati
     admin(&db.url, &["migrate"]);
     for i in 0..20 {
         let (p, d) = (format!("quiet-{i}"), format!("ox-q{i}"));
-        admin(
-            &db.url,
-            &[
-                "patient",
-                "add",
-                "--id",
-                &p,
-                "--team",
-                "ward-a",
-                "--pathway",
-                "copd",
-            ],
-        );
-        admin(
-            &db.url,
-            &[
-                "device",
-                "assign",
-                "--device",
-                &d,
-                "--patient",
-                &p,
-                "--from",
-                &from,
-            ],
-        );
+        enrol_on(&db, &p, "copd", &d, &from);
         insert_readings(&db, &p, &d, "spo2", &[(95.0, 180)]).await;
     }
-    admin(
-        &db.url,
-        &[
-            "patient",
-            "add",
-            "--id",
-            "sick",
-            "--team",
-            "ward-a",
-            "--pathway",
-            "copd",
-        ],
-    );
-    admin(
-        &db.url,
-        &[
-            "device",
-            "assign",
-            "--device",
-            "ox-s",
-            "--patient",
-            "sick",
-            "--from",
-            &from,
-        ],
-    );
+    enrol_on(&db, "sick", "copd", "ox-s", &from);
 
     let mut engine = Engine::start(&broker.engine_url(), &db.url, &client).await;
     let mut p = broker.loadgen_publisher().await;
@@ -254,32 +234,7 @@ async fn a_restart_rebuilds_state_raising_no_storm_and_keeping_every_deteriorati
 
     // While the engine is down, another patient's low readings are
     // committed but their flag never recorded (a crash between the two).
-    admin(
-        &db.url,
-        &[
-            "patient",
-            "add",
-            "--id",
-            "missed",
-            "--team",
-            "ward-a",
-            "--pathway",
-            "copd",
-        ],
-    );
-    admin(
-        &db.url,
-        &[
-            "device",
-            "assign",
-            "--device",
-            "ox-m",
-            "--patient",
-            "missed",
-            "--from",
-            &from,
-        ],
-    );
+    enrol_on(&db, "missed", "copd", "ox-m", &from);
     insert_readings(
         &db,
         "missed",
@@ -351,32 +306,7 @@ async fn sighup_reloads_the_pathways_and_an_invalid_file_keeps_the_running_rules
         &[("WARDWATCH_PATHWAYS_DIR", pathways.as_str())],
     )
     .await;
-    admin(
-        &db.url,
-        &[
-            "patient",
-            "add",
-            "--id",
-            "p1",
-            "--team",
-            "ward-a",
-            "--pathway",
-            "covid-oximetry",
-        ],
-    );
-    admin(
-        &db.url,
-        &[
-            "device",
-            "assign",
-            "--device",
-            "ox-1",
-            "--patient",
-            "p1",
-            "--from",
-            &an_hour_ago(),
-        ],
-    );
+    enrol_on(&db, "p1", "covid-oximetry", "ox-1", &an_hour_ago());
     let sighup = |pid: u32| {
         let ok = std::process::Command::new("kill")
             .args(["-HUP", &pid.to_string()])

@@ -206,6 +206,20 @@ async fn audit(
     Ok(())
 }
 
+/// A `patient_limits` row whose `vital … clear_hold_secs` columns start at `first`.
+fn limit_row(r: &sqlx::postgres::PgRow, first: usize) -> Result<LimitRow, sqlx::Error> {
+    Ok(LimitRow {
+        vital: r.try_get(first)?,
+        low: r.try_get(first + 1)?,
+        high: r.try_get(first + 2)?,
+        severity: r.try_get(first + 3)?,
+        persist_readings: r.try_get(first + 4)?,
+        persist_secs: r.try_get(first + 5)?,
+        clear_margin: r.try_get(first + 6)?,
+        clear_hold_secs: r.try_get(first + 7)?,
+    })
+}
+
 fn limit_text(l: &LimitRow) -> String {
     let side = |x: Option<f64>| x.map_or("none".to_string(), |v| v.to_string());
     format!(
@@ -323,16 +337,7 @@ impl PgStore {
                 continue;
             };
             if let Some(p) = out.get_mut(i) {
-                p.limits.push(LimitRow {
-                    vital: r.try_get(1)?,
-                    low: r.try_get(2)?,
-                    high: r.try_get(3)?,
-                    severity: r.try_get(4)?,
-                    persist_readings: r.try_get(5)?,
-                    persist_secs: r.try_get(6)?,
-                    clear_margin: r.try_get(7)?,
-                    clear_hold_secs: r.try_get(8)?,
-                });
+                p.limits.push(limit_row(&r, 1)?);
             }
         }
         Ok(out)
@@ -411,18 +416,7 @@ impl PgStore {
         .bind(&limit.vital)
         .fetch_optional(&mut *tx)
         .await?
-        .map(|r| -> Result<LimitRow, sqlx::Error> {
-            Ok(LimitRow {
-                vital: r.try_get(0)?,
-                low: r.try_get(1)?,
-                high: r.try_get(2)?,
-                severity: r.try_get(3)?,
-                persist_readings: r.try_get(4)?,
-                persist_secs: r.try_get(5)?,
-                clear_margin: r.try_get(6)?,
-                clear_hold_secs: r.try_get(7)?,
-            })
-        })
+        .map(|r| limit_row(&r, 0))
         .transpose()?;
         let res = sqlx::query(
             "INSERT INTO patient_limits (patient_id, vital, low, high, severity, persist_readings, \
