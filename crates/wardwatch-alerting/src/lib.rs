@@ -1,0 +1,18 @@
+//! Alerting: flags become alerts that reach the clinical team responsible
+//! for the patient, and escalate when nobody acts.
+//!
+//! # Layout
+//! - [`policy`]: teams and escalation policies from `config/teams/*.toml`,
+//!   strictly validated (a `default` team must exist).
+//! - [`lifecycle`]: the alert lifecycle as pure decisions (open, worsen,
+//!   join, clear, snooze, escalate), with explicit times, and the
+//!   idempotency key of each notification.
+//! - [`channel`]: the documented message, HMAC-SHA256 webhook signatures,
+//!   and the senders (webhook, MQTT with PUBACK, Notify SMS and e-mail).
+//!
+//! The store applies each decision in one transaction with its deliveries
+//! (the outbox); the engine's delivery worker sends them.
+
+pub mod channel;
+pub mod lifecycle;
+pub mod policy;

@@ -1,0 +1,458 @@
+//! Teams and their escalation policies, from `config/teams/*.toml`.
+//!
+//! Parsed strictly like the pathways: unknown fields are errors, and every
+//! error names the file, the line (for parse errors) and the field. A team
+//! named `default` must exist: patients on a team without its own file are
+//! routed by it, so no alert is ever without a destination.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use wardwatch_rules::threshold::Severity;
+
+/// The team whose policy applies to teams without a file.
+pub const DEFAULT_TEAM: &str = "default";
+
+/// Why the team files were refused.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// A file or the directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// Which.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown field, or a wrong type (with line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value that makes no sense.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        /// Which file.
+        path: PathBuf,
+        /// The field, e.g. `escalation.tiers[0].wait_mins`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two files name the same team, or the default team is missing.
+    #[error("{0}")]
+    Set(String),
+}
+
+/// How a notification travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "channel", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// HTTP POST of the JSON body, signed with HMAC-SHA256.
+    Webhook {
+        /// Where to POST.
+        url: String,
+        /// Environment variable holding the signing secret (never in files).
+        secret_env: String,
+    },
+    /// QoS 1 publish to `wardwatch/v1/teams/{team}/alerts`.
+    Mqtt,
+    /// A text message through a GOV.UK Notify-compatible API.
+    Sms {
+        /// The phone number.
+        phone: String,
+    },
+    /// An e-mail through a GOV.UK Notify-compatible API.
+    Email {
+        /// The address.
+        address: String,
+    },
+}
+
+impl Target {
+    /// The channel's name, as stored on a delivery.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "webhook",
+            Self::Mqtt => "mqtt",
+            Self::Sms { .. } => "sms",
+            Self::Email { .. } => "email",
+        }
+    }
+
+    /// The address, as stored on a delivery (secrets never are).
+    pub fn address(&self, team: &str) -> String {
+        match self {
+            Self::Webhook { url, .. } => url.clone(),
+            Self::Mqtt => format!("wardwatch/v1/teams/{team}/alerts"),
+            Self::Sms { phone } => phone.clone(),
+            Self::Email { address } => address.clone(),
+        }
+    }
+}
+
+/// One step of an escalation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// For people: "ward nurse", "nurse in charge", "on-call consultant".
+    pub name: String,
+    /// How long to wait for an acknowledgement before the next tier.
+    pub wait_mins: i64,
+    /// Who is notified at this tier (the team's MQTT topic is always added).
+    #[serde(default)]
+    pub targets: Vec<Target>,
+}
+
+/// Where each severity starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartTiers {
+    /// Low severity.
+    pub low: usize,
+    /// Medium.
+    pub medium: usize,
+    /// High.
+    pub high: usize,
+    /// Emergency.
+    pub emergency: usize,
+}
+
+impl StartTiers {
+    /// The starting tier for a severity.
+    pub fn of(&self, s: Severity) -> usize {
+        match s {
+            Severity::Low => self.low,
+            Severity::Medium => self.medium,
+            Severity::High => self.high,
+            Severity::Emergency => self.emergency,
+        }
+    }
+}
+
+/// A team's escalation policy. A snapshot of it is stored on every alert,
+/// so an alert follows the policy as it stood when it opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicy {
+    /// Ordered tiers; at least one.
+    pub tiers: Vec<Tier>,
+    /// Starting tier per severity.
+    pub start_tier: StartTiers,
+    /// On the last tier, re-notify this often until acknowledged.
+    pub repeat_mins: i64,
+    /// Further flags for an open alert within this window go out as one update.
+    #[serde(default = "default_group_window")]
+    pub group_window_secs: i64,
+    /// Emergency severity also notifies these at once, whatever the tier.
+    #[serde(default)]
+    pub emergency_targets: Vec<Target>,
+    /// Rule families whose clearing resolves the alert by itself
+    /// (default: only `no_data`; never NEWS2 unless a team asks).
+    #[serde(default = "default_auto_resolve")]
+    pub auto_resolve: Vec<String>,
+    /// Longest snooze a clinician may set, hours.
+    #[serde(default = "default_snooze_max")]
+    pub snooze_max_hours: i64,
+}
+
+fn default_group_window() -> i64 {
+    30
+}
+
+fn default_auto_resolve() -> Vec<String> {
+    vec!["no_data".into()]
+}
+
+fn default_snooze_max() -> i64 {
+    24
+}
+
+/// A team (a virtual ward).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    /// Matches `patients.team_id`.
+    pub id: String,
+    /// For people.
+    #[serde(default)]
+    pub name: String,
+    /// Publish every notification to the team's MQTT topic (default on).
+    #[serde(default = "yes")]
+    pub mqtt: bool,
+    /// Notified when every target of a tier keeps failing.
+    pub fallback: Target,
+    /// The policy.
+    pub escalation: EscalationPolicy,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Team {
+    /// Targets of a tier, with the team's MQTT topic when enabled.
+    pub fn tier_targets(policy: &EscalationPolicy, tier: usize, mqtt: bool) -> Vec<Target> {
+        let mut out = Vec::new();
+        if mqtt {
+            out.push(Target::Mqtt);
+        }
+        if let Some(t) = policy.tiers.get(tier) {
+            out.extend(t.targets.iter().filter(|t| **t != Target::Mqtt).cloned());
+        }
+        out
+    }
+
+    fn check(&self, path: &Path) -> Result<(), PolicyError> {
+        let invalid = |field: &str, message: String| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message,
+        };
+        if self.id.is_empty()
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        {
+            return Err(invalid(
+                "id",
+                format!("{:?} must be non-empty A-Z a-z 0-9 . _ : -", self.id),
+            ));
+        }
+        let p = &self.escalation;
+        if p.tiers.is_empty() {
+            return Err(invalid(
+                "escalation.tiers",
+                "at least one tier is needed".into(),
+            ));
+        }
+        for (i, t) in p.tiers.iter().enumerate() {
+            if !(1..=24 * 60).contains(&t.wait_mins) {
+                return Err(invalid(
+                    &format!("escalation.tiers[{i}].wait_mins"),
+                    format!("{} is not between 1 and 1440", t.wait_mins),
+                ));
+            }
+            for (j, target) in t.targets.iter().enumerate() {
+                check_target(target)
+                    .map_err(|m| invalid(&format!("escalation.tiers[{i}].targets[{j}]"), m))?;
+            }
+        }
+        let last = p.tiers.len() - 1;
+        for (name, s) in [
+            ("low", Severity::Low),
+            ("medium", Severity::Medium),
+            ("high", Severity::High),
+            ("emergency", Severity::Emergency),
+        ] {
+            if p.start_tier.of(s) > last {
+                return Err(invalid(
+                    &format!("escalation.start_tier.{name}"),
+                    format!(
+                        "tier {} does not exist (last is {last})",
+                        p.start_tier.of(s)
+                    ),
+                ));
+            }
+        }
+        if !(1..=24 * 60).contains(&p.repeat_mins) {
+            return Err(invalid(
+                "escalation.repeat_mins",
+                format!("{} is not between 1 and 1440", p.repeat_mins),
+            ));
+        }
+        if !(0..=3600).contains(&p.group_window_secs) {
+            return Err(invalid(
+                "escalation.group_window_secs",
+                format!("{} is not between 0 and 3600", p.group_window_secs),
+            ));
+        }
+        if !(1..=24 * 14).contains(&p.snooze_max_hours) {
+            return Err(invalid(
+                "escalation.snooze_max_hours",
+                format!("{} is not between 1 and 336", p.snooze_max_hours),
+            ));
+        }
+        for (j, target) in p.emergency_targets.iter().enumerate() {
+            check_target(target)
+                .map_err(|m| invalid(&format!("escalation.emergency_targets[{j}]"), m))?;
+        }
+        check_target(&self.fallback).map_err(|m| invalid("fallback", m))?;
+        Ok(())
+    }
+}
+
+fn check_target(t: &Target) -> Result<(), String> {
+    match t {
+        Target::Webhook { url, secret_env } => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("url {url:?} must start with http:// or https://"));
+            }
+            if secret_env.is_empty() {
+                return Err("secret_env must name an environment variable".into());
+            }
+            Ok(())
+        }
+        Target::Mqtt => Ok(()),
+        Target::Sms { phone } => {
+            let digits = phone.trim_start_matches('+');
+            if digits.len() < 7 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("phone {phone:?} is not a phone number"));
+            }
+            Ok(())
+        }
+        Target::Email { address } => {
+            if !address.contains('@') || address.contains(char::is_whitespace) {
+                return Err(format!("address {address:?} is not an e-mail address"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every team, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Teams {
+    teams: BTreeMap<String, Team>,
+}
+
+impl Teams {
+    /// The team's configuration, or the default team's for a team without a file.
+    pub fn get(&self, id: &str) -> Option<&Team> {
+        self.teams.get(id).or_else(|| self.teams.get(DEFAULT_TEAM))
+    }
+
+    /// All teams.
+    pub fn iter(&self) -> impl Iterator<Item = &Team> {
+        self.teams.values()
+    }
+
+    /// Builds from already-parsed teams (tests).
+    pub fn from_teams(teams: impl IntoIterator<Item = Team>) -> Self {
+        Self {
+            teams: teams.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        }
+    }
+
+    /// Loads `dir/*.toml`.
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PolicyError::Io { path, source }
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut teams = BTreeMap::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let team = parse(&path, &text)?;
+            if teams.contains_key(&team.id) {
+                return Err(PolicyError::Set(format!(
+                    "{}: team {:?} is already defined in another file",
+                    path.display(),
+                    team.id
+                )));
+            }
+            teams.insert(team.id.clone(), team);
+        }
+        if !teams.contains_key(DEFAULT_TEAM) {
+            return Err(PolicyError::Set(format!(
+                "{}: no team {DEFAULT_TEAM:?}: it routes patients whose team has no file of its own",
+                dir.display()
+            )));
+        }
+        Ok(Self { teams })
+    }
+}
+
+/// Parses and validates one team file.
+pub fn parse(path: &Path, text: &str) -> Result<Team, PolicyError> {
+    let team: Team = toml::from_str(text).map_err(|e| PolicyError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    team.check(path)?;
+    Ok(team)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id = "ward-a"
+fallback = { channel = "email", address = "duty@example.nhs.uk" }
+[escalation]
+repeat_mins = 10
+start_tier = { low = 0, medium = 0, high = 1, emergency = 1 }
+[[escalation.tiers]]
+name = "ward nurse"
+wait_mins = 15
+targets = [{ channel = "webhook", url = "https://example/hook", secret_env = "S" }]
+[[escalation.tiers]]
+name = "nurse in charge"
+wait_mins = 10
+"#;
+
+    #[test]
+    fn a_team_file_parses_with_defaults() {
+        let t = parse(Path::new("ward-a.toml"), GOOD).unwrap();
+        assert!(t.mqtt);
+        assert_eq!(t.escalation.group_window_secs, 30);
+        assert_eq!(t.escalation.auto_resolve, vec!["no_data"]);
+        let targets = Team::tier_targets(&t.escalation, 0, t.mqtt);
+        assert_eq!(targets[0], Target::Mqtt, "every team gets its MQTT topic");
+        assert_eq!(targets.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let e = parse(
+            Path::new("w.toml"),
+            &GOOD.replace("wait_mins = 15", "wait_mins = \"x\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("w.toml") && e.contains("line") && e.contains("wait_mins"),
+            "{e}"
+        );
+        let e = parse(
+            Path::new("w.toml"),
+            &GOOD.replace("emergency = 1", "emergency = 5"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("escalation.start_tier.emergency"), "{e}");
+        let e = parse(
+            Path::new("w.toml"),
+            &GOOD.replace("https://example/hook", "ftp://x"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("escalation.tiers[0].targets[0]"), "{e}");
+        let e = parse(Path::new("w.toml"), &format!("{GOOD}\nsurprise = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("surprise"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_teams_load_and_include_the_default() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/teams");
+        let teams = Teams::load_dir(&dir).unwrap();
+        assert!(teams
+            .get("no-such-team")
+            .is_some_and(|t| t.id == DEFAULT_TEAM));
+    }
+}
