@@ -27,6 +27,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The rules core: pathways, shards, clock, reload.
     pub rules: RulesConfig,
+    /// Alerts: teams, escalation, delivery.
+    pub alerting: AlertingConfig,
     /// The HTTP listener (health, metrics).
     pub http: HttpConfig,
     /// Logging.
@@ -196,6 +198,69 @@ impl RulesConfig {
     }
 }
 
+/// `[alerting]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// Turn flags into alerts and deliver them. Env: `WARDWATCH_ALERTING_ENABLED`.
+    pub enabled: bool,
+    /// Team files (`*.toml`, one `default.toml` required). Env: `WARDWATCH_TEAMS_DIR`.
+    pub teams_dir: std::path::PathBuf,
+    /// How often due escalations are looked for, milliseconds.
+    pub escalation_poll_ms: u64,
+    /// How often pending work is looked for when nothing wakes the loops, milliseconds.
+    pub poll_ms: u64,
+    /// Deliveries sent concurrently.
+    pub delivery_batch: usize,
+    /// Attempts before a delivery is marked failed (backoff doubles from 1 s, with jitter).
+    pub max_attempts: i32,
+    /// Timeout of one webhook, Notify or MQTT delivery, milliseconds.
+    pub request_timeout_ms: u64,
+    /// A GOV.UK Notify-compatible API for SMS and e-mail.
+    pub notify: NotifySettings,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            teams_dir: "config/teams".into(),
+            escalation_poll_ms: 1000,
+            poll_ms: 500,
+            delivery_batch: 32,
+            max_attempts: 6,
+            request_timeout_ms: 10_000,
+            notify: NotifySettings::default(),
+        }
+    }
+}
+
+/// `[alerting.notify]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    /// Base URL; empty disables SMS and e-mail (their deliveries fail and
+    /// the fallback is told). Env: `WARDWATCH_NOTIFY_URL`.
+    pub base_url: String,
+    /// Environment variable holding the API key (never in files, never logged).
+    pub api_key_env: String,
+    /// Template for text messages (personalisation: `summary`).
+    pub sms_template_id: String,
+    /// Template for e-mails (personalisation: `subject`, `summary`).
+    pub email_template_id: String,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            api_key_env: "WARDWATCH_NOTIFY_API_KEY".into(),
+            sms_template_id: String::new(),
+            email_template_id: String::new(),
+        }
+    }
+}
+
 /// `[http]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -282,6 +347,19 @@ impl Config {
                 _ => bail!("WARDWATCH_RULES_ENABLED must be true or false, not {v:?}"),
             };
         }
+        if let Some(v) = get("WARDWATCH_ALERTING_ENABLED") {
+            self.alerting.enabled = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("WARDWATCH_ALERTING_ENABLED must be true or false, not {v:?}"),
+            };
+        }
+        if let Some(v) = get("WARDWATCH_TEAMS_DIR") {
+            self.alerting.teams_dir = v.into();
+        }
+        if let Some(v) = get("WARDWATCH_NOTIFY_URL") {
+            self.alerting.notify.base_url = v;
+        }
         if let Some(v) = get("WARDWATCH_PATHWAYS_DIR") {
             self.rules.pathways_dir = v.into();
         }
@@ -338,6 +416,16 @@ impl Config {
         }
         if self.rules.tick_ms < 10 || self.rules.tick_ms > 60_000 {
             bail!("rules.tick_ms must be between 10 and 60000: the clock drives no_data flags");
+        }
+        if self.alerting.delivery_batch == 0
+            || self.alerting.max_attempts < 1
+            || self.alerting.poll_ms == 0
+            || self.alerting.escalation_poll_ms == 0
+        {
+            bail!("alerting.delivery_batch, max_attempts, poll_ms and escalation_poll_ms must be positive");
+        }
+        if self.alerting.enabled && !self.rules.enabled {
+            bail!("alerting.enabled needs rules.enabled: alerts come from the rules' flags");
         }
         if self.rules.shard_inbox == 0 || self.rules.refresh_secs == 0 {
             bail!("rules.shard_inbox and rules.refresh_secs must be positive");

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`config`]: the strict, documented configuration and its env overrides.
 //! - [`pipeline`]: ingest wiring (session → decode/batch → writer → acks).
+//! - [`alerting`]: the alerting loops (flags → alerts with their outbox,
+//!   escalation, delivery) over the store.
 //! - [`rules`]: the rules runtime (committed readings → shards → flags in
 //!   the store), start-up rebuild, reload on SIGHUP and file change.
 //! - [`serve`]: the engine process (`wardwatch serve`).
@@ -14,6 +16,7 @@
 //! - [`telemetry`]: logging, metrics, and the pipeline's operational events.
 //! - [`shutdown`]: SIGINT/SIGTERM handling.
 
+pub mod alerting;
 pub mod config;
 pub mod http;
 pub mod loadgen;

@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Work with alerts: list, acknowledge, resolve, snooze.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     /// Simulate a fleet of devices and measure what the engine stores.
     Loadgen(loadgen::LoadgenArgs),
     /// Compute a clinical score from values given on the command line.
@@ -163,6 +168,61 @@ struct Decision {
 }
 
 #[derive(Subcommand)]
+enum AlertCommand {
+    /// Alerts, newest first.
+    List {
+        /// Only this state: open, acknowledged or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an alert: escalation stops at once (no further pages on any channel).
+    Ack {
+        /// Alert id.
+        #[arg(long)]
+        id: i64,
+        /// Who (a named user).
+        #[arg(long)]
+        by: String,
+    },
+    /// Close an alert with an outcome.
+    Resolve {
+        /// Alert id.
+        #[arg(long)]
+        id: i64,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// reviewed_no_action, advice_given, visit_arranged, escalated_emergency,
+        /// device_or_data_issue or other (with --note).
+        #[arg(long)]
+        outcome: String,
+        /// What happened.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Snooze one rule for one patient for a bounded time; a worse severity breaks through.
+    Snooze {
+        /// Patient id.
+        #[arg(long)]
+        patient: String,
+        /// Rule key, e.g. news2 or threshold:spo2:0.
+        #[arg(long)]
+        rule: String,
+        /// How long: 30m, 2h ... (at most the team's snooze_max).
+        #[arg(long = "for")]
+        duration: String,
+        #[command(flatten)]
+        decision: Decision,
+    },
+}
+
+#[derive(Subcommand)]
 enum DeviceCommand {
     /// Lend a device to a patient from a time (default now); ends its previous assignment.
     Assign {
@@ -230,6 +290,7 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Patient { command } => patient_command(command, &cfg).await,
+        Command::Alert { command } => alert_command(command, &cfg).await,
         Command::Device { command } => {
             let store = admin_store(&cfg).await?;
             match command {
@@ -264,6 +325,109 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
+    use wardwatch_alerting::lifecycle::Outcome;
+    use wardwatch_alerting::policy::Span;
+    let store = admin_store(cfg).await?;
+    let show = |a: &wardwatch_store::alerts::AlertRow| {
+        format!(
+            "alert {} {} {} {} patient {} team {} tier {} ({}) rules [{}]: {}",
+            a.id,
+            a.state,
+            a.kind,
+            a.severity,
+            a.patient_id,
+            a.team_id,
+            a.tier,
+            a.tier_name,
+            a.rules.join(", "),
+            a.summary
+        )
+    };
+    match command {
+        AlertCommand::List { state, limit, json } => {
+            if let Some(s) = &state {
+                if wardwatch_alerting::lifecycle::AlertState::parse(s).is_none() {
+                    anyhow::bail!("--state must be open, acknowledged or resolved, not {s:?}");
+                }
+            }
+            for a in store.list_alerts(state.as_deref(), limit).await? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "id": a.id, "patient_id": a.patient_id, "team_id": a.team_id,
+                            "kind": a.kind, "severity": a.severity, "state": a.state,
+                            "tier": a.tier, "tier_name": a.tier_name, "rules": a.rules,
+                            "summary": a.summary, "opened_at": a.opened_at,
+                            "acknowledged_by": a.acknowledged_by,
+                        })
+                    );
+                } else {
+                    println!("{}", show(&a));
+                }
+            }
+        }
+        AlertCommand::Ack { id, by } => {
+            let a = store.acknowledge_alert(id, &by, Utc::now()).await?;
+            println!("{}", show(&a));
+        }
+        AlertCommand::Resolve {
+            id,
+            by,
+            outcome,
+            note,
+        } => {
+            let o = Outcome::parse(&outcome).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown outcome {outcome:?}; one of: {}",
+                    Outcome::ALL.map(Outcome::as_str).join(", ")
+                )
+            })?;
+            let a = store
+                .resolve_alert(id, &by, o.as_str(), note.as_deref(), Utc::now())
+                .await?;
+            println!("{}", show(&a));
+        }
+        AlertCommand::Snooze {
+            patient,
+            rule,
+            duration,
+            decision: Decision { by, reason },
+        } => {
+            if wardwatch_rules::patient::RuleId::parse(&rule).is_none() {
+                anyhow::bail!("unknown rule {rule:?} (e.g. news2, threshold:spo2:0, no_data)");
+            }
+            let span = Span::parse(&duration)
+                .filter(|s| s.secs() > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--for {duration:?} is not a duration like 30m or 2h")
+                })?;
+            let teams = wardwatch::alerting::load_teams(&cfg.alerting.teams_dir)?;
+            let team = store
+                .team_of(&patient)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("patient {patient} is not enrolled"))?;
+            let max = teams
+                .get(&team)
+                .map_or(24 * 3600, |t| t.escalation.snooze_max.secs());
+            if span.secs() > max {
+                anyhow::bail!(
+                    "a snooze of {} s is longer than this team's maximum of {max} s",
+                    span.secs()
+                );
+            }
+            let until = Utc::now() + chrono::Duration::seconds(span.secs());
+            let severity = store.snooze(&patient, &rule, until, &by, &reason).await?;
+            println!(
+                "{rule} snoozed for patient {patient} until {} at severity {severity} (a worse one breaks through)",
+                until.to_rfc3339()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a pathway the rules do not have, listing the ones they do.

@@ -150,6 +150,7 @@ impl Rules {
     pub async fn start(
         cfg: &RulesConfig,
         store: PgStore,
+        on_flags: Option<Arc<tokio::sync::Notify>>,
         shutdown: CancellationToken,
     ) -> Result<Option<Self>> {
         let rule_set = load_rule_set(&cfg.pathways_dir)?;
@@ -163,7 +164,12 @@ impl Rules {
         let mut shards = Shards::start(cfg.shard_count(), cfg.shard_inbox, rule_set, flag_tx);
         // The flag writer ends once the shards have stopped and it has
         // recorded everything they sent.
-        let flag_writer = tokio::spawn(write_flags(store.clone(), flag_rx, shutdown.clone()));
+        let flag_writer = tokio::spawn(write_flags(
+            store.clone(),
+            flag_rx,
+            on_flags,
+            shutdown.clone(),
+        ));
 
         let Some(rows) = retry("load patients", &shutdown, || {
             store.patient_rows(PatientFilter::All)
@@ -544,6 +550,7 @@ fn publish_stats(shards: &Shards) {
 async fn write_flags(
     store: PgStore,
     mut flags: mpsc::Receiver<PatientFlag>,
+    on_flags: Option<Arc<tokio::sync::Notify>>,
     stop: CancellationToken,
 ) {
     let mut batch: Vec<PatientFlag> = Vec::with_capacity(256);
@@ -560,6 +567,10 @@ async fn write_flags(
                 Ok(_) => {
                     for f in &batch {
                         log_flag(f);
+                    }
+                    // Alerting picks the new flag events up at once.
+                    if let Some(n) = &on_flags {
+                        n.notify_one();
                     }
                     metrics::counter!("wardwatch_flag_writes_total", "outcome" => "ok")
                         .increment(1);

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wardwatch_store::{PgStore, StorageMode};
 
+use crate::alerting::Alerting;
 use crate::config::Config;
 use crate::pipeline::{self, Batching};
 use crate::rules::Rules;
@@ -51,9 +52,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         max_delay: Duration::from_millis(cfg.ingest.batch_max_delay_ms),
         writers: cfg.ingest.writers,
     };
+    // Alerting first: the rules' flag writer wakes it.
+    let alerting = if cfg.alerting.enabled {
+        Some(Alerting::start(&cfg, store.clone(), shutdown.clone())?)
+    } else {
+        warn!(message = "Alerting is disabled (alerting.enabled = false): flags are recorded but no one is notified.");
+        None
+    };
     // The rules rebuild their state before ingest starts.
     let rules = if cfg.rules.enabled {
-        let Some(rules) = Rules::start(&cfg.rules, store.clone(), shutdown.clone()).await? else {
+        let wake = alerting.as_ref().map(|a| a.wake.clone());
+        let Some(rules) = Rules::start(&cfg.rules, store.clone(), wake, shutdown.clone()).await?
+        else {
             return Ok(());
         };
         Some(rules)
@@ -72,6 +82,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     .await;
     if let Some(rules) = rules {
         rules.stop().await;
+    }
+    if let Some(alerting) = alerting {
+        alerting.stop().await;
     }
     http_task
         .await

@@ -254,10 +254,6 @@ pub fn rule_family(rule: &str) -> &str {
     rule.split(':').next().unwrap_or(rule)
 }
 
-fn minutes(m: i64) -> Duration {
-    Duration::minutes(m)
-}
-
 fn pages(
     policy: &EscalationPolicy,
     mqtt: bool,
@@ -290,8 +286,8 @@ fn pages(
 /// interval between repeats.
 fn wait_of(policy: &EscalationPolicy, tier: usize) -> Duration {
     match policy.tiers.get(tier) {
-        Some(t) if tier + 1 < policy.tiers.len() => minutes(t.wait_mins),
-        _ => minutes(policy.repeat_mins),
+        Some(t) if tier + 1 < policy.tiers.len() => Duration::seconds(t.wait.secs()),
+        _ => Duration::seconds(policy.repeat.secs()),
     }
 }
 
@@ -351,7 +347,7 @@ pub fn plan_flag(
     }
     // A new rule joins the episode: one grouped update to those already
     // paged, no sooner than the group window after the last one.
-    let window = Duration::seconds(policy.group_window_secs);
+    let window = Duration::seconds(policy.group_window.secs());
     let not_before = last_update_at.map_or(now, |t| (t + window).max(now));
     let notices = Team::tier_targets(policy, a.tier, team.mqtt)
         .into_iter()
@@ -405,9 +401,17 @@ pub fn plan_escalation(
 
 /// The idempotency key of one notification: the same step to the same
 /// target always has the same key, so a receiver can drop a repeat.
-pub fn idempotency_key(alert_id: i64, n: &Notice) -> String {
+/// `step` distinguishes grouped updates (the flag event that caused them).
+pub fn idempotency_key(alert_id: i64, n: &Notice, step: Option<i64>) -> String {
+    format!("alert-{alert_id}:{}", key_suffix(n, step))
+}
+
+/// [`idempotency_key`] without the alert id (the store adds it once the
+/// alert has one).
+pub fn key_suffix(n: &Notice, step: Option<i64>) -> String {
+    let step = step.map_or(String::new(), |s| format!("event-{s}:"));
     format!(
-        "alert-{alert_id}:{}:tier-{}:round-{}:{}:{}",
+        "{}:tier-{}:round-{}:{step}{}:{}",
         n.purpose.as_str(),
         n.tier,
         n.round,
@@ -436,20 +440,20 @@ mod tests {
 id = "ward-a"
 fallback = { channel = "email", address = "duty@example.nhs.uk" }
 [escalation]
-repeat_mins = 5
+repeat = "5m"
 start_tier = { low = 0, medium = 0, high = 1, emergency = 2 }
 emergency_targets = [{ channel = "sms", phone = "+447700900000" }]
 [[escalation.tiers]]
 name = "nurse"
-wait_mins = 15
+wait = "15m"
 targets = [{ channel = "webhook", url = "http://x/1", secret_env = "S" }]
 [[escalation.tiers]]
 name = "nurse in charge"
-wait_mins = 10
+wait = "10m"
 targets = [{ channel = "webhook", url = "http://x/2", secret_env = "S" }]
 [[escalation.tiers]]
 name = "consultant"
-wait_mins = 10
+wait = "10m"
 targets = [{ channel = "email", address = "c@example.nhs.uk" }]
 "#,
         )
@@ -738,20 +742,20 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
             not_before: t0(),
         };
         assert_eq!(
-            idempotency_key(1, &n(0, 0, "http://a")),
-            idempotency_key(1, &n(0, 0, "http://a"))
+            idempotency_key(1, &n(0, 0, "http://a"), None),
+            idempotency_key(1, &n(0, 0, "http://a"), None)
         );
         assert_ne!(
-            idempotency_key(1, &n(0, 0, "http://a")),
-            idempotency_key(1, &n(0, 1, "http://a"))
+            idempotency_key(1, &n(0, 0, "http://a"), None),
+            idempotency_key(1, &n(0, 1, "http://a"), None)
         );
         assert_ne!(
-            idempotency_key(1, &n(0, 0, "http://a")),
-            idempotency_key(1, &n(0, 0, "http://b"))
+            idempotency_key(1, &n(0, 0, "http://a"), None),
+            idempotency_key(1, &n(0, 0, "http://b"), None)
         );
         assert_ne!(
-            idempotency_key(1, &n(0, 0, "http://a")),
-            idempotency_key(2, &n(0, 0, "http://a"))
+            idempotency_key(1, &n(0, 0, "http://a"), None),
+            idempotency_key(2, &n(0, 0, "http://a"), None)
         );
     }
 }

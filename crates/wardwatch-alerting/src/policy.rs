@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use wardwatch_rules::threshold::Severity;
 
+const DAY: i64 = 86_400;
+
 /// The team whose policy applies to teams without a file.
 pub const DEFAULT_TEAM: &str = "default";
 
@@ -96,6 +98,48 @@ impl Target {
     }
 }
 
+/// A duration written as `<n>s`, `<n>m` or `<n>h` (`"15m"`, `"30s"`, `"24h"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub i64);
+
+impl Span {
+    /// Seconds.
+    pub fn secs(self) -> i64 {
+        self.0
+    }
+
+    /// Parses `"15m"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+        let n: i64 = n.trim().parse().ok()?;
+        let k = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return None,
+        };
+        n.checked_mul(k).filter(|v| *v >= 0).map(Self)
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"30s\", \"15m\" or \"2h\""
+            ))
+        })
+    }
+}
+
 /// One step of an escalation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,7 +147,7 @@ pub struct Tier {
     /// For people: "ward nurse", "nurse in charge", "on-call consultant".
     pub name: String,
     /// How long to wait for an acknowledgement before the next tier.
-    pub wait_mins: i64,
+    pub wait: Span,
     /// Who is notified at this tier (the team's MQTT topic is always added).
     #[serde(default)]
     pub targets: Vec<Target>,
@@ -145,10 +189,10 @@ pub struct EscalationPolicy {
     /// Starting tier per severity.
     pub start_tier: StartTiers,
     /// On the last tier, re-notify this often until acknowledged.
-    pub repeat_mins: i64,
+    pub repeat: Span,
     /// Further flags for an open alert within this window go out as one update.
     #[serde(default = "default_group_window")]
-    pub group_window_secs: i64,
+    pub group_window: Span,
     /// Emergency severity also notifies these at once, whatever the tier.
     #[serde(default)]
     pub emergency_targets: Vec<Target>,
@@ -156,21 +200,21 @@ pub struct EscalationPolicy {
     /// (default: only `no_data`; never NEWS2 unless a team asks).
     #[serde(default = "default_auto_resolve")]
     pub auto_resolve: Vec<String>,
-    /// Longest snooze a clinician may set, hours.
+    /// Longest snooze a clinician may set.
     #[serde(default = "default_snooze_max")]
-    pub snooze_max_hours: i64,
+    pub snooze_max: Span,
 }
 
-fn default_group_window() -> i64 {
-    30
+fn default_group_window() -> Span {
+    Span(30)
 }
 
 fn default_auto_resolve() -> Vec<String> {
     vec!["no_data".into()]
 }
 
-fn default_snooze_max() -> i64 {
-    24
+fn default_snooze_max() -> Span {
+    Span(24 * 3600)
 }
 
 /// A team (a virtual ward).
@@ -233,10 +277,10 @@ impl Team {
             ));
         }
         for (i, t) in p.tiers.iter().enumerate() {
-            if !(1..=24 * 60).contains(&t.wait_mins) {
+            if !(1..=DAY).contains(&t.wait.secs()) {
                 return Err(invalid(
-                    &format!("escalation.tiers[{i}].wait_mins"),
-                    format!("{} is not between 1 and 1440", t.wait_mins),
+                    &format!("escalation.tiers[{i}].wait"),
+                    format!("{} s is not between 1 s and 24 h", t.wait.secs()),
                 ));
             }
             for (j, target) in t.targets.iter().enumerate() {
@@ -261,22 +305,22 @@ impl Team {
                 ));
             }
         }
-        if !(1..=24 * 60).contains(&p.repeat_mins) {
+        if !(1..=DAY).contains(&p.repeat.secs()) {
             return Err(invalid(
-                "escalation.repeat_mins",
-                format!("{} is not between 1 and 1440", p.repeat_mins),
+                "escalation.repeat",
+                format!("{} s is not between 1 s and 24 h", p.repeat.secs()),
             ));
         }
-        if !(0..=3600).contains(&p.group_window_secs) {
+        if !(0..=3600).contains(&p.group_window.secs()) {
             return Err(invalid(
-                "escalation.group_window_secs",
-                format!("{} is not between 0 and 3600", p.group_window_secs),
+                "escalation.group_window",
+                format!("{} s is not between 0 and 1 h", p.group_window.secs()),
             ));
         }
-        if !(1..=24 * 14).contains(&p.snooze_max_hours) {
+        if !(60..=14 * DAY).contains(&p.snooze_max.secs()) {
             return Err(invalid(
-                "escalation.snooze_max_hours",
-                format!("{} is not between 1 and 336", p.snooze_max_hours),
+                "escalation.snooze_max",
+                format!("{} s is not between 1 min and 14 days", p.snooze_max.secs()),
             ));
         }
         for (j, target) in p.emergency_targets.iter().enumerate() {
@@ -393,22 +437,22 @@ mod tests {
 id = "ward-a"
 fallback = { channel = "email", address = "duty@example.nhs.uk" }
 [escalation]
-repeat_mins = 10
+repeat = "10m"
 start_tier = { low = 0, medium = 0, high = 1, emergency = 1 }
 [[escalation.tiers]]
 name = "ward nurse"
-wait_mins = 15
+wait = "15m"
 targets = [{ channel = "webhook", url = "https://example/hook", secret_env = "S" }]
 [[escalation.tiers]]
 name = "nurse in charge"
-wait_mins = 10
+wait = "10m"
 "#;
 
     #[test]
     fn a_team_file_parses_with_defaults() {
         let t = parse(Path::new("ward-a.toml"), GOOD).unwrap();
         assert!(t.mqtt);
-        assert_eq!(t.escalation.group_window_secs, 30);
+        assert_eq!(t.escalation.group_window, Span(30));
         assert_eq!(t.escalation.auto_resolve, vec!["no_data"]);
         let targets = Team::tier_targets(&t.escalation, 0, t.mqtt);
         assert_eq!(targets[0], Target::Mqtt, "every team gets its MQTT topic");
@@ -419,12 +463,12 @@ wait_mins = 10
     fn errors_name_file_line_and_field() {
         let e = parse(
             Path::new("w.toml"),
-            &GOOD.replace("wait_mins = 15", "wait_mins = \"x\""),
+            &GOOD.replace("wait = \"15m\"", "wait = \"soon\""),
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("w.toml") && e.contains("line") && e.contains("wait_mins"),
+            e.contains("w.toml") && e.contains("line") && e.contains("wait"),
             "{e}"
         );
         let e = parse(

@@ -6,6 +6,9 @@
 //!   relative-time anchors, and the admin operations on patients and devices.
 //! - [`batch`]: the batch types ([`IngestMessage`], [`BatchOutcome`]) and the
 //!   pure attribution of readings to patients by device assignment.
+//! - [`alerts`]: alerts, their events and the delivery outbox: applying
+//!   flag events, claiming due escalations and deliveries safely, and the
+//!   clinicians' acknowledge, resolve and snooze.
 //! - [`rules`]: what the rules core reads and writes: patients' settings and
 //!   personalised limits (audited), the start-up replay, flags and events.
 //! - [`postgres`]: the PostgreSQL backend, with TimescaleDB hypertables,
@@ -15,6 +18,7 @@
 //! The trait exists so an embedded SQLite backend can join later and share one
 //! conformance suite; the engine is generic over it.
 
+pub mod alerts;
 pub mod batch;
 pub mod postgres;
 pub mod rules;

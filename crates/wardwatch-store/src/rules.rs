@@ -278,6 +278,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// A patient's team.
+    pub async fn team_of(&self, patient: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT team_id FROM patients WHERE id = $1")
+                .bind(patient)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// Patients' settings and limits.
     pub async fn patient_rows(
         &self,

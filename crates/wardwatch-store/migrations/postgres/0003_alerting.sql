@@ -59,6 +59,8 @@ CREATE TABLE deliveries (
     tier             integer NOT NULL,
     round            integer NOT NULL,
     channel          text NOT NULL,
+    -- The target as JSON (channel, address; a webhook's secret is named,
+    -- never stored).
     target           text NOT NULL,
     idempotency_key  text NOT NULL UNIQUE,
     status           text NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
@@ -90,5 +92,9 @@ CREATE INDEX snoozes_active ON snoozes (patient_id, rule, until);
 -- Flag events not yet applied to alerts. Marked in the same transaction as
 -- the alerts they produced, so each is applied exactly once; claimed with
 -- FOR UPDATE SKIP LOCKED, so several engines never apply one twice.
-ALTER TABLE flag_events ADD COLUMN alerted_at timestamptz;
+ALTER TABLE flag_events
+    ADD COLUMN alerted_at timestamptz,
+    -- The alert it went to, or why none (snoozed until ..., no open alert).
+    ADD COLUMN alert_id bigint REFERENCES alerts (id),
+    ADD COLUMN alert_note text;
 CREATE INDEX flag_events_pending ON flag_events (id) WHERE alerted_at IS NULL;

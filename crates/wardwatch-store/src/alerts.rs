@@ -1,0 +1,974 @@
+//! Alert persistence: applying flag events to alerts with their outbox
+//! deliveries in one transaction, claiming due escalations and deliveries
+//! safely (`FOR UPDATE SKIP LOCKED`), and the clinicians' actions
+//! (acknowledge, resolve, snooze), each recorded as an append-only event.
+//!
+//! The decisions themselves come from the caller (the alerting crate's pure
+//! lifecycle), so this module only reads state, applies plans, and keeps
+//! the invariants the database can enforce: one open alert per patient and
+//! kind, one delivery per idempotency key.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+
+use crate::{PgStore, StoreError};
+
+/// A flag event waiting to be applied to alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingFlagEvent {
+    /// The event.
+    pub event_id: i64,
+    /// Its flag.
+    pub flag_id: i64,
+    /// Whose.
+    pub patient_id: String,
+    /// The patient's team now.
+    pub team_id: String,
+    /// Rule key.
+    pub rule: String,
+    /// A technical flag.
+    pub technical: bool,
+    /// `raised`, `updated` or `cleared`.
+    pub state: String,
+    /// Severity.
+    pub severity: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// In words.
+    pub summary: String,
+}
+
+/// The open or acknowledged alert of a patient and kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAlertRow {
+    /// Id.
+    pub id: i64,
+    /// Severity.
+    pub severity: String,
+    /// `open` or `acknowledged`.
+    pub state: String,
+    /// Tier.
+    pub tier: i32,
+    /// Round.
+    pub round: i32,
+    /// The policy snapshot.
+    pub policy: Value,
+    /// Open flags on it other than the event's own.
+    pub other_open_flags: i64,
+    /// When its latest grouped update is (or was) due.
+    pub last_update_at: Option<DateTime<Utc>>,
+}
+
+/// An active snooze.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnoozeRow {
+    /// Severity it was set at.
+    pub severity: String,
+    /// Until.
+    pub until: DateTime<Utc>,
+}
+
+/// A delivery to create. The store prefixes `key_suffix` with the alert id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// `page`, `update` or `undeliverable`.
+    pub purpose: &'static str,
+    /// Tier.
+    pub tier: i32,
+    /// Round.
+    pub round: i32,
+    /// Channel name.
+    pub channel: &'static str,
+    /// The target as JSON.
+    pub target: String,
+    /// The idempotency key after `alert-{id}:`.
+    pub key_suffix: String,
+    /// Not before.
+    pub not_before: DateTime<Utc>,
+}
+
+/// What to do with one flag event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertAction {
+    /// Open an alert.
+    Open {
+        /// `clinical` or `technical`.
+        kind: &'static str,
+        /// Severity.
+        severity: &'static str,
+        /// Starting tier.
+        tier: i32,
+        /// The policy snapshot.
+        policy: Value,
+        /// When to escalate.
+        next_escalation_at: DateTime<Utc>,
+        /// Pages.
+        deliveries: Vec<NewDelivery>,
+    },
+    /// Raise the alert's severity and re-page.
+    Worsen {
+        /// Severity.
+        severity: &'static str,
+        /// Tier.
+        tier: i32,
+        /// Round.
+        round: i32,
+        /// When to escalate.
+        next_escalation_at: DateTime<Utc>,
+        /// Pages.
+        deliveries: Vec<NewDelivery>,
+    },
+    /// Join as evidence; maybe one grouped update.
+    Join {
+        /// Update deliveries (created only if none is pending).
+        deliveries: Vec<NewDelivery>,
+    },
+    /// Record a clear; maybe resolve.
+    Clear {
+        /// Resolve the alert.
+        resolve: bool,
+    },
+    /// Snoozed: no alert.
+    Suppressed {
+        /// Until.
+        until: DateTime<Utc>,
+    },
+    /// Nothing.
+    Nothing,
+}
+
+/// What applying a batch changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppliedEvents {
+    /// Events applied.
+    pub events: u64,
+    /// Alerts opened, with their severity and first rule.
+    pub opened: Vec<(i64, String, String)>,
+    /// Alerts whose state or severity changed (for live feeds).
+    pub changed: Vec<i64>,
+    /// Events held back by a snooze.
+    pub suppressed: u64,
+}
+
+/// An open alert whose escalation is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueAlert {
+    /// Id.
+    pub id: i64,
+    /// Team.
+    pub team_id: String,
+    /// Severity.
+    pub severity: String,
+    /// Tier.
+    pub tier: i32,
+    /// Round.
+    pub round: i32,
+    /// Policy snapshot.
+    pub policy: Value,
+}
+
+/// An escalation step to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationApply {
+    /// New tier.
+    pub tier: i32,
+    /// New round.
+    pub round: i32,
+    /// Next deadline.
+    pub next_escalation_at: DateTime<Utc>,
+    /// Pages.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// A claimed delivery with what its message needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDelivery {
+    /// Delivery id.
+    pub id: i64,
+    /// Its alert.
+    pub alert_id: i64,
+    /// Purpose.
+    pub purpose: String,
+    /// Tier.
+    pub tier: i32,
+    /// Round.
+    pub round: i32,
+    /// Channel.
+    pub channel: String,
+    /// Target JSON.
+    pub target: String,
+    /// Idempotency key.
+    pub key: String,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+    /// When it was created (for time-to-deliver).
+    pub created_at: DateTime<Utc>,
+    /// The alert as it stands.
+    pub alert: AlertRow,
+}
+
+/// An alert as listed and as notified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    /// Id.
+    pub id: i64,
+    /// Patient.
+    pub patient_id: String,
+    /// Team.
+    pub team_id: String,
+    /// `clinical` or `technical`.
+    pub kind: String,
+    /// Severity.
+    pub severity: String,
+    /// State.
+    pub state: String,
+    /// Tier.
+    pub tier: i32,
+    /// The tier's name from the policy snapshot.
+    pub tier_name: String,
+    /// Summary (the latest flag's).
+    pub summary: String,
+    /// Opened.
+    pub opened_at: DateTime<Utc>,
+    /// Rules of its flags.
+    pub rules: Vec<String>,
+    /// Acknowledged by.
+    pub acknowledged_by: Option<String>,
+}
+
+const ALERT_COLUMNS: &str = "a.id, a.patient_id, a.team_id, a.kind, a.severity, a.state, a.tier, \
+     COALESCE(a.policy->'tiers'->a.tier->>'name', ''), a.summary, a.opened_at, \
+     ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
+           WHERE af.alert_id = a.id ORDER BY f.rule), a.acknowledged_by";
+
+fn alert_row(r: &sqlx::postgres::PgRow) -> Result<AlertRow, sqlx::Error> {
+    Ok(AlertRow {
+        id: r.try_get(0)?,
+        patient_id: r.try_get(1)?,
+        team_id: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        severity: r.try_get(4)?,
+        state: r.try_get(5)?,
+        tier: r.try_get(6)?,
+        tier_name: r.try_get(7)?,
+        summary: r.try_get(8)?,
+        opened_at: r.try_get(9)?,
+        rules: r.try_get(10)?,
+        acknowledged_by: r.try_get(11)?,
+    })
+}
+
+async fn event(
+    conn: &mut PgConnection,
+    alert_id: i64,
+    actor: &str,
+    kind: &str,
+    detail: Value,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO alert_events (alert_id, actor, kind, detail) VALUES ($1, $2, $3, $4)")
+        .bind(alert_id)
+        .bind(actor)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_deliveries(
+    conn: &mut PgConnection,
+    alert_id: i64,
+    deliveries: &[NewDelivery],
+) -> Result<(), StoreError> {
+    for d in deliveries {
+        sqlx::query(
+            "INSERT INTO deliveries (alert_id, purpose, tier, round, channel, target, idempotency_key, \
+             status, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(alert_id)
+        .bind(d.purpose)
+        .bind(d.tier)
+        .bind(d.round)
+        .bind(d.channel)
+        .bind(&d.target)
+        .bind(format!("alert-{alert_id}:{}", d.key_suffix))
+        .bind(d.not_before)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn cancel_pending(
+    conn: &mut PgConnection,
+    alert_id: i64,
+    purposes: &[&str],
+) -> Result<u64, StoreError> {
+    let res = sqlx::query(
+        "UPDATE deliveries SET status = 'cancelled', lease_until = NULL \
+         WHERE alert_id = $1 AND status = 'pending' AND purpose = ANY($2)",
+    )
+    .bind(alert_id)
+    .bind(purposes)
+    .execute(&mut *conn)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+impl PgStore {
+    /// Applies up to `limit` pending flag events, oldest first, each with
+    /// the plan `decide` returns, and marks them applied, all in one
+    /// transaction: an event is applied exactly once.
+    pub async fn apply_flag_events<F>(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+        mut decide: F,
+    ) -> Result<AppliedEvents, StoreError>
+    where
+        F: FnMut(&PendingFlagEvent, Option<&OpenAlertRow>, Option<&SnoozeRow>) -> AlertAction,
+    {
+        let mut out = AppliedEvents::default();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT e.id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
+             e.severity, e.at, e.summary FROM flag_events e \
+             JOIN flags f ON f.id = e.flag_id JOIN patients p ON p.id = e.patient_id \
+             WHERE e.alerted_at IS NULL ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let ev = PendingFlagEvent {
+                event_id: r.try_get(0)?,
+                flag_id: r.try_get(1)?,
+                patient_id: r.try_get(2)?,
+                team_id: r.try_get(3)?,
+                rule: r.try_get(4)?,
+                technical: r.try_get(5)?,
+                state: r.try_get(6)?,
+                severity: r.try_get(7)?,
+                at: r.try_get(8)?,
+                summary: r.try_get(9)?,
+            };
+            let kind = if ev.technical {
+                "technical"
+            } else {
+                "clinical"
+            };
+            let open = sqlx::query(
+                "SELECT a.id, a.severity, a.state, a.tier, a.round, a.policy, \
+                 (SELECT count(*) FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
+                  WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3), \
+                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update') \
+                 FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved' FOR UPDATE",
+            )
+            .bind(&ev.patient_id)
+            .bind(kind)
+            .bind(ev.flag_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| -> Result<OpenAlertRow, sqlx::Error> {
+                Ok(OpenAlertRow {
+                    id: r.try_get(0)?,
+                    severity: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    tier: r.try_get(3)?,
+                    round: r.try_get(4)?,
+                    policy: r.try_get(5)?,
+                    other_open_flags: r.try_get(6)?,
+                    last_update_at: r.try_get(7)?,
+                })
+            })
+            .transpose()?;
+            let snooze = sqlx::query(
+                "SELECT severity, until FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
+                 ORDER BY until DESC LIMIT 1",
+            )
+            .bind(&ev.patient_id)
+            .bind(&ev.rule)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| -> Result<SnoozeRow, sqlx::Error> {
+                Ok(SnoozeRow {
+                    severity: r.try_get(0)?,
+                    until: r.try_get(1)?,
+                })
+            })
+            .transpose()?;
+            let action = decide(&ev, open.as_ref(), snooze.as_ref());
+            let (alert_id, note) = self
+                .apply_action(&mut tx, &ev, open.as_ref(), action, now, &mut out)
+                .await?;
+            sqlx::query(
+                "UPDATE flag_events SET alerted_at = $2, alert_id = $3, alert_note = $4 WHERE id = $1",
+            )
+            .bind(ev.event_id)
+            .bind(now)
+            .bind(alert_id)
+            .bind(note)
+            .execute(&mut *tx)
+            .await?;
+            out.events += 1;
+        }
+        tx.commit().await?;
+        out.changed.sort_unstable();
+        out.changed.dedup();
+        Ok(out)
+    }
+
+    async fn apply_action(
+        &self,
+        tx: &mut PgConnection,
+        ev: &PendingFlagEvent,
+        open: Option<&OpenAlertRow>,
+        action: AlertAction,
+        now: DateTime<Utc>,
+        out: &mut AppliedEvents,
+    ) -> Result<(Option<i64>, Option<String>), StoreError> {
+        let detail = serde_json::json!({
+            "flag_id": ev.flag_id, "rule": ev.rule, "state": ev.state, "severity": ev.severity,
+            "summary": ev.summary, "event_id": ev.event_id,
+        });
+        match action {
+            AlertAction::Open {
+                kind: k,
+                severity,
+                tier,
+                policy,
+                next_escalation_at,
+                deliveries,
+            } => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, \
+                     tier, next_escalation_at, summary) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9) \
+                     RETURNING id",
+                )
+                .bind(&ev.patient_id)
+                .bind(&ev.team_id)
+                .bind(k)
+                .bind(severity)
+                .bind(now)
+                .bind(&policy)
+                .bind(tier)
+                .bind(next_escalation_at)
+                .bind(&ev.summary)
+                .fetch_one(&mut *tx)
+                .await?;
+                join_flag(tx, id, ev.flag_id).await?;
+                event(tx, id, "wardwatch", "opened", detail).await?;
+                insert_deliveries(tx, id, &deliveries).await?;
+                out.opened.push((id, severity.to_string(), ev.rule.clone()));
+                out.changed.push(id);
+                Ok((Some(id), None))
+            }
+            AlertAction::Worsen {
+                severity,
+                tier,
+                round,
+                next_escalation_at,
+                deliveries,
+            } => {
+                let Some(a) = open else {
+                    return Ok((None, Some("no open alert to worsen".into())));
+                };
+                sqlx::query(
+                    "UPDATE alerts SET severity = $2, tier = $3, round = $4, next_escalation_at = $5, \
+                     state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6 WHERE id = $1",
+                )
+                .bind(a.id)
+                .bind(severity)
+                .bind(tier)
+                .bind(round)
+                .bind(next_escalation_at)
+                .bind(&ev.summary)
+                .execute(&mut *tx)
+                .await?;
+                join_flag(tx, a.id, ev.flag_id).await?;
+                event(tx, a.id, "wardwatch", "worsened", detail).await?;
+                insert_deliveries(tx, a.id, &deliveries).await?;
+                out.changed.push(a.id);
+                Ok((Some(a.id), None))
+            }
+            AlertAction::Join { deliveries } => {
+                let Some(a) = open else {
+                    return Ok((None, Some("no open alert to join".into())));
+                };
+                join_flag(tx, a.id, ev.flag_id).await?;
+                sqlx::query("UPDATE alerts SET summary = $2 WHERE id = $1")
+                    .bind(a.id)
+                    .bind(&ev.summary)
+                    .execute(&mut *tx)
+                    .await?;
+                event(tx, a.id, "wardwatch", "evidence", detail).await?;
+                if !deliveries.is_empty() {
+                    let pending: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 \
+                         AND purpose = 'update' AND status = 'pending')",
+                    )
+                    .bind(a.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    // One pending update carries every flag that joins
+                    // before it is sent: it is built at send time.
+                    if !pending {
+                        insert_deliveries(tx, a.id, &deliveries).await?;
+                    }
+                }
+                Ok((Some(a.id), None))
+            }
+            AlertAction::Clear { resolve } => {
+                let Some(a) = open else {
+                    return Ok((None, Some("cleared with no open alert".into())));
+                };
+                event(tx, a.id, "wardwatch", "flag_cleared", detail).await?;
+                if resolve {
+                    sqlx::query(
+                        "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = 'wardwatch', \
+                         note = 'resolved automatically: the condition cleared', next_escalation_at = NULL \
+                         WHERE id = $1",
+                    )
+                    .bind(a.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    cancel_pending(tx, a.id, &["page", "update"]).await?;
+                    event(
+                        tx,
+                        a.id,
+                        "wardwatch",
+                        "resolved",
+                        serde_json::json!({"automatic": true, "rule": ev.rule}),
+                    )
+                    .await?;
+                    out.changed.push(a.id);
+                }
+                Ok((Some(a.id), None))
+            }
+            AlertAction::Suppressed { until } => {
+                out.suppressed += 1;
+                Ok((
+                    open.map(|a| a.id),
+                    Some(format!("snoozed until {}", until.to_rfc3339())),
+                ))
+            }
+            AlertAction::Nothing => Ok((open.map(|a| a.id), Some("no open alert".into()))),
+        }
+    }
+
+    /// Claims up to `limit` open alerts whose escalation is due and applies
+    /// `plan` to each, in one transaction. Several engines may run this: a
+    /// claimed alert is skipped by the others, so no step is done twice.
+    pub async fn escalate_due<F>(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        mut plan: F,
+    ) -> Result<Vec<i64>, StoreError>
+    where
+        F: FnMut(&DueAlert) -> Option<EscalationApply>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, team_id, severity, tier, round, policy FROM alerts \
+             WHERE state = 'open' AND next_escalation_at <= $1 \
+             ORDER BY next_escalation_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut done = Vec::new();
+        for r in rows {
+            let due = DueAlert {
+                id: r.try_get(0)?,
+                team_id: r.try_get(1)?,
+                severity: r.try_get(2)?,
+                tier: r.try_get(3)?,
+                round: r.try_get(4)?,
+                policy: r.try_get(5)?,
+            };
+            let Some(step) = plan(&due) else {
+                // A policy that cannot be read: keep escalating on a minute's
+                // repeat rather than go quiet.
+                sqlx::query("UPDATE alerts SET next_escalation_at = $2 WHERE id = $1")
+                    .bind(due.id)
+                    .bind(now + Duration::minutes(1))
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            };
+            sqlx::query(
+                "UPDATE alerts SET tier = $2, round = $3, next_escalation_at = $4 WHERE id = $1",
+            )
+            .bind(due.id)
+            .bind(step.tier)
+            .bind(step.round)
+            .bind(step.next_escalation_at)
+            .execute(&mut *tx)
+            .await?;
+            event(
+                &mut tx,
+                due.id,
+                "wardwatch",
+                "escalated",
+                serde_json::json!({"from_tier": due.tier, "tier": step.tier, "round": step.round}),
+            )
+            .await?;
+            insert_deliveries(&mut tx, due.id, &step.deliveries).await?;
+            done.push(due.id);
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Claims up to `limit` due deliveries for `lease` (a crashed sender's
+    /// claim lapses and the delivery is sent again, same key). Pages and
+    /// updates of alerts no longer open are cancelled instead: an
+    /// acknowledgement stops every further page at once.
+    pub async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries d SET status = 'cancelled', lease_until = NULL FROM alerts a \
+             WHERE a.id = d.alert_id AND d.status = 'pending' AND d.next_attempt_at <= $1 \
+             AND ((d.purpose = 'page' AND a.state <> 'open') OR (d.purpose = 'update' AND a.state = 'resolved'))",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "WITH due AS (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+               AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at, id LIMIT $2 \
+               FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET lease_until = $3, attempts = d.attempts + 1 FROM due WHERE d.id = due.id \
+             RETURNING d.id, d.alert_id, d.purpose, d.tier, d.round, d.channel, d.target, d.idempotency_key, \
+               d.attempts, d.created_at",
+        )
+        .bind(now)
+        .bind(limit)
+        .bind(now + lease)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let alert_id: i64 = r.try_get(1)?;
+            let a = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.id = $1"
+            )))
+            .bind(alert_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(ClaimedDelivery {
+                id: r.try_get(0)?,
+                alert_id,
+                purpose: r.try_get(2)?,
+                tier: r.try_get(3)?,
+                round: r.try_get(4)?,
+                channel: r.try_get(5)?,
+                target: r.try_get(6)?,
+                key: r.try_get(7)?,
+                attempts: r.try_get(8)?,
+                created_at: r.try_get(9)?,
+                alert: alert_row(&a)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records a delivery's outcome. A failure is retried at `retry_at`, or
+    /// marked failed when `retry_at` is `None` (attempts exhausted).
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        match (error, retry_at) {
+            (None, _) => {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            }
+            (Some(e), Some(at)) => {
+                sqlx::query(
+                    "UPDATE deliveries SET next_attempt_at = $2, lease_until = NULL, last_error = $3 \
+                     WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(e)
+                .execute(&self.pool)
+                .await?;
+            }
+            (Some(e), None) => {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'failed', lease_until = NULL, last_error = $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(e)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a page failed for good: if every page of that step failed,
+    /// queue a notice to the team's fallback (once per step) and record it.
+    pub async fn fallback_if_undeliverable(
+        &self,
+        alert_id: i64,
+        tier: i32,
+        round: i32,
+        fallback: NewDelivery,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let all_failed: bool = sqlx::query_scalar(
+            "SELECT bool_and(status = 'failed') FROM deliveries \
+             WHERE alert_id = $1 AND purpose = 'page' AND tier = $2 AND round = $3",
+        )
+        .bind(alert_id)
+        .bind(tier)
+        .bind(round)
+        .fetch_one(&mut *tx)
+        .await
+        .map(|b: Option<bool>| b.unwrap_or(false))?;
+        if !all_failed {
+            return Ok(false);
+        }
+        insert_deliveries(&mut tx, alert_id, std::slice::from_ref(&fallback)).await?;
+        event(
+            &mut tx,
+            alert_id,
+            "wardwatch",
+            "undeliverable",
+            serde_json::json!({"tier": tier, "round": round}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A named user takes the alert: escalation stops at once.
+    pub async fn acknowledge_alert(
+        &self,
+        alert_id: i64,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AlertRow, StoreError> {
+        let user = nonempty(user, "the user")?;
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, \
+             next_escalation_at = NULL WHERE id = $1 AND state = 'open'",
+        )
+        .bind(alert_id)
+        .bind(now)
+        .bind(&user)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Rejected(format!(
+                "alert {alert_id} is not open (it may be acknowledged or resolved already, or not exist)"
+            )));
+        }
+        let cancelled = cancel_pending(&mut tx, alert_id, &["page"]).await?;
+        event(
+            &mut tx,
+            alert_id,
+            &user,
+            "acknowledged",
+            serde_json::json!({"pages_cancelled": cancelled}),
+        )
+        .await?;
+        let row = fetch_alert(&mut tx, alert_id).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Closes the alert with an outcome.
+    pub async fn resolve_alert(
+        &self,
+        alert_id: i64,
+        user: &str,
+        outcome: &str,
+        note: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<AlertRow, StoreError> {
+        let user = nonempty(user, "the user")?;
+        if outcome == "other" && note.is_none_or(|n| n.trim().is_empty()) {
+            return Err(StoreError::Rejected(
+                "outcome \"other\" needs a note saying what happened".into(),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = $3, outcome = $4, \
+             note = $5, next_escalation_at = NULL WHERE id = $1 AND state <> 'resolved'",
+        )
+        .bind(alert_id)
+        .bind(now)
+        .bind(&user)
+        .bind(outcome)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Rejected(format!(
+                "alert {alert_id} is already resolved, or does not exist"
+            )));
+        }
+        cancel_pending(&mut tx, alert_id, &["page", "update"]).await?;
+        event(
+            &mut tx,
+            alert_id,
+            &user,
+            "resolved",
+            serde_json::json!({"outcome": outcome, "note": note}),
+        )
+        .await?;
+        let row = fetch_alert(&mut tx, alert_id).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Snoozes a rule for a patient until `until` (bounded by the caller's
+    /// policy), at the severity of its open flag (a worse one breaks through).
+    pub async fn snooze(
+        &self,
+        patient: &str,
+        rule: &str,
+        until: DateTime<Utc>,
+        user: &str,
+        reason: &str,
+    ) -> Result<String, StoreError> {
+        let user = nonempty(user, "the user")?;
+        let reason = nonempty(reason, "the reason")?;
+        let mut tx = self.pool.begin().await?;
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)")
+                .bind(patient)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !known {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled"
+            )));
+        }
+        let severity: String = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT severity FROM flags WHERE patient_id = $1 AND rule = $2 \
+             AND cleared_at IS NULL), 'low')",
+        )
+        .bind(patient)
+        .bind(rule)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO snoozes (patient_id, rule, severity, until, by_user, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(patient)
+        .bind(rule)
+        .bind(&severity)
+        .bind(until)
+        .bind(&user)
+        .bind(&reason)
+        .execute(&mut *tx)
+        .await?;
+        // Recorded on the open alert too, so its trail says who snoozed what.
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE patient_id = $1 AND state <> 'resolved' ORDER BY id LIMIT 1",
+        )
+        .bind(patient)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = open {
+            event(
+                &mut tx,
+                id,
+                &user,
+                "snoozed",
+                serde_json::json!({"rule": rule, "until": until, "reason": reason, "severity": severity}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(severity)
+    }
+
+    /// Alerts, newest first, optionally of one state.
+    pub async fn list_alerts(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a WHERE ($1::text IS NULL OR a.state = $1) \
+             ORDER BY a.id DESC LIMIT $2"
+        )))
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| alert_row(r).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// One alert.
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| alert_row(r).map_err(StoreError::from))
+            .transpose()
+    }
+}
+
+async fn fetch_alert(conn: &mut PgConnection, id: i64) -> Result<AlertRow, StoreError> {
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(alert_row(&r)?)
+}
+
+async fn join_flag(conn: &mut PgConnection, alert_id: i64, flag_id: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO alert_flags (alert_id, flag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(alert_id)
+    .bind(flag_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn nonempty(s: &str, what: &str) -> Result<String, StoreError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(StoreError::Rejected(format!("{what} must not be empty")));
+    }
+    Ok(s.to_string())
+}

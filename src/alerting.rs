@@ -1,0 +1,492 @@
+//! The alerting runtime: three loops over the store, each safe to run in
+//! several engines at once because every claim is `FOR UPDATE SKIP LOCKED`.
+//!
+//! ```text
+//! flag_events ──apply──▶ alerts + alert_events + deliveries (one transaction: the outbox)
+//! alerts.next_escalation_at ──escalate──▶ next tier's deliveries
+//! deliveries ──send──▶ webhook / MQTT / Notify ──▶ sent | retry with backoff | failed → fallback
+//! ```
+//!
+//! Nothing is sent before it is committed, and a delivery is marked sent
+//! only after the receiver confirmed it. A crash between the two sends it
+//! again under the same idempotency key, which receivers use to drop the
+//! repeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use wardwatch_alerting::channel::{AlertMessage, Channels, MqttPublisher, NotifyConfig};
+use wardwatch_alerting::lifecycle::{
+    key_suffix, plan_escalation, plan_flag, AlertSnapshot, AlertState, FlagInput, Notice, Plan,
+    Purpose, Snooze,
+};
+use wardwatch_alerting::policy::{EscalationPolicy, Target, Teams};
+use wardwatch_ingest::session::SessionConfig;
+use wardwatch_rules::patient::FlagState;
+use wardwatch_rules::threshold::Severity;
+use wardwatch_store::alerts::{
+    AlertAction, ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
+    PendingFlagEvent, SnoozeRow,
+};
+use wardwatch_store::PgStore;
+
+use crate::config::Config;
+
+/// Loads and validates the team files.
+pub fn load_teams(dir: &std::path::Path) -> Result<Teams> {
+    Teams::load_dir(dir).with_context(|| format!("loading teams from {}", dir.display()))
+}
+
+/// The running alerting loops.
+pub struct Alerting {
+    /// Wake the loops: new flags were recorded.
+    pub wake: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Alerting {
+    /// Loads the teams (an invalid file stops start-up, naming file, line
+    /// and field) and starts the loops.
+    pub fn start(cfg: &Config, store: PgStore, shutdown: CancellationToken) -> Result<Self> {
+        let teams = Arc::new(load_teams(&cfg.alerting.teams_dir)?);
+        info!(message = "Teams loaded.", teams = teams.iter().count(), dir = %cfg.alerting.teams_dir.display());
+        let (host, port, credentials) = SessionConfig::parse_url(&cfg.mqtt.url)?;
+        let mqtt = MqttPublisher::start(
+            &host,
+            port,
+            credentials,
+            &format!("{}-alerts", cfg.mqtt.client_id),
+        );
+        let a = &cfg.alerting;
+        let notify = if a.notify.base_url.is_empty() {
+            None
+        } else {
+            let key = std::env::var(&a.notify.api_key_env).unwrap_or_default();
+            if key.is_empty() {
+                warn!(message = "Notify base URL set but its API key variable is empty: SMS and e-mail deliveries will fail.", variable = %a.notify.api_key_env);
+            }
+            Some(NotifyConfig {
+                base_url: a.notify.base_url.clone(),
+                api_key: key,
+                sms_template_id: a.notify.sms_template_id.clone(),
+                email_template_id: a.notify.email_template_id.clone(),
+            })
+        };
+        let channels = Channels::new(
+            Some(mqtt),
+            notify,
+            Arc::new(|name: &str| std::env::var(name).ok().filter(|s| !s.is_empty())),
+            Duration::from_millis(a.request_timeout_ms),
+        )?;
+        let wake = Arc::new(Notify::new());
+        let send_wake = Arc::new(Notify::new());
+        let poll = Duration::from_millis(a.poll_ms);
+        let tasks = vec![
+            tokio::spawn(apply_loop(
+                store.clone(),
+                teams.clone(),
+                wake.clone(),
+                send_wake.clone(),
+                poll,
+                shutdown.clone(),
+            )),
+            tokio::spawn(escalation_loop(
+                store.clone(),
+                teams.clone(),
+                send_wake.clone(),
+                Duration::from_millis(a.escalation_poll_ms),
+                shutdown.clone(),
+            )),
+            tokio::spawn(delivery_loop(
+                store,
+                teams,
+                channels,
+                send_wake,
+                poll,
+                Sending {
+                    batch: a.delivery_batch,
+                    max_attempts: a.max_attempts,
+                    // A claim outlives any one send; after a crash it lapses
+                    // and the delivery goes again under the same key.
+                    lease: chrono::Duration::milliseconds(
+                        i64::try_from(a.request_timeout_ms).unwrap_or(10_000) * 2 + 1000,
+                    ),
+                },
+                shutdown,
+            )),
+        ];
+        Ok(Self { wake, tasks })
+    }
+
+    /// Waits for the loops to stop (they stop on the shutdown token).
+    pub async fn stop(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn idle(wake: &Notify, poll: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = wake.notified() => true,
+        _ = tokio::time::sleep(poll) => true,
+    }
+}
+
+async fn backoff(shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+    }
+}
+
+fn parse_severity(s: &str) -> Severity {
+    // The store's CHECK constraint admits only the four names; an unknown
+    // one would be a bug, and alerting errs towards urgency.
+    Severity::parse(s).unwrap_or(Severity::High)
+}
+
+fn flag_state(s: &str) -> FlagState {
+    match s {
+        "raised" => FlagState::Raised,
+        "cleared" => FlagState::Cleared,
+        _ => FlagState::Updated,
+    }
+}
+
+fn delivery(n: &Notice, step: Option<i64>) -> NewDelivery {
+    NewDelivery {
+        purpose: n.purpose.as_str(),
+        tier: i32::try_from(n.tier).unwrap_or(i32::MAX),
+        round: n.round,
+        channel: n.target.channel(),
+        target: serde_json::to_string(&n.target).unwrap_or_default(),
+        key_suffix: key_suffix(n, step),
+        not_before: n.not_before,
+    }
+}
+
+/// The stored snapshot, or the team's current policy if it cannot be read.
+fn policy_of(value: &serde_json::Value, fallback: &EscalationPolicy) -> EscalationPolicy {
+    serde_json::from_value(value.clone()).unwrap_or_else(|e| {
+        error!(message = "An alert's policy snapshot cannot be read; using the team's current policy.", error = %e);
+        fallback.clone()
+    })
+}
+
+fn decide(
+    teams: &Teams,
+    ev: &PendingFlagEvent,
+    open: Option<&OpenAlertRow>,
+    snooze: Option<&SnoozeRow>,
+    now: DateTime<Utc>,
+) -> AlertAction {
+    let Some(team) = teams.get(&ev.team_id) else {
+        // Unreachable: loading requires a default team.
+        return AlertAction::Nothing;
+    };
+    let flag = FlagInput {
+        rule: ev.rule.clone(),
+        technical: ev.technical,
+        state: flag_state(&ev.state),
+        severity: parse_severity(&ev.severity),
+    };
+    let existing = open.map(|a| AlertSnapshot {
+        id: a.id,
+        severity: parse_severity(&a.severity),
+        state: AlertState::parse(&a.state).unwrap_or(AlertState::Open),
+        tier: usize::try_from(a.tier).unwrap_or(0),
+        round: a.round,
+        policy: policy_of(&a.policy, &team.escalation),
+        other_open_flags: usize::try_from(a.other_open_flags).unwrap_or(0),
+    });
+    let snooze = snooze.map(|s| Snooze {
+        severity: parse_severity(&s.severity),
+        until: s.until,
+    });
+    let last_update = open.and_then(|a| a.last_update_at);
+    match plan_flag(team, existing.as_ref(), &flag, snooze, last_update, now) {
+        Plan::Open {
+            kind,
+            severity,
+            tier,
+            next_escalation_at,
+            notices,
+        } => AlertAction::Open {
+            kind: kind.as_str(),
+            severity: severity.as_str(),
+            tier: i32::try_from(tier).unwrap_or(0),
+            policy: serde_json::to_value(&team.escalation).unwrap_or_default(),
+            next_escalation_at,
+            deliveries: notices.iter().map(|n| delivery(n, None)).collect(),
+        },
+        Plan::Worsen {
+            severity,
+            tier,
+            round,
+            next_escalation_at,
+            notices,
+        } => AlertAction::Worsen {
+            severity: severity.as_str(),
+            tier: i32::try_from(tier).unwrap_or(0),
+            round,
+            next_escalation_at,
+            deliveries: notices
+                .iter()
+                .map(|n| delivery(n, Some(ev.event_id)))
+                .collect(),
+        },
+        Plan::Join { notices } => AlertAction::Join {
+            deliveries: notices
+                .iter()
+                .map(|n| delivery(n, Some(ev.event_id)))
+                .collect(),
+        },
+        Plan::Clear { resolve } => AlertAction::Clear { resolve },
+        Plan::Suppressed { until } => AlertAction::Suppressed { until },
+        Plan::Nothing => AlertAction::Nothing,
+    }
+}
+
+async fn apply_loop(
+    store: PgStore,
+    teams: Arc<Teams>,
+    wake: Arc<Notify>,
+    send_wake: Arc<Notify>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    while idle(&wake, poll, &shutdown).await {
+        loop {
+            let now = Utc::now();
+            match store
+                .apply_flag_events(200, now, |ev, open, snooze| {
+                    decide(&teams, ev, open, snooze, now)
+                })
+                .await
+            {
+                Ok(applied) if applied.events == 0 => break,
+                Ok(applied) => {
+                    for (id, severity, rule) in &applied.opened {
+                        metrics::counter!(
+                            "wardwatch_alerts_opened_total",
+                            "rule" => wardwatch_alerting::lifecycle::rule_family(rule).to_string(),
+                            "severity" => severity.clone()
+                        )
+                        .increment(1);
+                        info!(message = "Alert opened.", alert = id, severity = %severity, rule = %rule);
+                    }
+                    metrics::counter!("wardwatch_alert_flag_events_total")
+                        .increment(applied.events);
+                    metrics::counter!("wardwatch_alert_flags_snoozed_total")
+                        .increment(applied.suppressed);
+                    send_wake.notify_one();
+                }
+                Err(e) => {
+                    warn!(message = "Applying flags to alerts failed; retrying.", error = %e);
+                    if !backoff(&shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn escalation_loop(
+    store: PgStore,
+    teams: Arc<Teams>,
+    send_wake: Arc<Notify>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        let plan = |due: &DueAlert| -> Option<EscalationApply> {
+            let team = teams.get(&due.team_id)?;
+            let policy = policy_of(&due.policy, &team.escalation);
+            let e = plan_escalation(
+                &policy,
+                team.mqtt,
+                usize::try_from(due.tier).unwrap_or(0),
+                due.round,
+                parse_severity(&due.severity),
+                now,
+            );
+            Some(EscalationApply {
+                tier: i32::try_from(e.tier).unwrap_or(0),
+                round: e.round,
+                next_escalation_at: e.next_escalation_at,
+                deliveries: e.notices.iter().map(|n| delivery(n, None)).collect(),
+            })
+        };
+        match store.escalate_due(now, 100, plan).await {
+            Ok(ids) if ids.is_empty() => {}
+            Ok(ids) => {
+                metrics::counter!("wardwatch_escalations_total").increment(ids.len() as u64);
+                info!(message = "Alerts escalated (not acknowledged in time).", alerts = ?ids);
+                send_wake.notify_one();
+            }
+            Err(e) => warn!(message = "Escalation pass failed; retrying.", error = %e),
+        }
+    }
+}
+
+fn message(d: &ClaimedDelivery) -> AlertMessage {
+    let a = &d.alert;
+    AlertMessage {
+        alert_id: a.id,
+        patient_id: a.patient_id.clone(),
+        team_id: a.team_id.clone(),
+        kind: a.kind.clone(),
+        severity: a.severity.clone(),
+        state: a.state.clone(),
+        purpose: d.purpose.clone(),
+        tier: d.tier,
+        tier_name: a.tier_name.clone(),
+        rules: a.rules.clone(),
+        summary: a.summary.clone(),
+        opened_at: a.opened_at,
+        idempotency_key: d.key.clone(),
+    }
+}
+
+/// Exponential backoff from 1 s with up to 25% jitter.
+fn retry_delay(attempts: i32) -> chrono::Duration {
+    let base = 1_000i64 << attempts.clamp(0, 10).saturating_sub(1);
+    let jitter = rand::random_range(0..=base / 4);
+    chrono::Duration::milliseconds(base + jitter)
+}
+
+/// How deliveries are sent.
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    batch: usize,
+    max_attempts: i32,
+    lease: chrono::Duration,
+}
+
+async fn delivery_loop(
+    store: PgStore,
+    teams: Arc<Teams>,
+    channels: Channels,
+    wake: Arc<Notify>,
+    poll: Duration,
+    sending: Sending,
+    shutdown: CancellationToken,
+) {
+    let Sending {
+        batch,
+        max_attempts,
+        lease,
+    } = sending;
+    let limit = i64::try_from(batch).unwrap_or(32);
+    while idle(&wake, poll, &shutdown).await {
+        loop {
+            let now = Utc::now();
+            let claimed = match store.claim_deliveries(now, limit, lease).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(message = "Claiming deliveries failed; retrying.", error = %e);
+                    break;
+                }
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            let sends = claimed.iter().map(|d| {
+                let channels = channels.clone();
+                async move {
+                    let target: Result<Target, _> = serde_json::from_str(&d.target);
+                    let result = match target {
+                        Ok(t) => channels
+                            .send(&t, &message(d))
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("unreadable target: {e}")),
+                    };
+                    (d, result)
+                }
+            });
+            let results = futures_util::future::join_all(sends).await;
+            for (d, result) in results {
+                record(&store, &teams, d, result, max_attempts).await;
+            }
+        }
+    }
+}
+
+async fn record(
+    store: &PgStore,
+    teams: &Teams,
+    d: &ClaimedDelivery,
+    result: Result<(), String>,
+    max_attempts: i32,
+) {
+    let now = Utc::now();
+    let outcome = match &result {
+        Ok(()) => "sent",
+        Err(_) if d.attempts >= max_attempts => "failed",
+        Err(_) => "retry",
+    };
+    metrics::counter!("wardwatch_deliveries_total", "channel" => d.channel.clone(), "outcome" => outcome)
+        .increment(1);
+    let stored = match &result {
+        Ok(()) => {
+            let took = (now - d.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("wardwatch_delivery_seconds", "channel" => d.channel.clone())
+                .record(took);
+            store.finish_delivery(d.id, now, None, None).await
+        }
+        Err(e) => {
+            warn!(message = "Delivery failed.", alert = d.alert_id, channel = %d.channel, attempts = d.attempts, error = %e);
+            let retry = (d.attempts < max_attempts).then(|| now + retry_delay(d.attempts));
+            store.finish_delivery(d.id, now, Some(e), retry).await
+        }
+    };
+    if let Err(e) = stored {
+        // The lease lapses and the delivery is sent again, same key.
+        warn!(message = "Recording a delivery failed; it will be retried.", error = %e);
+        return;
+    }
+    if outcome == "failed" && d.purpose == Purpose::Page.as_str() {
+        let Some(team) = teams.get(&d.alert.team_id) else {
+            return;
+        };
+        let notice = Notice {
+            purpose: Purpose::Undeliverable,
+            tier: usize::try_from(d.tier).unwrap_or(0),
+            round: d.round,
+            target: team.fallback.clone(),
+            not_before: now,
+        };
+        match store
+            .fallback_if_undeliverable(d.alert_id, d.tier, d.round, delivery(&notice, None))
+            .await
+        {
+            Ok(true) => {
+                metrics::counter!("wardwatch_undeliverable_total").increment(1);
+                error!(
+                    message =
+                        "Every target of an escalation step failed; the team's fallback is told.",
+                    alert = d.alert_id,
+                    tier = d.tier
+                );
+            }
+            Ok(false) => {}
+            Err(e) => warn!(message = "Could not queue the fallback notice.", error = %e),
+        }
+    }
+}

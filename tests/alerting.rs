@@ -1,0 +1,417 @@
+//! End-to-end alerting tests: readings over a real Mosquitto, the real
+//! engine and PostgreSQL, webhooks into a real local HTTP server that checks
+//! signatures and fails on demand, alerts read back over MQTT.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::{Duration as ChronoDuration, SecondsFormat, Utc};
+use common::*;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+const SECRET: &str = "test-webhook-secret";
+
+/// One webhook request as received.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    key: String,
+    body: serde_json::Value,
+}
+
+/// A local webhook receiver: verifies every signature (a bad one is a test
+/// failure), fails the first `fail_first` requests with 500, and can hold
+/// its answer to simulate a receiver that got the request but whose answer
+/// never reached the engine.
+#[derive(Clone, Default)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    bad_signatures: Arc<AtomicUsize>,
+    fail_first: Arc<AtomicUsize>,
+    hold_first_ms: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(&self) -> u16 {
+        let app = axum::Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// What a receiver honouring idempotency keys acts on: one per key.
+    fn unique(&self, path: &str) -> Vec<Hit> {
+        let mut seen = HashSet::new();
+        self.hits()
+            .into_iter()
+            .filter(|h| h.path == path && seen.insert(h.key.clone()))
+            .collect()
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let sig = headers
+        .get("x-wardwatch-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !wardwatch_alerting::channel::verify(
+        SECRET.as_bytes(),
+        sig,
+        &body,
+        Utc::now().timestamp(),
+        300,
+    ) {
+        r.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED;
+    }
+    let key = headers
+        .get("x-wardwatch-idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    r.hits.lock().unwrap().push(Hit {
+        path: format!("/{path}"),
+        key,
+        body,
+    });
+    let hold = r.hold_first_ms.swap(0, Ordering::SeqCst);
+    if hold > 0 {
+        tokio::time::sleep(Duration::from_millis(hold as u64)).await;
+    }
+    if r.fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    StatusCode::OK
+}
+
+/// A team directory whose default policy pages two webhook tiers quickly.
+fn teams_dir(dir: &Path, port: u16, wait: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let hook = |p: &str| {
+        format!(
+            r#"[{{ channel = "webhook", url = "http://127.0.0.1:{port}/{p}", secret_env = "WARDWATCH_TEST_SECRET" }}]"#
+        )
+    };
+    std::fs::write(
+        dir.join("default.toml"),
+        format!(
+            r#"id = "default"
+fallback = {{ channel = "webhook", url = "http://127.0.0.1:{port}/fallback", secret_env = "WARDWATCH_TEST_SECRET" }}
+[escalation]
+repeat = "{wait}"
+group_window = "1s"
+start_tier = {{ low = 0, medium = 0, high = 0, emergency = 0 }}
+[[escalation.tiers]]
+name = "ward nurse"
+wait = "{wait}"
+targets = {}
+[[escalation.tiers]]
+name = "nurse in charge"
+wait = "{wait}"
+targets = {}
+"#,
+            hook("tier0"),
+            hook("tier1")
+        ),
+    )
+    .unwrap();
+}
+
+/// A config file like the shipped one with a short delivery timeout.
+fn config_file(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo().join("config/wardwatch.toml"))
+        .unwrap()
+        .replace("request_timeout_ms = 10000", "request_timeout_ms = 1000")
+        .replace("max_attempts = 6", "max_attempts = 5");
+    let path = dir.join("wardwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn engine(broker: &Broker, db: &Db, dir: &Path, client: &str) -> Engine {
+    let teams = dir.join("teams");
+    let config = config_file(dir);
+    Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        client,
+        &[
+            ("WARDWATCH_TEAMS_DIR", teams.to_str().unwrap()),
+            ("WARDWATCH_TEST_SECRET", SECRET),
+            ("WARDWATCH_CONFIG", config.to_str().unwrap()),
+        ],
+    )
+    .await
+}
+
+/// Subscribes to a team's alert topic with the load generator's account.
+async fn subscribe(broker: &Broker, team: &str) -> Arc<Mutex<Vec<serde_json::Value>>> {
+    let url = broker.url(LOADGEN_USER, LOADGEN_PASS);
+    let rest = url.strip_prefix("mqtt://").unwrap();
+    let (auth, hostport) = rest.rsplit_once('@').unwrap();
+    let (user, pass) = auth.split_once(':').unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let mut o = MqttOptions::new(unique("nurse-app"), host, port.parse().unwrap());
+    o.set_credentials(user, pass);
+    let (client, mut el) = AsyncClient::new(o, 100);
+    client
+        .subscribe(
+            format!("wardwatch/v1/teams/{team}/alerts"),
+            QoS::AtLeastOnce,
+        )
+        .await
+        .unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let subscribed = Arc::new(tokio::sync::Notify::new());
+    let s = subscribed.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => s.notify_one(),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        g.lock().unwrap().push(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, subscribed.notified())
+        .await
+        .unwrap();
+    got
+}
+
+fn septic_pack(bt: f64) -> String {
+    format!(
+        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
+            {{"n":"spo2","u":"%","v":94}},
+            {{"n":"systolic_bp","u":"mm[Hg]","v":100}},
+            {{"n":"heart_rate","u":"/min","v":115}},
+            {{"n":"body_temperature","u":"Cel","v":38.6}},
+            {{"n":"consciousness","vs":"A"}}]"#
+    )
+}
+
+fn now_secs() -> f64 {
+    Utc::now().timestamp_micros() as f64 / 1e6
+}
+
+fn an_hour_ago() -> String {
+    (Utc::now() - ChronoDuration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+async fn events(db: &Db, alert: i64) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT kind, actor FROM alert_events WHERE alert_id = $1 ORDER BY id")
+        .bind(alert)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deterioration_pages_its_team_then_escalates_until_someone_acknowledges() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "3s");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_escalate").await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    let nurse_app = subscribe(&broker, "ward-a").await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("patch-1"), septic_pack(now_secs() - 60.0))
+        .await;
+    p.flush().await;
+
+    // The first tier is paged over a signed webhook and the team's topic.
+    let first = eventually("tier 0 paged", || async {
+        receiver.unique("/tier0").into_iter().next()
+    })
+    .await;
+    let b = &first.body;
+    assert_eq!(b["patient_id"], "pat-1");
+    assert_eq!(b["team_id"], "ward-a");
+    assert_eq!(b["kind"], "clinical");
+    assert_eq!(b["severity"], "emergency", "NEWS2 9: high band");
+    assert_eq!(b["state"], "open");
+    assert_eq!(b["purpose"], "page");
+    assert_eq!(b["tier"], 0);
+    assert_eq!(b["rules"], serde_json::json!(["news2"]));
+    assert!(first.key.starts_with("alert-"), "{}", first.key);
+    let alert_id = b["alert_id"].as_i64().unwrap();
+    let mqtt = eventually("MQTT alert", || async {
+        nurse_app.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(mqtt["alert_id"], alert_id);
+    assert_eq!(mqtt["severity"], "emergency");
+    assert_eq!(mqtt["tier"], 0);
+
+    // Nobody acknowledges: the next tier is paged after the wait.
+    let second = eventually("tier 1 paged", || async {
+        receiver.unique("/tier1").into_iter().next()
+    })
+    .await;
+    assert_eq!(second.body["alert_id"], alert_id);
+    assert_eq!(second.body["tier"], 1);
+
+    // Acknowledgement stops every further page at once.
+    let out = admin(
+        &db.url,
+        &[
+            "alert",
+            "ack",
+            "--id",
+            &alert_id.to_string(),
+            "--by",
+            "nurse-ann",
+        ],
+    );
+    assert!(out.contains("acknowledged"), "{out}");
+    // A send claimed just before the acknowledgement may still land (within
+    // the 1 s delivery timeout); after that, nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pages_at_ack = receiver.hits().len();
+    // Two more escalation periods pass with nothing sent.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(receiver.hits().len(), pages_at_ack, "{:?}", receiver.hits());
+    let e = admin_fails(
+        &db.url,
+        &[
+            "alert",
+            "ack",
+            "--id",
+            &alert_id.to_string(),
+            "--by",
+            "nurse-bob",
+        ],
+    );
+    assert!(e.contains("not open"), "{e}");
+
+    let e = admin_fails(
+        &db.url,
+        &[
+            "alert",
+            "resolve",
+            "--id",
+            &alert_id.to_string(),
+            "--by",
+            "nurse-ann",
+            "--outcome",
+            "other",
+        ],
+    );
+    assert!(e.contains("note"), "{e}");
+    admin(
+        &db.url,
+        &[
+            "alert",
+            "resolve",
+            "--id",
+            &alert_id.to_string(),
+            "--by",
+            "nurse-ann",
+            "--outcome",
+            "visit_arranged",
+            "--note",
+            "community nurse visiting",
+        ],
+    );
+    let trail = events(&db, alert_id).await;
+    let kinds: Vec<&str> = trail.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"opened"));
+    assert!(kinds.contains(&"escalated"), "{kinds:?}");
+    assert!(trail.contains(&("acknowledged".into(), "nurse-ann".into())));
+    assert_eq!(trail.last(), Some(&("resolved".into(), "nurse-ann".into())));
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    drop(engine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_silent_receiver_sees_exactly_one_delivery_per_step_even_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    // The first request is received but its answer is held past the
+    // engine's timeout and the engine is killed meanwhile; the next two fail.
+    receiver.hold_first_ms.store(30_000, Ordering::SeqCst);
+    receiver.fail_first.store(2, Ordering::SeqCst);
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_crash").await;
+    let client = unique("eng");
+    let mut engine = engine(&broker, &db, dir.path(), &client).await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("patch-1"), septic_pack(now_secs() - 60.0))
+        .await;
+    p.flush().await;
+
+    eventually("first webhook received", || async {
+        (!receiver.hits().is_empty()).then_some(())
+    })
+    .await;
+    // Crash between send and record: the engine never learns the outcome.
+    engine.kill9();
+    let engine = self::engine(&broker, &db, dir.path(), &client).await;
+
+    // Sent again under the same key after the claim lapses, failed twice,
+    // then accepted: the receiver saw several requests, all one step.
+    eventually("delivery recorded as sent", || async {
+        (db.count("SELECT count(*) FROM deliveries WHERE channel = 'webhook' AND status = 'sent'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let hits: Vec<_> = receiver
+        .hits()
+        .into_iter()
+        .filter(|h| h.path == "/tier0")
+        .collect();
+    assert!(hits.len() >= 3, "retried: {hits:?}");
+    assert_eq!(
+        receiver.unique("/tier0").len(),
+        1,
+        "one step, one key: {hits:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts").await,
+        1,
+        "the restart opened no second alert"
+    );
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    drop(engine);
+}
