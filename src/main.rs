@@ -456,8 +456,21 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
             if let Some(p) = &pathway {
                 check_pathway(cfg, p)?;
             }
-            store.enrol(&id, &team, pathway.as_deref()).await?;
+            // A transfer hands open alerts to the new team's policy.
+            let policy = match wardwatch::alerting::load_teams(&cfg.alerting.teams_dir) {
+                Ok(teams) => teams
+                    .get(&team)
+                    .and_then(|t| serde_json::to_value(&t.escalation).ok()),
+                Err(e) if cfg.alerting.enabled => return Err(e),
+                Err(_) => None,
+            };
+            let moved = store
+                .enrol(&id, &team, pathway.as_deref(), policy.as_ref())
+                .await?;
             println!("patient {id} on team {team}");
+            if moved > 0 {
+                println!("{moved} open alert(s) moved to team {team}");
+            }
         }
         PatientCommand::Set {
             id,

@@ -144,29 +144,40 @@ targets = {}
 
 /// A config file like the shipped one with a short delivery timeout.
 fn config_file(dir: &Path) -> std::path::PathBuf {
+    let attempts = if dir.join("few-attempts").exists() {
+        2
+    } else {
+        5
+    };
     let text = std::fs::read_to_string(repo().join("config/wardwatch.toml"))
         .unwrap()
         .replace("request_timeout_ms = 10000", "request_timeout_ms = 1000")
-        .replace("max_attempts = 6", "max_attempts = 5");
+        .replace("max_attempts = 6", &format!("max_attempts = {attempts}"));
     let path = dir.join("wardwatch.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 async fn engine(broker: &Broker, db: &Db, dir: &Path, client: &str) -> Engine {
+    engine_with(broker, db, dir, client, &[]).await
+}
+
+async fn engine_with(
+    broker: &Broker,
+    db: &Db,
+    dir: &Path,
+    client: &str,
+    extra: &[(&str, &str)],
+) -> Engine {
     let teams = dir.join("teams");
     let config = config_file(dir);
-    Engine::start_with(
-        &broker.engine_url(),
-        &db.url,
-        client,
-        &[
-            ("WARDWATCH_TEAMS_DIR", teams.to_str().unwrap()),
-            ("WARDWATCH_TEST_SECRET", SECRET),
-            ("WARDWATCH_CONFIG", config.to_str().unwrap()),
-        ],
-    )
-    .await
+    let mut env = vec![
+        ("WARDWATCH_TEAMS_DIR", teams.to_str().unwrap()),
+        ("WARDWATCH_TEST_SECRET", SECRET),
+        ("WARDWATCH_CONFIG", config.to_str().unwrap()),
+    ];
+    env.extend_from_slice(extra);
+    Engine::start_with(&broker.engine_url(), &db.url, client, &env).await
 }
 
 /// Subscribes to a team's alert topic with the load generator's account.
@@ -413,5 +424,346 @@ async fn a_failing_or_silent_receiver_sees_exactly_one_delivery_per_step_even_ac
         "the restart opened no second alert"
     );
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    drop(engine);
+}
+
+/// A complete set of observations: RR 16, SpO2 97, SBP 120, the given
+/// pulse and temperature, alert.
+fn obs(bt: f64, hr: f64, temp: f64) -> String {
+    format!(
+        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":16}},
+            {{"n":"spo2","u":"%","v":97}},
+            {{"n":"systolic_bp","u":"mm[Hg]","v":120}},
+            {{"n":"heart_rate","u":"/min","v":{hr}}},
+            {{"n":"body_temperature","u":"Cel","v":{temp}}},
+            {{"n":"consciousness","vs":"A"}}]"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alert_per_episode_a_worse_severity_repages_new_rules_group_and_a_transfer_moves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_episode").await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    admin(
+        &db.url,
+        &[
+            "patient",
+            "add",
+            "--id",
+            "pat-1",
+            "--team",
+            "ward-a",
+            "--pathway",
+            "post-discharge",
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "patch-1",
+            "--patient",
+            "pat-1",
+            "--from",
+            &an_hour_ago(),
+        ],
+    );
+    let mut p = broker.loadgen_publisher().await;
+    let t0 = now_secs() - 600.0;
+    let send = |k: u32, hr: f64, temp: f64| {
+        (
+            readings_topic("patch-1"),
+            obs(t0 + f64::from(k) * 60.0, hr, temp),
+        )
+    };
+    // NEWS2 2 (pulse 95, 38.3 °C): low; an alert opens at tier 0.
+    let (topic, pack) = send(0, 95.0, 38.3);
+    p.publish(&topic, pack).await;
+    p.flush().await;
+    eventually("low page", || async {
+        (receiver.unique("/tier0").len() == 1).then_some(())
+    })
+    .await;
+    // The fever persists (2 readings over 38.0): a medium flag on the same
+    // episode re-pages at once, as medium.
+    let (topic, pack) = send(1, 95.0, 38.3);
+    p.publish(&topic, pack).await;
+    p.flush().await;
+    let pages = eventually("medium re-page", || async {
+        let u = receiver.unique("/tier0");
+        (u.len() == 2).then_some(u)
+    })
+    .await;
+    assert_eq!(pages[0].body["severity"], "low");
+    assert_eq!(pages[1].body["severity"], "medium");
+    assert_eq!(pages[1].body["purpose"], "page");
+    assert_eq!(
+        pages[0].body["alert_id"], pages[1].body["alert_id"],
+        "one episode"
+    );
+    // Tachycardia over three sets (NEWS2 stays in the low band): a new rule
+    // at the same severity joins the episode and sends one update.
+    for k in 2..5 {
+        let (topic, pack) = send(k, 125.0, 38.3);
+        p.publish(&topic, pack).await;
+    }
+    p.flush().await;
+    let all = eventually("grouped update", || async {
+        let u = receiver.unique("/tier0");
+        (u.len() == 3).then_some(u)
+    })
+    .await;
+    assert_eq!(all[2].body["purpose"], "update");
+    let rules = all[2].body["rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 3, "{rules:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts").await,
+        1,
+        "one alert for the episode"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM alert_flags").await, 3);
+
+    // A transfer moves the open alert to the new team.
+    let out = admin(
+        &db.url,
+        &["patient", "add", "--id", "pat-1", "--team", "ward-b"],
+    );
+    assert!(out.contains("1 open alert(s) moved"), "{out}");
+    let team: String = sqlx::query_scalar("SELECT team_id FROM alerts")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(team, "ward-b");
+    assert_eq!(
+        db.count("SELECT count(*) FROM alert_events WHERE kind = 'transferred'")
+            .await,
+        1
+    );
+    drop(engine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snooze_holds_back_a_rule_until_its_severity_worsens() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_snooze").await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+    let e = admin_fails(
+        &db.url,
+        &[
+            "alert",
+            "snooze",
+            "--patient",
+            "pat-1",
+            "--rule",
+            "news2",
+            "--for",
+            "48h",
+            "--by",
+            "dr-a",
+            "--reason",
+            "known AF",
+        ],
+    );
+    assert!(e.contains("longer than this team's maximum"), "{e}");
+    admin(
+        &db.url,
+        &[
+            "alert",
+            "snooze",
+            "--patient",
+            "pat-1",
+            "--rule",
+            "news2",
+            "--for",
+            "2h",
+            "--by",
+            "dr-a",
+            "--reason",
+            "known AF, reviewed",
+        ],
+    );
+    let mut p = broker.loadgen_publisher().await;
+    let t0 = now_secs() - 300.0;
+    // NEWS2 1 (pulse 95): low, snoozed: no alert, and the reason is stored.
+    p.publish(&readings_topic("patch-1"), obs(t0, 95.0, 37.0))
+        .await;
+    p.flush().await;
+    let note: String = eventually("flag event applied", || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT alert_note FROM flag_events WHERE alerted_at IS NOT NULL ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+        .flatten()
+    })
+    .await;
+    assert!(note.starts_with("snoozed until"), "{note}");
+    assert_eq!(db.count("SELECT count(*) FROM alerts").await, 0);
+    // Worse: the septic picture breaks through the snooze.
+    p.publish(&readings_topic("patch-1"), septic_pack(t0 + 60.0))
+        .await;
+    p.flush().await;
+    let page = eventually("break-through page", || async {
+        receiver.unique("/tier0").into_iter().next()
+    })
+    .await;
+    assert_eq!(page.body["severity"], "emergency");
+    drop(engine);
+}
+
+/// A GOV.UK Notify stand-in: checks the bearer JWT like Notify does and
+/// records the notifications.
+async fn notify_server(
+    key_secret: &'static str,
+    service: &'static str,
+) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use base64::Engine as _;
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/v2/notifications/{kind}",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let g = g.clone();
+            async move {
+                let token = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("")
+                    .to_string();
+                let parts: Vec<&str> = token.split('.').collect();
+                if parts.len() != 3 {
+                    return StatusCode::FORBIDDEN;
+                }
+                use hmac::Mac;
+                let mut mac =
+                    <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key_secret.as_bytes())
+                        .unwrap();
+                mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+                let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(parts[2])
+                    .unwrap_or_default();
+                let claims: serde_json::Value = serde_json::from_slice(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(parts[1])
+                        .unwrap_or_default(),
+                )
+                .unwrap_or_default();
+                let fresh =
+                    (Utc::now().timestamp() - claims["iat"].as_i64().unwrap_or(0)).abs() < 30;
+                if mac.verify_slice(&sig).is_err() || claims["iss"] != service || !fresh {
+                    return StatusCode::FORBIDDEN;
+                }
+                g.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or_default());
+                StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_goes_through_notify_and_a_tier_that_cannot_be_reached_tells_the_fallback() {
+    const SERVICE: &str = "26785a09-ab16-4eb0-8407-a37497a57506";
+    const KEY_SECRET: &str = "3d844edf-8d35-48ac-975b-e847b4f122b0";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("few-attempts"), "").unwrap();
+    let receiver = Receiver::default();
+    // The ward's webhook is down for good.
+    receiver.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let port = receiver.start().await;
+    let (notify_port, sms) = notify_server(KEY_SECRET, SERVICE).await;
+    let teams = dir.path().join("teams");
+    std::fs::create_dir_all(&teams).unwrap();
+    std::fs::write(
+        teams.join("default.toml"),
+        format!(
+            r#"id = "default"
+fallback = {{ channel = "sms", phone = "+447700900999" }}
+[escalation]
+repeat = "1h"
+start_tier = {{ low = 0, medium = 0, high = 0, emergency = 0 }}
+[[escalation.tiers]]
+name = "ward nurse"
+wait = "1h"
+targets = [{{ channel = "webhook", url = "http://127.0.0.1:{port}/broken", secret_env = "WARDWATCH_TEST_SECRET" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let broker = Broker::start().await;
+    let db = Db::create("alert_fallback").await;
+    let notify_url = format!("http://127.0.0.1:{notify_port}");
+    let api_key = format!("test_key-{SERVICE}-{KEY_SECRET}");
+    let engine = engine_with(
+        &broker,
+        &db,
+        dir.path(),
+        &unique("eng"),
+        &[
+            ("WARDWATCH_NOTIFY_URL", notify_url.as_str()),
+            ("WARDWATCH_NOTIFY_API_KEY", api_key.as_str()),
+        ],
+    )
+    .await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("patch-1"), septic_pack(now_secs() - 60.0))
+        .await;
+    p.flush().await;
+    // Two failed attempts at the webhook, then the fallback is texted.
+    let texts = eventually("fallback SMS", || async {
+        let g = sms.lock().unwrap().clone();
+        (!g.is_empty()).then_some(g)
+    })
+    .await;
+    assert_eq!(texts[0]["phone_number"], "+447700900999");
+    let summary = texts[0]["personalisation"]["summary"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        summary.contains("undeliverable") && summary.contains("pat-1"),
+        "{summary}"
+    );
+    assert!(texts[0]["reference"]
+        .as_str()
+        .unwrap_or("")
+        .contains("undeliverable"));
+    assert!(
+        receiver
+            .hits()
+            .iter()
+            .filter(|h| h.path == "/broken")
+            .count()
+            >= 2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM deliveries WHERE channel = 'webhook' AND status = 'failed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM alert_events WHERE kind = 'undeliverable'")
+            .await,
+        1
+    );
     drop(engine);
 }

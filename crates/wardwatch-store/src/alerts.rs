@@ -739,8 +739,12 @@ impl PgStore {
         fallback: NewDelivery,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The team's MQTT topic is always published to, but a broker
+        // accepting a message is not a person reading it: the configured
+        // targets decide (the topic only when a tier has nothing else).
         let all_failed: bool = sqlx::query_scalar(
-            "SELECT bool_and(status = 'failed') FROM deliveries \
+            "SELECT COALESCE(bool_and(status = 'failed') FILTER (WHERE channel <> 'mqtt'), \
+                             bool_and(status = 'failed')) FROM deliveries \
              WHERE alert_id = $1 AND purpose = 'page' AND tier = $2 AND round = $3",
         )
         .bind(alert_id)

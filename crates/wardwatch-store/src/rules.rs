@@ -238,12 +238,17 @@ impl PgStore {
     /// Enrols a new patient on a team and pathway, or moves an enrolled one
     /// to another team. A pathway change of an enrolled patient is a
     /// clinical decision and goes through [`PgStore::set_patient`] (audited).
+    ///
+    /// A transfer moves the patient's open alerts with them: they take the
+    /// new team and its escalation policy (`team_policy`, the new team's
+    /// policy as JSON), and the move is recorded on each alert.
     pub async fn enrol(
         &self,
         patient: &PatientId,
         team: &str,
         pathway: Option<&str>,
-    ) -> Result<(), StoreError> {
+        team_policy: Option<&serde_json::Value>,
+    ) -> Result<u64, StoreError> {
         let team = clean(team, "team")?;
         let mut tx = self.pool.begin().await?;
         let current: Option<String> =
@@ -267,15 +272,39 @@ impl PgStore {
                 )));
             }
             (Some(_), _) => {
-                sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1 AND team_id <> $2")
+                let moved =
+                    sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1 AND team_id <> $2")
+                        .bind(patient.as_str())
+                        .bind(&team)
+                        .execute(&mut *tx)
+                        .await?;
+                if moved.rows_affected() > 0 {
+                    let alerts = sqlx::query_scalar::<_, i64>(
+                        "UPDATE alerts SET team_id = $2, policy = COALESCE($3, policy) \
+                         WHERE patient_id = $1 AND state <> 'resolved' RETURNING id",
+                    )
                     .bind(patient.as_str())
                     .bind(&team)
-                    .execute(&mut *tx)
+                    .bind(team_policy)
+                    .fetch_all(&mut *tx)
                     .await?;
+                    for id in &alerts {
+                        sqlx::query(
+                            "INSERT INTO alert_events (alert_id, actor, kind, detail) \
+                             VALUES ($1, 'wardwatch', 'transferred', $2)",
+                        )
+                        .bind(id)
+                        .bind(serde_json::json!({"team": team}))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(alerts.len() as u64);
+                }
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(0)
     }
 
     /// A patient's team.
