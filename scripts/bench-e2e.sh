@@ -8,6 +8,9 @@
 # then on, each on a fresh database, so the two figures compare side by side;
 # RULES=on or RULES=off runs one. SCRAPE_DELAY=N waits N s before reading the
 # engine's metrics (the rules may still be draining their bounded queues).
+# PROBES=N (with rules on) adds N alert-latency probes: patients who each
+# publish one deteriorating set; the time to their first page is measured at
+# a local webhook receiver and on the team's MQTT topic (p50/p99/max).
 # Environment: WARDWATCH_BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres).
 # Prints the loadgen summary (JSON) and the engine's commit figures.
 set -euo pipefail
@@ -17,6 +20,7 @@ RATE=${2:-1}
 DURATION=${3:-60}
 PACK=${4:-10}
 RULES=${RULES:-both}
+PROBES=${PROBES:-0}
 ADMIN=${WARDWATCH_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 BASE=${ADMIN%/*}
 DB_URL="$BASE/ww_bench_e2e"
@@ -48,6 +52,21 @@ mosquitto_passwd -c -b "$work/passwd" wardwatch-engine engine-bench >/dev/null
 mosquitto_passwd -b "$work/passwd" wardwatch-loadgen loadgen-bench >/dev/null
 mosquitto -c "$work/mosquitto.conf" & broker_pid=$!
 
+# Alerts go to the probes' receiver (first tier) and the team's MQTT topic.
+probe_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/teams"
+cat > "$work/teams/default.toml" <<EOF
+id = "default"
+fallback = { channel = "webhook", url = "http://127.0.0.1:$probe_port/fallback", secret_env = "WARDWATCH_BENCH_SECRET" }
+[escalation]
+repeat = "1h"
+start_tier = { low = 0, medium = 0, high = 0, emergency = 0 }
+[[escalation.tiers]]
+name = "ward nurse"
+wait = "1h"
+targets = [{ channel = "webhook", url = "http://127.0.0.1:$probe_port/ward", secret_env = "WARDWATCH_BENCH_SECRET" }]
+EOF
+
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
 echo "offered: $DEVICES devices × $RATE packs/s × $PACK readings for ${DURATION}s"
 
@@ -60,6 +79,9 @@ run() {
   WARDWATCH_HTTP_ADDR="127.0.0.1:$http" \
   WARDWATCH_MQTT_CLIENT_ID="wardwatch-bench" \
   WARDWATCH_RULES_ENABLED="$rules" \
+  WARDWATCH_ALERTING_ENABLED="$rules" \
+  WARDWATCH_TEAMS_DIR="$work/teams" \
+  WARDWATCH_BENCH_SECRET="bench-secret" \
     "$BIN" serve --config config/wardwatch.toml 2> "$work/engine-$rules.log" & engine_pid=$!
   for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
@@ -68,9 +90,10 @@ run() {
   echo "== rules enabled: $rules"
   "$BIN" loadgen --mqtt-url "mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$port" \
     --database-url "$DB_URL" --devices "$DEVICES" --rate "$RATE" --duration "$DURATION" \
-    --pack-size "$PACK" --settle 30 --json 2>/dev/null
+    --pack-size "$PACK" --settle 30 --json \
+    $( [ "$rules" = true ] && [ "$PROBES" -gt 0 ] && echo "--probes $PROBES --probe-webhook-port $probe_port" ) 2>/dev/null
   sleep "${SCRAPE_DELAY:-0}"
-  curl -fs "http://127.0.0.1:$http/metrics" | grep -E '^wardwatch_(batch_commit_seconds_(sum|count)|batch_rows_(sum|count)|readings_stored_total|readings_duplicate_total|mqtt_connection_errors_total|acks_sent_total|rules_readings_total|rules_flags_emitted_total|flag_writes_total)' || true
+  curl -fs "http://127.0.0.1:$http/metrics" | grep -E '^wardwatch_(batch_commit_seconds_(sum|count)|batch_rows_(sum|count)|readings_stored_total|readings_duplicate_total|mqtt_connection_errors_total|acks_sent_total|rules_readings_total|rules_flags_emitted_total|flag_writes_total|alerts_opened_total|deliveries_total|batch_commit_seconds_bucket|rules_input_latency_seconds_bucket|delivery_seconds_bucket)' || true
   ps -o rss= -p "$engine_pid" | awk '{printf "engine RSS: %.1f MiB\n", $1/1024}'
   kill "$engine_pid"; wait "$engine_pid" 2>/dev/null || true; engine_pid=""
 }

@@ -308,12 +308,24 @@ async fn escalation_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut acks_seen = Utc::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let now = Utc::now();
+        // Time to acknowledge, per team, however the acknowledgement came.
+        match store.acknowledgements_since(acks_seen).await {
+            Ok(acks) => {
+                for (team, secs, at) in acks {
+                    metrics::histogram!("wardwatch_time_to_acknowledge_seconds", "team" => team)
+                        .record(secs.max(0.0));
+                    acks_seen = acks_seen.max(at);
+                }
+            }
+            Err(e) => warn!(message = "Reading acknowledgements failed.", error = %e),
+        }
         let plan = |due: &DueAlert| -> Option<EscalationApply> {
             let team = teams.get(&due.team_id)?;
             let policy = policy_of(&due.policy, &team.escalation);

@@ -12,6 +12,7 @@
 //! - [`serve`]: the engine process (`wardwatch serve`).
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
+//! - [`probe`]: alert latency probes for `loadgen --probes`.
 //! - [`score`]: `wardwatch score news2`.
 //! - [`telemetry`]: logging, metrics, and the pipeline's operational events.
 //! - [`shutdown`]: SIGINT/SIGTERM handling.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod http;
 pub mod loadgen;
 pub mod pipeline;
+pub mod probe;
 pub mod rules;
 pub mod score;
 pub mod serve;

@@ -74,6 +74,17 @@ pub struct LoadgenArgs {
     /// No progress bar (for scripts and CI logs).
     #[arg(long)]
     pub quiet: bool,
+    /// Alert latency probes: this many extra patients each publish one
+    /// deteriorating set during the run; the time to their first page is
+    /// measured at a webhook receiver and on the team's MQTT alert topic.
+    #[arg(long, default_value_t = 0)]
+    pub probes: usize,
+    /// Port of the probes' webhook receiver (the team's first tier must post to it).
+    #[arg(long, default_value_t = 18099)]
+    pub probe_webhook_port: u16,
+    /// Seconds of load before the first probe.
+    #[arg(long, default_value_t = 10)]
+    pub probe_warmup: u64,
 }
 
 /// What a run measured.
@@ -101,15 +112,20 @@ pub struct Summary {
     pub end_to_end_seconds: f64,
     /// Readings stored per second over `end_to_end_seconds`.
     pub end_to_end_rate: f64,
+    /// Alert latency, when probes ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<crate::probe::ProbeSummary>,
 }
 
+/// A stable ward: every value inside the NEWS2 0 bands, so the background
+/// load raises no flags and probes measure alerts, not an alert storm.
 const VITALS: [(&str, &str, f64, f64); 8] = [
-    ("heart_rate", "beat/min", 60.0, 100.0),
+    ("heart_rate", "beat/min", 60.0, 90.0),
     ("respiratory_rate", "/min", 12.0, 20.0),
-    ("spo2", "%", 94.0, 99.0),
-    ("systolic_bp", "mm[Hg]", 105.0, 140.0),
+    ("spo2", "%", 96.0, 99.0),
+    ("systolic_bp", "mm[Hg]", 112.0, 140.0),
     ("diastolic_bp", "mm[Hg]", 60.0, 90.0),
-    ("body_temperature", "Cel", 36.1, 37.8),
+    ("body_temperature", "Cel", 36.2, 37.8),
     ("blood_glucose", "mmol/L", 4.0, 8.0),
     ("body_weight", "kg", 55.0, 110.0),
 ];
@@ -172,6 +188,19 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         )
         .await
         .context("enrolling load-generator patients and devices")?;
+    let probe_pairs: Vec<(String, String)> = (0..args.probes)
+        .map(|i| (format!("{prefix}probe{i}"), format!("{prefix}probed{i}")))
+        .collect();
+    if !probe_pairs.is_empty() {
+        store
+            .enrol_bulk(
+                &args.team,
+                &probe_pairs,
+                Utc::now() - chrono::Duration::minutes(10),
+            )
+            .await
+            .context("enrolling probe patients")?;
+    }
 
     let (host, port, creds) = SessionConfig::parse_url(&args.mqtt_url)?;
     let published = Arc::new(AtomicU64::new(0));
@@ -190,6 +219,24 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         b
     };
 
+    let probes = if probe_pairs.is_empty() {
+        None
+    } else {
+        let run_for = args.duration.saturating_sub(args.probe_warmup).max(1);
+        let every = Duration::from_secs_f64(run_for as f64 / probe_pairs.len() as f64);
+        Some(
+            crate::probe::Probes::start(crate::probe::ProbePlan {
+                broker: (host.clone(), port, creds.clone()),
+                devices: probe_pairs.clone(),
+                team: args.team.clone(),
+                webhook_port: args.probe_webhook_port,
+                warmup: Duration::from_secs(args.probe_warmup),
+                every,
+                prefix: prefix.clone(),
+            })
+            .await?,
+        )
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
@@ -294,6 +341,10 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         started,
     )
     .await?;
+    let probes = match probes {
+        Some(p) => Some(p.finish(Duration::from_secs(args.settle)).await?),
+        None => None,
+    };
     let summary = Summary {
         prefix,
         devices: args.devices,
@@ -306,6 +357,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         readings_lost: readings_published as i64 - stored,
         end_to_end_seconds: e2e,
         end_to_end_rate: stored as f64 / e2e.max(1e-9),
+        probes,
     };
     store.pool().close().await;
     Ok(summary)
@@ -354,5 +406,13 @@ impl Summary {
             "end-to-end:          {:.0} readings/s stored ({:.1} s from first publish to last row)",
             self.end_to_end_rate, self.end_to_end_seconds
         );
+        if let Some(p) = &self.probes {
+            for (name, l) in [("webhook", &p.webhook), ("mqtt", &p.mqtt)] {
+                println!(
+                    "alert latency ({name}): {}/{} probes, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    l.received, p.sent, l.p50_ms, l.p99_ms, l.max_ms
+                );
+            }
+        }
     }
 }

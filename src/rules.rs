@@ -28,7 +28,7 @@ use wardwatch_rules::news2::SpO2Scale;
 use wardwatch_rules::pathway::{check_threshold, load_dir};
 use wardwatch_rules::patient::{FlagState, PatientSettings, RuleId};
 use wardwatch_rules::shard::{
-    Input, OpenFlag, PatientConfig, PatientFlag, RuleReading, RuleSet, Shards,
+    Input, OpenFlag, PatientConfig, PatientFlag, PatientKey, RuleReading, RuleSet, Shards,
 };
 use wardwatch_rules::threshold::{Severity, Threshold};
 use wardwatch_store::rules::{
@@ -495,23 +495,36 @@ async fn route(
                 batch = feed.recv() => {
                     // Ends when ingest has stopped and dropped every sender.
                     let Some(batch) = batch else { return Ok(()) };
+                    if let Some(first) = batch.first() {
+                        // Receipt → the rules: ingest, commit and the feed queue.
+                        let lag = (Utc::now() - first.received_at).num_microseconds().unwrap_or(0);
+                        metrics::histogram!("wardwatch_rules_input_latency_seconds")
+                            .record(lag.max(0) as f64 / 1e6);
+                    }
                     router.learn(&batch, &shutdown).await?;
+                    let mut readings = Vec::with_capacity(batch.len());
+                    let mut patient: Option<PatientKey> = None;
                     for (i, r) in batch.iter().enumerate() {
                         // Consecutive readings of one patient come from one
                         // message (batch order is message order): one set.
                         let last_in_set = batch
                             .get(i + 1)
                             .is_none_or(|next| next.patient_id != r.patient_id);
-                        let reading = RuleReading {
-                            patient: Arc::from(r.patient_id.as_str()),
+                        let key = match &patient {
+                            Some(k) if k.as_ref() == r.patient_id => k.clone(),
+                            _ => Arc::from(r.patient_id.as_str()),
+                        };
+                        patient = Some(key.clone());
+                        readings.push(RuleReading {
+                            patient: key,
                             vital: r.vital,
                             value: r.value,
                             at: r.time.timestamp(),
                             update_interval_secs: r.update_interval_secs,
                             last_in_set,
-                        };
-                        router.shards.send(Input::Reading(reading)).await?;
+                        });
                     }
+                    router.shards.send_batch(readings).await?;
                 }
             }
         }

@@ -40,6 +40,27 @@ pub fn init_metrics() -> Result<PrometheusHandle> {
         )
         .context("metric buckets")?
         .set_buckets_for_metric(
+            Matcher::Suffix("_latency_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .context("metric buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full("wardwatch_time_to_acknowledge_seconds".into()),
+            &[
+                30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0,
+            ],
+        )
+        .context("metric buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full("wardwatch_delivery_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ],
+        )
+        .context("metric buckets")?
+        .set_buckets_for_metric(
             Matcher::Full("wardwatch_batch_rows".into()),
             &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0],
         )

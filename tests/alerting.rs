@@ -360,6 +360,15 @@ async fn a_deterioration_pages_its_team_then_escalates_until_someone_acknowledge
             "community nurse visiting",
         ],
     );
+    // The engine exports time to acknowledge per team.
+    eventually("time-to-acknowledge histogram", || async {
+        (engine
+            .metric("wardwatch_time_to_acknowledge_seconds_count{team=\"ward-a\"}")
+            .await
+            == 1.0)
+            .then_some(())
+    })
+    .await;
     let trail = events(&db, alert_id).await;
     let kinds: Vec<&str> = trail.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds.first(), Some(&"opened"));

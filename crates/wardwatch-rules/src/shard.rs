@@ -150,6 +150,9 @@ pub enum Input {
 pub enum ShardInput {
     /// A live reading: evaluated, flags emitted.
     Reading(SlotReading),
+    /// Live readings of one committed batch, in order: one channel message
+    /// and one wake-up of the worker for the lot.
+    Readings(Vec<SlotReading>),
     /// A stored reading replayed at start-up: rebuilds state, emits nothing.
     Replay(SlotReading),
     /// A patient's settings (enrolment, a clinician's change, discharge).
@@ -258,6 +261,14 @@ impl ShardWorker {
             ShardInput::Reading(r) => {
                 self.stats.readings.fetch_add(1, Ordering::Relaxed);
                 self.reading(r, false, out);
+            }
+            ShardInput::Readings(batch) => {
+                self.stats
+                    .readings
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for r in batch {
+                    self.reading(r, false, out);
+                }
             }
             ShardInput::Replay(r) => {
                 self.stats.replayed.fetch_add(1, Ordering::Relaxed);
@@ -674,6 +685,33 @@ impl Shards {
         let (shard, input) = self.route(input)?;
         let tx = self.inputs.get(shard).ok_or(ShardsClosed)?;
         tx.send(input).await.map_err(|_| ShardsClosed)
+    }
+
+    /// Routes a committed batch's live readings: one message per shard, in
+    /// batch order within each shard (so each patient's order is kept).
+    pub async fn send_batch(&mut self, batch: Vec<RuleReading>) -> Result<(), ShardsClosed> {
+        let mut per: Vec<Vec<SlotReading>> = vec![Vec::new(); self.inputs.len()];
+        for r in batch {
+            let (shard, slot) = self.place(&r.patient)?;
+            if let Some(v) = per.get_mut(shard) {
+                v.push(SlotReading {
+                    slot,
+                    vital: r.vital,
+                    value: r.value,
+                    at: r.at,
+                    update_interval_secs: r.update_interval_secs,
+                    last_in_set: r.last_in_set,
+                });
+            }
+        }
+        for (tx, readings) in self.inputs.iter().zip(per) {
+            if !readings.is_empty() {
+                tx.send(ShardInput::Readings(readings))
+                    .await
+                    .map_err(|_| ShardsClosed)?;
+            }
+        }
+        Ok(())
     }
 
     /// [`Shards::send`] for callers outside an async runtime.

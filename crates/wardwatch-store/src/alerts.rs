@@ -730,7 +730,9 @@ impl PgStore {
     }
 
     /// After a page failed for good: if every page of that step failed,
-    /// queue a notice to the team's fallback (once per step) and record it.
+    /// raise a technical `undeliverable` alert for the patient (or join the
+    /// open technical one) and queue its notice to the team's fallback,
+    /// once per step. The clinical alert keeps escalating on its own clock.
     pub async fn fallback_if_undeliverable(
         &self,
         alert_id: i64,
@@ -756,17 +758,61 @@ impl PgStore {
         if !all_failed {
             return Ok(false);
         }
-        insert_deliveries(&mut tx, alert_id, std::slice::from_ref(&fallback)).await?;
+        let summary = format!(
+            "notifications for alert {alert_id} could not be delivered at tier {tier}; \
+             the team's fallback is told"
+        );
+        let technical: i64 = sqlx::query_scalar(
+            "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, tier, summary) \
+             SELECT patient_id, team_id, 'technical', 'high', 'open', now(), policy, tier, $2 \
+             FROM alerts WHERE id = $1 \
+             ON CONFLICT (patient_id, kind) WHERE state <> 'resolved' DO UPDATE SET summary = excluded.summary \
+             RETURNING id",
+        )
+        .bind(alert_id)
+        .bind(&summary)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut notice = fallback;
+        notice.key_suffix = format!("for-alert-{alert_id}:{}", notice.key_suffix);
+        insert_deliveries(&mut tx, technical, std::slice::from_ref(&notice)).await?;
         event(
             &mut tx,
             alert_id,
             "wardwatch",
             "undeliverable",
-            serde_json::json!({"tier": tier, "round": round}),
+            serde_json::json!({"tier": tier, "round": round, "technical_alert": technical}),
+        )
+        .await?;
+        event(
+            &mut tx,
+            technical,
+            "wardwatch",
+            "opened",
+            serde_json::json!({"undeliverable_alert": alert_id, "tier": tier, "round": round}),
         )
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Acknowledgements after `since` (wherever they were made: CLI, API,
+    /// another engine): (team, seconds from opening to acknowledgement,
+    /// acknowledged at), oldest first.
+    pub async fn acknowledgements_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, f64, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT team_id, EXTRACT(EPOCH FROM acknowledged_at - opened_at)::float8, acknowledged_at \
+             FROM alerts WHERE acknowledged_at > $1 ORDER BY acknowledged_at LIMIT 10000",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
     }
 
     /// A named user takes the alert: escalation stops at once.

@@ -50,6 +50,8 @@ pub struct NewReading {
     pub time: DateTime<Utc>,
     /// The device's declared update interval (SenML `ut`), seconds.
     pub update_interval_secs: Option<u32>,
+    /// When wardwatch received it (for the stage latencies).
+    pub received_at: DateTime<Utc>,
 }
 
 /// What a committed batch did.

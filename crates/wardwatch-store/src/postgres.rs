@@ -564,6 +564,7 @@ fn new_readings(
         value: r.reading.value,
         time: r.reading.time,
         update_interval_secs: r.reading.update_interval_secs,
+        received_at: r.reading.received_at,
     };
     if returned.len() == rows.len() {
         return Ok(rows.iter().map(new).collect());

@@ -30,6 +30,8 @@ CREATE TABLE alerts (
 CREATE UNIQUE INDEX alerts_one_open ON alerts (patient_id, kind) WHERE state <> 'resolved';
 CREATE INDEX alerts_due ON alerts (next_escalation_at) WHERE state = 'open';
 CREATE INDEX alerts_team ON alerts (team_id, state, opened_at DESC);
+-- Time to acknowledge, read by the engine for its per-team histogram.
+CREATE INDEX alerts_acknowledged ON alerts (acknowledged_at) WHERE acknowledged_at IS NOT NULL;
 
 -- The flags an alert rests on.
 CREATE TABLE alert_flags (
