@@ -11,6 +11,7 @@
 # PROBES=N (with rules on) adds N alert-latency probes: patients who each
 # publish one deteriorating set; the time to their first page is measured at
 # a local webhook receiver and on the team's MQTT topic (p50/p99/max).
+# BATCH_DELAY_MS=N overrides ingest.batch_max_delay_ms for the run.
 # Environment: WARDWATCH_BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres).
 # Prints the loadgen summary (JSON) and the engine's commit figures.
 set -euo pipefail
@@ -21,6 +22,7 @@ DURATION=${3:-60}
 PACK=${4:-10}
 RULES=${RULES:-both}
 PROBES=${PROBES:-0}
+BATCH_DELAY_MS=${BATCH_DELAY_MS:-}
 ADMIN=${WARDWATCH_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 BASE=${ADMIN%/*}
 DB_URL="$BASE/ww_bench_e2e"
@@ -70,6 +72,13 @@ EOF
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
 echo "offered: $DEVICES devices × $RATE packs/s × $PACK readings for ${DURATION}s"
 
+# The project's config, optionally with another ingest batch window.
+cp config/wardwatch.toml "$work/wardwatch.toml"
+if [ -n "$BATCH_DELAY_MS" ]; then
+  sed -i "s/^batch_max_delay_ms = .*/batch_max_delay_ms = $BATCH_DELAY_MS/" "$work/wardwatch.toml"
+  echo "ingest.batch_max_delay_ms = $BATCH_DELAY_MS"
+fi
+
 run() {
   local rules=$1
   psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ww_bench_e2e WITH (FORCE)" >/dev/null
@@ -82,7 +91,7 @@ run() {
   WARDWATCH_ALERTING_ENABLED="$rules" \
   WARDWATCH_TEAMS_DIR="$work/teams" \
   WARDWATCH_BENCH_SECRET="bench-secret" \
-    "$BIN" serve --config config/wardwatch.toml 2> "$work/engine-$rules.log" & engine_pid=$!
+    "$BIN" serve --config "$work/wardwatch.toml" 2> "$work/engine-$rules.log" & engine_pid=$!
   for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
     sleep 0.2
