@@ -42,10 +42,118 @@ pub fn load_teams(dir: &std::path::Path) -> Result<Teams> {
     Teams::load_dir(dir).with_context(|| format!("loading teams from {}", dir.display()))
 }
 
+/// One change to an alert, as the live feed (the ward board's SSE stream)
+/// carries it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FeedEvent {
+    /// The `alert_events` row.
+    pub event_id: i64,
+    /// `opened`, `evidence`, `worsened`, `escalated`, `acknowledged`,
+    /// `resolved`, `snoozed`, `transferred`, `undeliverable`, `flag_cleared`.
+    pub event: String,
+    /// Who (`wardwatch` for the engine itself).
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The alert as it stands.
+    pub alert_id: i64,
+    /// Whose.
+    pub patient_id: String,
+    /// Which team sees it.
+    pub team_id: String,
+    /// `clinical` or `technical`.
+    pub kind: String,
+    /// Severity.
+    pub severity: String,
+    /// State.
+    pub state: String,
+    /// Tier.
+    pub tier: i32,
+    /// Rules behind it.
+    pub rules: Vec<String>,
+    /// In words.
+    pub summary: String,
+}
+
+/// The in-process live feed of alert changes: bounded; a subscriber that
+/// falls behind receives `Lagged` and must reload the current state (the
+/// API's list) before following the feed again.
+pub type AlertFeed = tokio::sync::broadcast::Sender<FeedEvent>;
+
+/// Follows `alert_events` (whoever wrote them: this engine, another one,
+/// the CLI) into `feed`, from the newest event at start. Events of
+/// transactions that commit late are caught by re-reading a short overlap.
+pub async fn follow_alert_events(
+    store: PgStore,
+    feed: AlertFeed,
+    wake: Arc<Notify>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut after = loop {
+        match store.last_alert_event_id().await {
+            Ok(id) => break id,
+            Err(e) => {
+                warn!(message = "Alert feed cannot start; retrying.", error = %e);
+                if !backoff(&shutdown).await {
+                    return;
+                }
+            }
+        }
+    };
+    let overlap = chrono::Duration::seconds(90);
+    // Ids published within the overlap, with their time, to drop repeats.
+    let mut seen: std::collections::VecDeque<(i64, DateTime<Utc>)> = Default::default();
+    let mut seen_ids: std::collections::HashSet<i64> = Default::default();
+    while idle(&wake, poll, &shutdown).await {
+        let events = match store.recent_alert_events(after, overlap, 1000).await {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(message = "Alert feed read failed; retrying.", error = %e);
+                continue;
+            }
+        };
+        for (id, event, actor, at, a) in events {
+            if !seen_ids.insert(id) {
+                continue;
+            }
+            seen.push_back((id, at));
+            after = after.max(id);
+            // No subscriber is not an error: the feed is live-only.
+            let _ = feed.send(FeedEvent {
+                event_id: id,
+                event,
+                actor,
+                at,
+                alert_id: a.id,
+                patient_id: a.patient_id,
+                team_id: a.team_id,
+                kind: a.kind,
+                severity: a.severity,
+                state: a.state,
+                tier: a.tier,
+                rules: a.rules,
+                summary: a.summary,
+            });
+        }
+        let horizon = Utc::now() - overlap * 2;
+        while seen.front().is_some_and(|(_, at)| *at < horizon) {
+            if let Some((id, _)) = seen.pop_front() {
+                seen_ids.remove(&id);
+            }
+        }
+    }
+}
+
+/// How often the live feed looks for new alert events.
+const FEED_POLL: Duration = Duration::from_millis(200);
+
 /// The running alerting loops.
 pub struct Alerting {
     /// Wake the loops: new flags were recorded.
     pub wake: Arc<Notify>,
+    /// The live feed of alert changes, for the API's SSE stream.
+    pub feed: AlertFeed,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -86,7 +194,15 @@ impl Alerting {
         let wake = Arc::new(Notify::new());
         let send_wake = Arc::new(Notify::new());
         let poll = Duration::from_millis(a.poll_ms);
+        let (feed, _) = tokio::sync::broadcast::channel(1024);
         let tasks = vec![
+            tokio::spawn(follow_alert_events(
+                store.clone(),
+                feed.clone(),
+                Arc::new(Notify::new()),
+                FEED_POLL,
+                shutdown.clone(),
+            )),
             tokio::spawn(apply_loop(
                 store.clone(),
                 teams.clone(),
@@ -120,7 +236,7 @@ impl Alerting {
                 shutdown,
             )),
         ];
-        Ok(Self { wake, tasks })
+        Ok(Self { wake, feed, tasks })
     }
 
     /// Waits for the loops to stop (they stop on the shutdown token).

@@ -42,10 +42,16 @@ struct Receiver {
 
 impl Receiver {
     async fn start(&self) -> u16 {
+        self.start_on(0).await
+    }
+
+    async fn start_on(&self, port: u16) -> u16 {
         let app = axum::Router::new()
             .route("/{*path}", post(receive))
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await });
         port
@@ -775,4 +781,116 @@ targets = [{{ channel = "webhook", url = "http://127.0.0.1:{port}/broken", secre
         1
     );
     drop(engine);
+}
+
+async fn next(
+    rx: &mut tokio::sync::broadcast::Receiver<wardwatch::alerting::FeedEvent>,
+) -> wardwatch::alerting::FeedEvent {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_feed_carries_every_alert_change_whoever_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_feed").await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    // The feed as the API will run it, in this process, on the same store.
+    let store = wardwatch_store::PgStore::connect(&db.url, 2).await.unwrap();
+    let (feed, mut rx) = tokio::sync::broadcast::channel(64);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(wardwatch::alerting::follow_alert_events(
+        store,
+        feed,
+        Arc::new(tokio::sync::Notify::new()),
+        Duration::from_millis(100),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("patch-1"), septic_pack(now_secs() - 60.0))
+        .await;
+    p.flush().await;
+    let opened = next(&mut rx).await;
+    assert_eq!(
+        (opened.event.as_str(), opened.actor.as_str()),
+        ("opened", "wardwatch")
+    );
+    assert_eq!(opened.patient_id, "pat-1");
+    assert_eq!(opened.team_id, "ward-a");
+    assert_eq!(opened.severity, "emergency");
+    // An acknowledgement from another process (the CLI) reaches the feed too.
+    admin(
+        &db.url,
+        &[
+            "alert",
+            "ack",
+            "--id",
+            &opened.alert_id.to_string(),
+            "--by",
+            "nurse-ann",
+        ],
+    );
+    let acked = next(&mut rx).await;
+    assert_eq!(
+        (acked.event.as_str(), acked.actor.as_str()),
+        ("acknowledged", "nurse-ann")
+    );
+    assert_eq!(acked.state, "acknowledged");
+    assert_eq!(acked.alert_id, opened.alert_id);
+    stop.cancel();
+    drop(engine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_alert_commits_but_before_it_is_delivered_resumes_from_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the receiver's port yet: the page cannot go out.
+    let port = free_port();
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_outbox").await;
+    let client = unique("eng");
+    let mut first = engine(&broker, &db, dir.path(), &client).await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("patch-1"), septic_pack(now_secs() - 60.0))
+        .await;
+    p.flush().await;
+    eventually("alert and its page committed", || async {
+        (db.count(
+            "SELECT count(*) FROM deliveries WHERE channel = 'webhook' AND status = 'pending'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    first.kill9();
+    // The receiver comes up; a new engine resumes the outbox.
+    let receiver = Receiver::default();
+    receiver.start_on(port).await;
+    let second = engine(&broker, &db, dir.path(), &client).await;
+    let page = eventually("page delivered after the restart", || async {
+        receiver.unique("/tier0").into_iter().next()
+    })
+    .await;
+    assert_eq!(page.body["patient_id"], "pat-1");
+    eventually("recorded as sent", || async {
+        (db.count("SELECT count(*) FROM deliveries WHERE channel = 'webhook' AND status = 'sent'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(receiver.unique("/tier0").len(), 1);
+    assert_eq!(db.count("SELECT count(*) FROM alerts").await, 1);
+    drop(second);
 }

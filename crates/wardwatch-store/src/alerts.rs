@@ -243,19 +243,24 @@ const ALERT_COLUMNS: &str = "a.id, a.patient_id, a.team_id, a.kind, a.severity, 
            WHERE af.alert_id = a.id ORDER BY f.rule), a.acknowledged_by";
 
 fn alert_row(r: &sqlx::postgres::PgRow) -> Result<AlertRow, sqlx::Error> {
+    alert_row_at(r, 0)
+}
+
+/// An [`AlertRow`] from [`ALERT_COLUMNS`] starting at column `first`.
+fn alert_row_at(r: &sqlx::postgres::PgRow, first: usize) -> Result<AlertRow, sqlx::Error> {
     Ok(AlertRow {
-        id: r.try_get(0)?,
-        patient_id: r.try_get(1)?,
-        team_id: r.try_get(2)?,
-        kind: r.try_get(3)?,
-        severity: r.try_get(4)?,
-        state: r.try_get(5)?,
-        tier: r.try_get(6)?,
-        tier_name: r.try_get(7)?,
-        summary: r.try_get(8)?,
-        opened_at: r.try_get(9)?,
-        rules: r.try_get(10)?,
-        acknowledged_by: r.try_get(11)?,
+        id: r.try_get(first)?,
+        patient_id: r.try_get(first + 1)?,
+        team_id: r.try_get(first + 2)?,
+        kind: r.try_get(first + 3)?,
+        severity: r.try_get(first + 4)?,
+        state: r.try_get(first + 5)?,
+        tier: r.try_get(first + 6)?,
+        tier_name: r.try_get(first + 7)?,
+        summary: r.try_get(first + 8)?,
+        opened_at: r.try_get(first + 9)?,
+        rules: r.try_get(first + 10)?,
+        acknowledged_by: r.try_get(first + 11)?,
     })
 }
 
@@ -813,6 +818,50 @@ impl PgStore {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
+    }
+
+    /// Alert events recorded recently: those with an id above `after`, and
+    /// any from the last `overlap` (a transaction that began earlier may
+    /// commit after a later id was read), oldest first, with the alert as
+    /// it stands. The caller drops ids it has already seen.
+    pub async fn recent_alert_events(
+        &self,
+        after: i64,
+        overlap: Duration,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, DateTime<Utc>, AlertRow)>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT e.id, e.kind, e.actor, e.at, {ALERT_COLUMNS} FROM alert_events e \
+             JOIN alerts a ON a.id = e.alert_id \
+             WHERE e.id > $1 OR e.at > now() - $2::interval ORDER BY e.id LIMIT $3"
+        )))
+        .bind(after)
+        .bind(format!("{} milliseconds", overlap.num_milliseconds()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let alert = alert_row_at(r, 4)?;
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    alert,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// The newest alert event id (the live feed starts after it).
+    pub async fn last_alert_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM alert_events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// A named user takes the alert: escalation stops at once.
