@@ -491,6 +491,88 @@ fn message(d: &ClaimedDelivery) -> AlertMessage {
     }
 }
 
+/// Splits claimed deliveries into those sent one by one and, for teams in
+/// a storm (at least `storm_alerts` alerts opened within `storm_window`),
+/// digests of their updates, one per target. Pages are never digested:
+/// a first notification, a worsening or an escalation goes out at once.
+async fn storm_guard(
+    store: &PgStore,
+    teams: &Teams,
+    claimed: Vec<ClaimedDelivery>,
+    now: DateTime<Utc>,
+) -> (Vec<ClaimedDelivery>, Vec<Vec<ClaimedDelivery>>) {
+    let mut storm: std::collections::HashMap<String, bool> = Default::default();
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<ClaimedDelivery>> =
+        Default::default();
+    let mut singles = Vec::new();
+    for d in claimed {
+        if d.purpose != Purpose::Update.as_str() {
+            singles.push(d);
+            continue;
+        }
+        let team = d.alert.team_id.clone();
+        let in_storm = match storm.get(&team) {
+            Some(s) => *s,
+            None => {
+                let s = match teams.get(&team) {
+                    Some(t) => {
+                        let p = &t.escalation;
+                        let since = now - chrono::Duration::seconds(p.storm_window.secs());
+                        store
+                            .alerts_opened_since(&team, since)
+                            .await
+                            .is_ok_and(|n| n >= p.storm_alerts)
+                    }
+                    None => false,
+                };
+                storm.insert(team.clone(), s);
+                s
+            }
+        };
+        if in_storm {
+            groups.entry((team, d.target.clone())).or_default().push(d);
+        } else {
+            singles.push(d);
+        }
+    }
+    let mut digests = Vec::new();
+    for (_, group) in groups {
+        if group.len() == 1 {
+            singles.extend(group);
+        } else {
+            digests.push(group);
+        }
+    }
+    (singles, digests)
+}
+
+async fn send_digest(channels: &Channels, group: &[ClaimedDelivery]) -> Result<(), String> {
+    let Some(first) = group.first() else {
+        return Ok(());
+    };
+    let target: Target =
+        serde_json::from_str(&first.target).map_err(|e| format!("unreadable target: {e}"))?;
+    let digest = wardwatch_alerting::channel::Digest {
+        purpose: "digest",
+        team_id: first.alert.team_id.clone(),
+        alerts: group.iter().map(message).collect(),
+        idempotency_key: format!(
+            "digest:{}:{}",
+            first.alert.team_id,
+            group
+                .iter()
+                .map(|d| d.id.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+    };
+    metrics::counter!("wardwatch_digests_total").increment(1);
+    channels
+        .send_digest(&target, &digest)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Exponential backoff from 1 s with up to 25% jitter.
 fn retry_delay(attempts: i32) -> chrono::Duration {
     let base = 1_000i64 << attempts.clamp(0, 10).saturating_sub(1);
@@ -534,23 +616,37 @@ async fn delivery_loop(
             if claimed.is_empty() {
                 break;
             }
-            let sends = claimed.iter().map(|d| {
+            let (singles, digests) = storm_guard(&store, &teams, claimed, now).await;
+            let sends = singles.into_iter().map(|d| {
                 let channels = channels.clone();
                 async move {
                     let target: Result<Target, _> = serde_json::from_str(&d.target);
                     let result = match target {
                         Ok(t) => channels
-                            .send(&t, &message(d))
+                            .send(&t, &message(&d))
                             .await
                             .map_err(|e| e.to_string()),
                         Err(e) => Err(format!("unreadable target: {e}")),
                     };
-                    (d, result)
+                    vec![(d, result)]
                 }
             });
-            let results = futures_util::future::join_all(sends).await;
-            for (d, result) in results {
-                record(&store, &teams, d, result, max_attempts).await;
+            let digest_sends = digests.into_iter().map(|group| {
+                let channels = channels.clone();
+                async move {
+                    let result = send_digest(&channels, &group).await;
+                    group
+                        .into_iter()
+                        .map(|d| (d, result.clone()))
+                        .collect::<Vec<_>>()
+                }
+            });
+            let (a, b) = tokio::join!(
+                futures_util::future::join_all(sends),
+                futures_util::future::join_all(digest_sends)
+            );
+            for (d, result) in a.into_iter().chain(b).flatten() {
+                record(&store, &teams, &d, result, max_attempts).await;
             }
         }
     }

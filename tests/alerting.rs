@@ -894,3 +894,110 @@ async fn a_crash_after_the_alert_commits_but_before_it_is_delivered_resumes_from
     assert_eq!(db.count("SELECT count(*) FROM alerts").await, 1);
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_storm_first_pages_go_out_at_once_and_updates_are_digested() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    let teams = dir.path().join("teams");
+    teams_dir(&teams, port, "1h");
+    let text = std::fs::read_to_string(teams.join("default.toml"))
+        .unwrap()
+        .replace(
+            "group_window = \"1s\"",
+            "group_window = \"1s\"\nstorm_alerts = 3\nstorm_window = \"10m\"",
+        );
+    std::fs::write(teams.join("default.toml"), text).unwrap();
+    let broker = Broker::start().await;
+    let db = Db::create("alert_storm").await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    let n = 12;
+    for i in 0..n {
+        let (pat, dev) = (format!("pat-{i}"), format!("patch-{i}"));
+        admin(
+            &db.url,
+            &[
+                "patient",
+                "add",
+                "--id",
+                &pat,
+                "--team",
+                "ward-a",
+                "--pathway",
+                "post-discharge",
+            ],
+        );
+        admin(
+            &db.url,
+            &[
+                "device",
+                "assign",
+                "--device",
+                &dev,
+                "--patient",
+                &pat,
+                "--from",
+                &an_hour_ago(),
+            ],
+        );
+    }
+    let mut p = broker.loadgen_publisher().await;
+    let t0 = now_secs() - 600.0;
+    // Per patient: a low NEWS2 (page), a persisting fever (worse: page),
+    // then tachycardia over three sets (a new rule, same severity: update).
+    for (k, (hr, temp)) in [
+        (95.0, 38.3),
+        (95.0, 38.3),
+        (125.0, 38.3),
+        (125.0, 38.3),
+        (125.0, 38.3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for i in 0..n {
+            let t = t0 + k as f64 * 60.0;
+            p.publish(&readings_topic(&format!("patch-{i}")), obs(t, hr, temp))
+                .await;
+        }
+    }
+    p.flush().await;
+    eventually("every update delivered", || async {
+        (db.count("SELECT count(*) FROM deliveries WHERE purpose = 'update' AND status = 'sent'")
+            .await
+            == 2 * n)
+            .then_some(())
+    })
+    .await;
+    let webhook = receiver.hits();
+    let pages = webhook
+        .iter()
+        .filter(|h| h.body["purpose"] == "page")
+        .count();
+    assert_eq!(
+        pages,
+        2 * n as usize,
+        "every first page and every worsening, one each, at once"
+    );
+    let digests: Vec<_> = webhook
+        .iter()
+        .filter(|h| h.body["purpose"] == "digest")
+        .collect();
+    let singles = webhook
+        .iter()
+        .filter(|h| h.body["purpose"] == "update")
+        .count();
+    assert!(!digests.is_empty(), "a storm digests updates");
+    let digested: usize = digests
+        .iter()
+        .map(|d| d.body["alerts"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(digested + singles, n as usize, "no update lost");
+    assert!(
+        digests.len() + singles < n as usize,
+        "fewer messages than updates"
+    );
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    drop(engine);
+}

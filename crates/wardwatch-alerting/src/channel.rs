@@ -52,6 +52,20 @@ pub struct AlertMessage {
     pub idempotency_key: String,
 }
 
+/// Several alerts' updates for one team in one message: what a storm
+/// turns its updates into. First pages are never digested.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Digest {
+    /// Always `digest`.
+    pub purpose: &'static str,
+    /// The team.
+    pub team_id: String,
+    /// The alerts, each as its own message would have been.
+    pub alerts: Vec<AlertMessage>,
+    /// Same digest, same key.
+    pub idempotency_key: String,
+}
+
 /// Why a delivery failed.
 #[derive(Debug, Error)]
 pub enum DeliveryError {
@@ -305,6 +319,57 @@ impl Channels {
     /// Sends one message to one target.
     pub async fn send(&self, target: &Target, msg: &AlertMessage) -> Result<(), DeliveryError> {
         let body = serde_json::to_vec(msg).map_err(|e| DeliveryError::Transport(e.to_string()))?;
+        let subject = format!(
+            "wardwatch {} alert: patient {}",
+            msg.severity, msg.patient_id
+        );
+        self.deliver(
+            target,
+            body,
+            &msg.idempotency_key,
+            &msg.team_id,
+            &text_of(msg),
+            &subject,
+        )
+        .await
+    }
+
+    /// Sends one digest (a storm's updates for a team) to one target.
+    pub async fn send_digest(&self, target: &Target, digest: &Digest) -> Result<(), DeliveryError> {
+        let body =
+            serde_json::to_vec(digest).map_err(|e| DeliveryError::Transport(e.to_string()))?;
+        let text = format!(
+            "{} alerts updated for team {}: {}",
+            digest.alerts.len(),
+            digest.team_id,
+            digest
+                .alerts
+                .iter()
+                .map(|a| format!("{} ({}, alert {})", a.patient_id, a.severity, a.alert_id))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let subject = format!("wardwatch digest: {} alerts updated", digest.alerts.len());
+        self.deliver(
+            target,
+            body,
+            &digest.idempotency_key,
+            &digest.team_id,
+            &text,
+            &subject,
+        )
+        .await
+    }
+
+    async fn deliver(
+        &self,
+        target: &Target,
+        body: Vec<u8>,
+        key: &str,
+        team: &str,
+        text: &str,
+        subject: &str,
+    ) -> Result<(), DeliveryError> {
         match target {
             Target::Webhook { url, secret_env } => {
                 let secret = (self.secrets)(secret_env).ok_or_else(|| {
@@ -319,7 +384,7 @@ impl Channels {
                         "x-wardwatch-signature",
                         signature(secret.as_bytes(), ts, &body),
                     )
-                    .header("x-wardwatch-idempotency-key", &msg.idempotency_key)
+                    .header("x-wardwatch-idempotency-key", key)
                     .body(body)
                     .send()
                     .await
@@ -331,7 +396,7 @@ impl Channels {
                     .mqtt
                     .as_ref()
                     .ok_or_else(|| DeliveryError::NotConfigured("no MQTT publisher".into()))?;
-                mqtt.publish(&target.address(&msg.team_id), body, self.timeout)
+                mqtt.publish(&target.address(team), body, self.timeout)
                     .await
             }
             Target::Sms { phone } => {
@@ -339,8 +404,8 @@ impl Channels {
                 let payload = serde_json::json!({
                     "phone_number": phone,
                     "template_id": n.sms_template_id,
-                    "reference": msg.idempotency_key,
-                    "personalisation": {"summary": text_of(msg)},
+                    "reference": key,
+                    "personalisation": {"summary": text},
                 });
                 self.notify_post(n, "sms", payload).await
             }
@@ -349,11 +414,8 @@ impl Channels {
                 let payload = serde_json::json!({
                     "email_address": address,
                     "template_id": n.email_template_id,
-                    "reference": msg.idempotency_key,
-                    "personalisation": {
-                        "subject": format!("wardwatch {} alert: patient {}", msg.severity, msg.patient_id),
-                        "summary": text_of(msg),
-                    },
+                    "reference": key,
+                    "personalisation": {"subject": subject, "summary": text},
                 });
                 self.notify_post(n, "email", payload).await
             }

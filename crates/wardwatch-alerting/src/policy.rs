@@ -203,6 +203,22 @@ pub struct EscalationPolicy {
     /// Longest snooze a clinician may set.
     #[serde(default = "default_snooze_max")]
     pub snooze_max: Span,
+    /// Storm guard: when at least this many alerts opened for the team
+    /// within `storm_window`, updates go out as one digest per target
+    /// (first pages, worsening and escalation are never digested).
+    #[serde(default = "default_storm_alerts")]
+    pub storm_alerts: i64,
+    /// The storm guard's window.
+    #[serde(default = "default_storm_window")]
+    pub storm_window: Span,
+}
+
+fn default_storm_alerts() -> i64 {
+    10
+}
+
+fn default_storm_window() -> Span {
+    Span(300)
 }
 
 fn default_group_window() -> Span {
@@ -321,6 +337,12 @@ impl Team {
             return Err(invalid(
                 "escalation.snooze_max",
                 format!("{} s is not between 1 min and 14 days", p.snooze_max.secs()),
+            ));
+        }
+        if p.storm_alerts < 2 || !(1..=DAY).contains(&p.storm_window.secs()) {
+            return Err(invalid(
+                "escalation.storm_alerts",
+                "storm_alerts must be at least 2 and storm_window between 1 s and 24 h".into(),
             ));
         }
         for (j, target) in p.emergency_targets.iter().enumerate() {

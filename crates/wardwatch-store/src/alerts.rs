@@ -855,6 +855,23 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 
+    /// Alerts opened for a team since `since` (the storm guard's measure).
+    pub async fn alerts_opened_since(
+        &self,
+        team: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM alerts WHERE team_id = $1 AND opened_at >= $2",
+            )
+            .bind(team)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
     /// The newest alert event id (the live feed starts after it).
     pub async fn last_alert_event_id(&self) -> Result<i64, StoreError> {
         Ok(
