@@ -1,4 +1,5 @@
-//! The operator endpoints: `GET /healthz` and `GET /metrics`.
+//! The HTTP listener: the operator endpoints (`GET /healthz`, `GET /metrics`)
+//! and, when given, the API's routes.
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
     pool: PgPool,
+    api: Option<Router>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let upkeep = metrics.clone();
@@ -37,13 +39,19 @@ pub async fn serve(
             }
         }
     });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .with_state(AppState { metrics, pool });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    if let Some(api) = api {
+        app = app.merge(api);
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {

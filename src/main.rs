@@ -45,6 +45,16 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Manage API users (roles and team memberships).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Simulate a fleet of devices and measure what the engine stores.
     Loadgen(loadgen::LoadgenArgs),
     /// Compute a clinical score from values given on the command line.
@@ -165,6 +175,44 @@ struct Decision {
     /// Why.
     #[arg(long)]
     reason: String,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create or update a user.
+    Add {
+        /// User id.
+        #[arg(long)]
+        id: String,
+        /// admin, clinician, nurse, patient or proxy.
+        #[arg(long)]
+        role: String,
+        /// A team the user works in (repeat for several).
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        /// For a patient or a proxy: whose record.
+        #[arg(long)]
+        patient: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints the token alone on stdout (it is shown once).
+    Create {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Valid for this many days.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
+    /// Revoke every token of a user.
+    Revoke {
+        /// The user.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +339,47 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
         }
         Command::Patient { command } => patient_command(command, &cfg).await,
         Command::Alert { command } => alert_command(command, &cfg).await,
+        Command::User {
+            command:
+                UserCommand::Add {
+                    id,
+                    role,
+                    teams,
+                    patient,
+                },
+        } => {
+            let store = admin_store(&cfg).await?;
+            store
+                .upsert_user(&id, &role, patient.as_deref(), &teams)
+                .await?;
+            println!("user {id} ({role}) teams [{}]", teams.join(", "));
+            Ok(())
+        }
+        Command::Token { command } => {
+            let store = admin_store(&cfg).await?;
+            match command {
+                TokenCommand::Create { user, days } => {
+                    if !(1..=366).contains(&days) {
+                        anyhow::bail!("--days must be between 1 and 366");
+                    }
+                    let token = wardwatch_api::new_token();
+                    store
+                        .insert_token(
+                            &user,
+                            &wardwatch_api::token_hash(&token),
+                            Utc::now() + chrono::Duration::days(days),
+                        )
+                        .await?;
+                    // The token alone, so scripts can capture it.
+                    println!("{token}");
+                }
+                TokenCommand::Revoke { user } => {
+                    let n = store.revoke_tokens(&user).await?;
+                    println!("{n} token(s) of {user} revoked");
+                }
+            }
+            Ok(())
+        }
         Command::Device { command } => {
             let store = admin_store(&cfg).await?;
             match command {

@@ -35,17 +35,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         shutdown.clone(),
     ));
 
-    let listener = TcpListener::bind(cfg.http.addr)
-        .await
-        .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
-    info!(message = "HTTP listening.", addr = %listener.local_addr()?);
-    let http_task = tokio::spawn(http::serve(
-        listener,
-        metrics,
-        store.pool().clone(),
-        shutdown.clone(),
-    ));
-
     let batching = Batching {
         max_messages: cfg.ingest.batch_max_messages,
         max_rows: cfg.ingest.batch_max_rows,
@@ -59,6 +48,23 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         warn!(message = "Alerting is disabled (alerting.enabled = false): flags are recorded but no one is notified.");
         None
     };
+    let api = wardwatch_api::router(wardwatch_api::ApiState {
+        store: store.clone(),
+        feed: alerting.as_ref().map(|a| a.feed.clone()),
+        failed: Default::default(),
+    });
+    let listener = TcpListener::bind(cfg.http.addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
+    info!(message = "HTTP listening.", addr = %listener.local_addr()?);
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        metrics,
+        store.pool().clone(),
+        Some(api),
+        shutdown.clone(),
+    ));
+
     // The rules rebuild their state before ingest starts.
     let rules = if cfg.rules.enabled {
         let wake = alerting.as_ref().map(|a| a.wake.clone());

@@ -7,6 +7,7 @@
 //! - [`lifecycle`]: the alert lifecycle as pure decisions (open, worsen,
 //!   join, clear, snooze, escalate), with explicit times, and the
 //!   idempotency key of each notification.
+//! - [`feed`]: the live feed of alert changes (for the API's SSE stream).
 //! - [`channel`]: the documented message, HMAC-SHA256 webhook signatures,
 //!   and the senders (webhook, MQTT with PUBACK, Notify SMS and e-mail).
 //!
@@ -14,5 +15,6 @@
 //! (the outbox); the engine's delivery worker sends them.
 
 pub mod channel;
+pub mod feed;
 pub mod lifecycle;
 pub mod policy;

@@ -6,6 +6,7 @@
 //!   relative-time anchors, and the admin operations on patients and devices.
 //! - [`batch`]: the batch types ([`IngestMessage`], [`BatchOutcome`]) and the
 //!   pure attribution of readings to patients by device assignment.
+//! - [`access`]: users, team memberships, API token hashes, the audit log.
 //! - [`alerts`]: alerts, their events and the delivery outbox: applying
 //!   flag events, claiming due escalations and deliveries safely, and the
 //!   clinicians' acknowledge, resolve and snooze.
@@ -18,6 +19,7 @@
 //! The trait exists so an embedded SQLite backend can join later and share one
 //! conformance suite; the engine is generic over it.
 
+pub mod access;
 pub mod alerts;
 pub mod batch;
 pub mod postgres;
