@@ -159,6 +159,19 @@ impl Alerting {
         let send_wake = Arc::new(Notify::new());
         let poll = Duration::from_millis(a.poll_ms);
         let (feed, _) = tokio::sync::broadcast::channel(1024);
+        // A loop that dies (a panic: a bug) would silently stop paging:
+        // stop the engine instead, so its supervisor restarts it.
+        let stop_engine = shutdown.clone();
+        let guard = |task: tokio::task::JoinHandle<()>, name: &'static str| {
+            let shutdown = stop_engine.clone();
+            tokio::spawn(async move {
+                if let Err(e) = task.await {
+                    error!(message = "An alerting loop died; stopping the engine so it restarts.", task = name, error = %e);
+                    metrics::counter!("wardwatch_alerting_task_failures_total").increment(1);
+                    shutdown.cancel();
+                }
+            })
+        };
         let tasks = vec![
             tokio::spawn(follow_alert_events(
                 store.clone(),
@@ -200,6 +213,12 @@ impl Alerting {
                 shutdown,
             )),
         ];
+        let names = ["feed", "apply", "escalation", "delivery"];
+        let tasks = tasks
+            .into_iter()
+            .zip(names)
+            .map(|(t, name)| guard(t, name))
+            .collect();
         Ok(Self { wake, feed, tasks })
     }
 
@@ -395,6 +414,15 @@ async fn escalation_loop(
             _ = tick.tick() => {}
         }
         let now = Utc::now();
+        // A snooze that ran out hands its rule's open flag back.
+        match store.end_snoozes(now).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                message = "Snoozes ended; their open flags go back to alerting.",
+                flags = n
+            ),
+            Err(e) => warn!(message = "Ending snoozes failed; retrying.", error = %e),
+        }
         // Time to acknowledge, per team, however the acknowledgement came.
         match store.acknowledgements_since(acks_seen).await {
             Ok(acks) => {

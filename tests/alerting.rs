@@ -1001,3 +1001,52 @@ async fn in_a_storm_first_pages_go_out_at_once_and_updates_are_digested() {
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     drop(engine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_held_back_by_a_snooze_alerts_when_the_snooze_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create("alert_snooze_end").await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
+    admin(
+        &db.url,
+        &[
+            "alert",
+            "snooze",
+            "--patient",
+            "pat-1",
+            "--rule",
+            "news2",
+            "--for",
+            "3s",
+            "--by",
+            "dr-a",
+            "--reason",
+            "reviewed on the phone",
+        ],
+    );
+    let mut p = broker.loadgen_publisher().await;
+    // NEWS2 1, steady: suppressed while snoozed, and nothing new follows.
+    p.publish(
+        &readings_topic("patch-1"),
+        obs(now_secs() - 60.0, 95.0, 37.0),
+    )
+    .await;
+    p.flush().await;
+    let page = eventually("page after the snooze ended", || async {
+        receiver.unique("/tier0").into_iter().next()
+    })
+    .await;
+    assert_eq!(page.body["severity"], "low");
+    assert_eq!(
+        db.count("SELECT count(*) FROM flag_events WHERE alert_note LIKE 'snoozed until%'")
+            .await,
+        1,
+        "it was held back first"
+    );
+    drop(engine);
+}

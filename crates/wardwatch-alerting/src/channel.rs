@@ -149,8 +149,9 @@ pub struct NotifyConfig {
 impl NotifyConfig {
     /// The service id and secret inside the API key (the last two UUIDs).
     fn parts(&self) -> Option<(&str, &str)> {
-        let k = self.api_key.as_str();
-        if k.len() < 73 {
+        let k = self.api_key.trim();
+        // Byte slicing below: only for an ASCII key of the documented shape.
+        if k.len() < 73 || !k.is_ascii() {
             return None;
         }
         let secret = &k[k.len() - 36..];
@@ -251,7 +252,9 @@ impl MqttPublisher {
         }
     }
 
-    /// Publishes with QoS 1 and waits for the PUBACK (bounded by `timeout`).
+    /// Publishes with QoS 1 and waits for the PUBACK, all within `timeout`.
+    /// Never blocks on a full client queue (the broker may be down): that is
+    /// an error like any other, retried later under the same key.
     pub async fn publish(
         &self,
         topic: &str,
@@ -259,17 +262,25 @@ impl MqttPublisher {
         timeout: Duration,
     ) -> Result<(), DeliveryError> {
         let (tx, rx) = oneshot::channel();
-        {
+        let queued = tokio::time::timeout(timeout, async {
             let _order = self.order.lock().await;
             self.acks.lock().await.queued.push_back(tx);
             if let Err(e) = self
                 .client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
             {
                 self.acks.lock().await.queued.pop_back();
-                return Err(DeliveryError::Transport(e.to_string()));
+                return Err(DeliveryError::Transport(format!(
+                    "MQTT client cannot take the publish (broker unreachable?): {e}"
+                )));
             }
+            Ok(())
+        })
+        .await;
+        match queued {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(DeliveryError::Transport("MQTT publish timed out".into())),
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(true)) => Ok(()),

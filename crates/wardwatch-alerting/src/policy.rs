@@ -111,6 +111,9 @@ impl Span {
     /// Parses `"15m"`.
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
+        if !s.is_ascii() {
+            return None;
+        }
         let (n, unit) = s.split_at(s.len().checked_sub(1)?);
         let n: i64 = n.trim().parse().ok()?;
         let k = match unit {
@@ -469,6 +472,24 @@ targets = [{ channel = "webhook", url = "https://example/hook", secret_env = "S"
 name = "nurse in charge"
 wait = "10m"
 "#;
+
+    #[test]
+    fn spans_parse_and_odd_text_is_refused_not_a_panic() {
+        assert_eq!(Span::parse("15m"), Some(Span(900)));
+        assert_eq!(Span::parse(" 2h "), Some(Span(7200)));
+        for bad in [
+            "",
+            "m",
+            "15",
+            "15µ",
+            "µs",
+            "-5m",
+            "1.5h",
+            "99999999999999999h",
+        ] {
+            assert_eq!(Span::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_team_file_parses_with_defaults() {

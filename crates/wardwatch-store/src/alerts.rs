@@ -511,11 +511,15 @@ impl PgStore {
                     .await?;
                 event(tx, a.id, "wardwatch", "evidence", detail).await?;
                 if !deliveries.is_empty() {
+                    // An update already claimed (being sent) was built
+                    // before this flag joined: it does not count.
                     let pending: bool = sqlx::query_scalar(
                         "SELECT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 \
-                         AND purpose = 'update' AND status = 'pending')",
+                         AND purpose = 'update' AND status = 'pending' \
+                         AND (lease_until IS NULL OR lease_until < $2))",
                     )
                     .bind(a.id)
+                    .bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
                     // One pending update carries every flag that joins
@@ -722,8 +726,11 @@ impl PgStore {
                 .await?;
             }
             (Some(e), None) => {
+                // Only a delivery still pending fails: an acknowledgement may
+                // have cancelled it while it was being sent.
                 sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', lease_until = NULL, last_error = $2 WHERE id = $1",
+                    "UPDATE deliveries SET status = 'failed', lease_until = NULL, last_error = $2 \
+                     WHERE id = $1 AND status = 'pending'",
                 )
                 .bind(id)
                 .bind(e)
@@ -751,7 +758,8 @@ impl PgStore {
         // targets decide (the topic only when a tier has nothing else).
         let all_failed: bool = sqlx::query_scalar(
             "SELECT COALESCE(bool_and(status = 'failed') FILTER (WHERE channel <> 'mqtt'), \
-                             bool_and(status = 'failed')) FROM deliveries \
+                             bool_and(status = 'failed')) \
+               AND (SELECT state = 'open' FROM alerts WHERE id = $1) FROM deliveries \
              WHERE alert_id = $1 AND purpose = 'page' AND tier = $2 AND round = $3",
         )
         .bind(alert_id)
@@ -769,7 +777,7 @@ impl PgStore {
         );
         let technical: i64 = sqlx::query_scalar(
             "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, tier, summary) \
-             SELECT patient_id, team_id, 'technical', 'high', 'open', now(), policy, tier, $2 \
+             SELECT patient_id, team_id, 'delivery', 'high', 'open', now(), policy, tier, $2 \
              FROM alerts WHERE id = $1 \
              ON CONFLICT (patient_id, kind) WHERE state <> 'resolved' DO UPDATE SET summary = excluded.summary \
              RETURNING id",
@@ -1025,6 +1033,26 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(severity)
+    }
+
+    /// Snoozes that ran out by `now`: each rule's still-open flag is handed
+    /// back to alerting as a new flag event, so a flag held back while
+    /// snoozed (and steady since, so the rules emit nothing new) is not
+    /// forgotten. Returns how many flags were handed back.
+    pub async fn end_snoozes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let res = sqlx::query(
+            "WITH ended AS (UPDATE snoozes SET ended_at = $1 WHERE ended_at IS NULL AND until <= $1 \
+                            RETURNING patient_id, rule) \
+             INSERT INTO flag_events (flag_id, patient_id, rule, state, severity, at, summary, evidence) \
+             SELECT DISTINCT ON (f.id) f.id, f.patient_id, f.rule, 'updated', f.severity, $1, \
+                    'snooze ended; ' || f.summary, f.evidence \
+             FROM flags f JOIN ended e ON e.patient_id = f.patient_id AND e.rule = f.rule \
+             WHERE f.cleared_at IS NULL",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
     }
 
     /// Alerts, newest first, optionally of one state.

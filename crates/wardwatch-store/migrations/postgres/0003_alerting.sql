@@ -7,7 +7,9 @@ CREATE TABLE alerts (
     id                 bigserial PRIMARY KEY,
     patient_id         text NOT NULL REFERENCES patients (id),
     team_id            text NOT NULL,
-    kind               text NOT NULL CHECK (kind IN ('clinical', 'technical')),
+    -- clinical: deterioration; technical: a silent device; delivery:
+    -- notifications that could not be delivered (to the team's fallback).
+    kind               text NOT NULL CHECK (kind IN ('clinical', 'technical', 'delivery')),
     severity           text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'emergency')),
     state              text NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
     opened_at          timestamptz NOT NULL,
@@ -89,8 +91,12 @@ CREATE TABLE snoozes (
     until       timestamptz NOT NULL,
     by_user     text NOT NULL CHECK (by_user <> ''),
     reason      text NOT NULL CHECK (reason <> ''),
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- Set when the snooze ran out and the rule's open flag was handed back
+    -- to alerting (so a flag held back by it is not forgotten).
+    ended_at    timestamptz
 );
+CREATE INDEX snoozes_ending ON snoozes (until) WHERE ended_at IS NULL;
 CREATE INDEX snoozes_active ON snoozes (patient_id, rule, until);
 
 -- Flag events not yet applied to alerts. Marked in the same transaction as
