@@ -45,8 +45,9 @@ pub fn load_teams(dir: &std::path::Path) -> Result<Teams> {
 pub use wardwatch_alerting::feed::{AlertFeed, FeedEvent};
 
 /// Follows `alert_events` (whoever wrote them: this engine, another one,
-/// the CLI) into `feed`, from the newest event at start. Events of
-/// transactions that commit late are caught by re-reading a short overlap.
+/// the CLI) into `feed`, from the newest event at start. Ids skipped because
+/// their transaction had not committed yet are re-read for a while (gaps),
+/// so an event that commits late still reaches the feed.
 pub async fn follow_alert_events(
     store: PgStore,
     feed: AlertFeed,
@@ -65,24 +66,32 @@ pub async fn follow_alert_events(
             }
         }
     };
-    let overlap = chrono::Duration::seconds(90);
-    // Ids published within the overlap, with their time, to drop repeats.
-    let mut seen: std::collections::VecDeque<(i64, DateTime<Utc>)> = Default::default();
-    let mut seen_ids: std::collections::HashSet<i64> = Default::default();
+    // Skipped ids and when they were first missed; bounded, and forgotten
+    // after GAP_TTL (a rolled-back transaction leaves a gap for good).
+    let mut gaps: std::collections::BTreeMap<i64, DateTime<Utc>> = Default::default();
     while idle(&wake, poll, &shutdown).await {
-        let events = match store.recent_alert_events(after, overlap, 1000).await {
+        let wanted: Vec<i64> = gaps.keys().copied().collect();
+        let events = match store.alert_events_since(after, &wanted, 1000).await {
             Ok(e) => e,
             Err(e) => {
                 warn!(message = "Alert feed read failed; retrying.", error = %e);
                 continue;
             }
         };
+        let now = Utc::now();
         for (id, event, actor, at, a) in events {
-            if !seen_ids.insert(id) {
-                continue;
+            if id <= after {
+                if gaps.remove(&id).is_none() {
+                    continue;
+                }
+            } else {
+                for missing in (after + 1)..id {
+                    if gaps.len() < MAX_GAPS {
+                        gaps.insert(missing, now);
+                    }
+                }
+                after = id;
             }
-            seen.push_back((id, at));
-            after = after.max(id);
             // No subscriber is not an error: the feed is live-only.
             let _ = feed.send(FeedEvent {
                 event_id: id,
@@ -100,14 +109,14 @@ pub async fn follow_alert_events(
                 summary: a.summary,
             });
         }
-        let horizon = Utc::now() - overlap * 2;
-        while seen.front().is_some_and(|(_, at)| *at < horizon) {
-            if let Some((id, _)) = seen.pop_front() {
-                seen_ids.remove(&id);
-            }
-        }
+        gaps.retain(|_, first| now - *first < GAP_TTL);
     }
 }
+
+/// How long a skipped event id is looked for.
+const GAP_TTL: chrono::Duration = chrono::Duration::seconds(90);
+/// Skipped ids remembered at most.
+const MAX_GAPS: usize = 10_000;
 
 /// How often the live feed looks for new alert events.
 const FEED_POLL: Duration = Duration::from_millis(200);

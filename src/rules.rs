@@ -180,8 +180,10 @@ impl Rules {
         };
         let today = Utc::now().date_naive();
         let mut version = 0;
+        let mut applied = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
             version = version.max(row.settings_version);
+            applied.insert(row.id.clone(), row.settings_version);
             let config = Arc::new(patient_config(row, today));
             shards
                 .send(Input::Patient {
@@ -223,6 +225,7 @@ impl Rules {
                 shards,
                 store,
                 version,
+                applied,
                 cfg: cfg.clone(),
                 fingerprint: fingerprint(&cfg.pathways_dir),
             },
@@ -335,6 +338,9 @@ struct Router {
     store: PgStore,
     /// Highest settings version seen.
     version: i64,
+    /// The settings version applied per patient (refreshes re-read a short
+    /// overlap; unchanged patients are skipped).
+    applied: std::collections::HashMap<String, i64>,
     cfg: RulesConfig,
     /// The pathway files' names, sizes and modification times.
     fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
@@ -361,13 +367,20 @@ impl Router {
         else {
             return Ok(());
         };
-        self.apply(rows).await
+        self.apply(rows).await.map(|_| ())
     }
 
-    async fn apply(&mut self, rows: Vec<PatientRow>) -> Result<()> {
+    /// Sends changed patients' settings; returns how many changed.
+    async fn apply(&mut self, rows: Vec<PatientRow>) -> Result<usize> {
         let today = Utc::now().date_naive();
+        let mut changed = 0;
         for row in rows {
             self.version = self.version.max(row.settings_version);
+            if self.applied.get(&row.id) == Some(&row.settings_version) {
+                continue;
+            }
+            self.applied.insert(row.id.clone(), row.settings_version);
+            changed += 1;
             let config = Arc::new(patient_config(&row, today));
             if !self
                 .shards
@@ -387,7 +400,7 @@ impl Router {
         }
         // Lets operators (and tests) see which settings the rules run on.
         metrics::gauge!("wardwatch_rules_settings_version").set(self.version as f64);
-        Ok(())
+        Ok(changed)
     }
 
     async fn refresh(&mut self, shutdown: &CancellationToken) -> Result<()> {
@@ -400,13 +413,14 @@ impl Router {
         else {
             return Ok(());
         };
-        if !rows.is_empty() {
+        let changed = self.apply(rows).await?;
+        if changed > 0 {
             info!(
                 message = "Patients' rule settings changed.",
-                patients = rows.len()
+                patients = changed
             );
         }
-        self.apply(rows).await
+        Ok(())
     }
 
     /// Reloads the pathway files; an invalid set is refused and the running

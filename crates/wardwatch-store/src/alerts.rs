@@ -828,23 +828,22 @@ impl PgStore {
             .collect()
     }
 
-    /// Alert events recorded recently: those with an id above `after`, and
-    /// any from the last `overlap` (a transaction that began earlier may
-    /// commit after a later id was read), oldest first, with the alert as
-    /// it stands. The caller drops ids it has already seen.
-    pub async fn recent_alert_events(
+    /// Alert events with an id above `after`, plus the ids in `gaps` (ids
+    /// skipped earlier because their transaction had not committed yet),
+    /// oldest first, with the alert as it stands.
+    pub async fn alert_events_since(
         &self,
         after: i64,
-        overlap: Duration,
+        gaps: &[i64],
         limit: i64,
     ) -> Result<Vec<(i64, String, String, DateTime<Utc>, AlertRow)>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT e.id, e.kind, e.actor, e.at, {ALERT_COLUMNS} FROM alert_events e \
              JOIN alerts a ON a.id = e.alert_id \
-             WHERE e.id > $1 OR e.at > now() - $2::interval ORDER BY e.id LIMIT $3"
+             WHERE e.id > $1 OR e.id = ANY($2) ORDER BY e.id LIMIT $3"
         )))
         .bind(after)
-        .bind(format!("{} milliseconds", overlap.num_milliseconds()))
+        .bind(gaps)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -60,7 +60,8 @@ pub enum PatientFilter<'a> {
     All,
     /// These ids (readings arrived for patients the rules do not know yet).
     Ids(&'a [String]),
-    /// Changed after this settings version (the periodic refresh).
+    /// Changed after this settings version, or in the last two minutes
+    /// (the periodic refresh; re-applying an unchanged patient is a no-op).
     ChangedSince(i64),
 }
 
@@ -339,8 +340,11 @@ impl PgStore {
                 .await?
             }
             PatientFilter::ChangedSince(v) => {
+                // Also the last two minutes: a change committed late, with a
+                // version below the highest already seen, is not missed.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{COLUMNS} WHERE settings_version > $1 ORDER BY id"
+                    "{COLUMNS} WHERE settings_version > $1 \
+                     OR settings_changed_at > now() - interval '2 minutes' ORDER BY id"
                 )))
                 .bind(v)
                 .fetch_all(&self.pool)

@@ -53,8 +53,6 @@ CREATE TABLE alert_events (
     detail    jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX alert_events_alert ON alert_events (alert_id, id);
--- The live feed re-reads the last moments (transactions commit out of id order).
-CREATE INDEX alert_events_at ON alert_events (at);
 
 -- The outbox: one row per notification to one target. The idempotency key
 -- (alert, tier, round, target) is sent with it so a receiver can drop a repeat.
