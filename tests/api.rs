@@ -361,3 +361,169 @@ async fn the_live_stream_shows_a_nurse_her_teams_alert_changes_only() {
     );
     drop(engine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_come_raw_or_downsampled_and_as_a_fhir_searchset() {
+    let (broker, db, engine) = stack("api_readings").await;
+    let since = (Utc::now() - ChronoDuration::hours(3)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    enrol(&db.url, "pa", "ward-a", "dev-a", &since);
+    enrol(&db.url, "pb", "ward-b", "dev-b", &since);
+    admin(
+        &db.url,
+        &[
+            "user", "add", "--id", "nurse-a", "--role", "nurse", "--team", "ward-a",
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "user",
+            "add",
+            "--id",
+            "patient-a",
+            "--role",
+            "patient",
+            "--patient",
+            "pa",
+        ],
+    );
+    let (nurse, me) = (token(&db, "nurse-a"), token(&db, "patient-a"));
+    // Six SpO2 readings ten minutes apart, plus a full set.
+    let mut p = broker.loadgen_publisher().await;
+    let base = (Utc::now().timestamp() / 3600) as f64 * 3600.0 - 3600.0;
+    for k in 0..6 {
+        let t = base + f64::from(k) * 600.0;
+        p.publish(
+            &readings_topic("dev-a"),
+            format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":{}}}]"#, 94 + k),
+        )
+        .await;
+    }
+    p.publish(&readings_topic("dev-a"), septic_pack(base + 30.0))
+        .await;
+    p.flush().await;
+    db.wait_for_readings(12, "12 readings").await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", engine.http),
+        http: reqwest::Client::new(),
+    };
+    let from = chrono::DateTime::from_timestamp(base as i64 - 60, 0)
+        .unwrap()
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    let q = |extra: &str| format!("/api/v1/patients/pa/readings?from={from}{extra}");
+    let (s, _, raw) = api
+        .call(Method::GET, &q("&vital=spo2"), Some(&nurse), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{raw}");
+    let values: Vec<f64> = raw
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec![94.0, 94.0, 95.0, 96.0, 97.0, 98.0, 99.0],
+        "the set's 94 and the six"
+    );
+    let (s, _, buckets) = api
+        .call(Method::GET, &q("&vital=spo2&bucket=30m"), Some(&me), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{buckets}");
+    let b = buckets.as_array().unwrap();
+    assert_eq!(b.len(), 2, "{buckets}");
+    assert_eq!(b[0]["count"], 4);
+    assert_eq!(
+        (b[0]["min"].as_f64(), b[0]["max"].as_f64()),
+        (Some(94.0), Some(96.0))
+    );
+    assert_eq!(b[1]["count"], 3);
+    let (s, ctype, body) = api
+        .call(Method::GET, &q("&bucket=30m"), Some(&nurse), None)
+        .await;
+    assert_eq!(
+        (s, ctype.as_str()),
+        (StatusCode::BAD_REQUEST, "application/problem+json"),
+        "{body}"
+    );
+    let (s, _, _) = api
+        .call(Method::GET, &q("&nonsense=1"), Some(&nurse), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/patients/pb/readings",
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // FHIR R4 searchset.
+    let res = api
+        .http
+        .get(format!(
+            "{}/fhir/Observation?patient=pa&date=ge{from}",
+            api.base
+        ))
+        .bearer_auth(&me)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/fhir+json");
+    let bundle: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "searchset");
+    let entries = bundle["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 12);
+    assert_eq!(bundle["total"], 12);
+    for e in entries {
+        assert!(e["fullUrl"]
+            .as_str()
+            .unwrap()
+            .contains("/fhir/Observation/"));
+        let o = &e["resource"];
+        assert_eq!(o["resourceType"], "Observation");
+        assert_eq!(o["status"], "final");
+        assert_eq!(o["subject"]["reference"], "Patient/pa");
+        assert_eq!(o["category"][0]["coding"][0]["code"], "vital-signs");
+        assert_eq!(o["code"]["coding"][0]["system"], "http://loinc.org");
+        assert!(
+            o["valueQuantity"].is_object() || o["valueString"].is_string(),
+            "{o}"
+        );
+    }
+    let spo2 = entries
+        .iter()
+        .find(|e| e["resource"]["code"]["coding"][0]["code"] == "59408-5")
+        .unwrap();
+    assert_eq!(
+        spo2["resource"]["valueQuantity"]["system"],
+        "http://unitsofmeasure.org"
+    );
+    assert_eq!(spo2["resource"]["valueQuantity"]["code"], "%");
+    let (s, _, _) = api
+        .call(Method::GET, "/fhir/Observation?patient=pb", Some(&me), None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another patient's record does not exist for a patient"
+    );
+    let (s, _, _) = api
+        .call(
+            Method::GET,
+            "/fhir/Observation?patient=pa&code=1",
+            Some(&me),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        db.count("SELECT count(*) FROM audit_log WHERE user_id = 'patient-a' AND patient_id = 'pa' AND resource = '/fhir/Observation'").await
+            >= 1
+    );
+    drop(engine);
+}

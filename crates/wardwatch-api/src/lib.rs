@@ -5,11 +5,13 @@
 //! live SSE stream of alert changes for the caller's teams.
 //!
 //! So far (issue 5, first slice): `GET /api/v1/patients/{id}`,
+//! `GET /api/v1/patients/{id}/readings` (raw or downsampled),
 //! `GET /api/v1/alerts`, `POST /api/v1/alerts/{id}/acknowledge`,
 //! `POST /api/v1/alerts/{id}/resolve`, `GET /api/v1/stream`,
-//! `GET /api/v1/audit`.
+//! `GET /api/v1/audit`, and FHIR R4 `GET /fhir/Observation`.
 
 mod auth;
+mod fhir;
 mod problem;
 
 use std::convert::Infallible;
@@ -54,6 +56,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/{id}/resolve", post(resolve))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/patients/{id}/readings", get(readings))
+        .route("/fhir/Observation", get(fhir::search_observations))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -462,4 +466,111 @@ async fn audit(
         })
         .collect();
     Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadingsQuery {
+    vital: Option<String>,
+    from: Option<chrono::DateTime<Utc>>,
+    to: Option<chrono::DateTime<Utc>>,
+    /// `"15m"`, `"1h"`: downsample into buckets (needs `vital`).
+    bucket: Option<String>,
+}
+
+/// The patient if the caller reaches them; the 404 otherwise (audited).
+async fn patient_in_reach(
+    state: &ApiState,
+    c: &Caller,
+    id: &str,
+    method: &Method,
+    uri: &Uri,
+) -> Result<wardwatch_store::access::PatientView, Response> {
+    match state.store.patient_view(id).await {
+        Ok(Some(p)) if c.reaches_patient(&p.id, &p.team_id) => Ok(p),
+        Ok(_) => {
+            record(state, c, method, uri, None, StatusCode::NOT_FOUND).await?;
+            Err(Problem::not_found("patient").into_response())
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+async fn readings(
+    State(state): State<ApiState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<ReadingsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let c = match caller(&state, &headers, addr, &method, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return Problem::bad_request(&e.body_text()).into_response(),
+    };
+    let p = match patient_in_reach(&state, &c, &id, &method, &uri).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Some(v) = &q.vital {
+        if wardwatch_core::Vital::from_name(v).is_none() {
+            return Problem::bad_request(&format!("unknown vital {v:?}")).into_response();
+        }
+    }
+    let to = q.to.unwrap_or_else(Utc::now);
+    let from = q.from.unwrap_or(to - chrono::Duration::hours(24));
+    if from >= to || to - from > chrono::Duration::days(366) {
+        return Problem::bad_request("from must be before to, and the range at most 366 days")
+            .into_response();
+    }
+    if let Err(r) = record(&state, &c, &method, &uri, Some(&p.id), StatusCode::OK).await {
+        return r;
+    }
+    match (&q.bucket, &q.vital) {
+        (Some(b), Some(vital)) => {
+            let Some(span) = wardwatch_alerting::policy::Span::parse(b).filter(|s| s.secs() >= 1)
+            else {
+                return Problem::bad_request("bucket must look like 30s, 15m or 1h")
+                    .into_response();
+            };
+            match state
+                .store
+                .reading_buckets(&p.id, vital, from, to, span.secs())
+                .await
+            {
+                Ok(rows) => Json(
+                    rows.into_iter()
+                        .map(|b| {
+                            serde_json::json!({"start": b.start, "count": b.count,
+                                "min": b.min, "max": b.max, "avg": b.avg})
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .into_response(),
+                Err(e) => store_error(e),
+            }
+        }
+        (Some(_), None) => Problem::bad_request("bucket needs a vital").into_response(),
+        (None, vital) => match state
+            .store
+            .readings_of(&p.id, vital.as_deref(), from, to, 10_000)
+            .await
+        {
+            Ok(rows) => Json(
+                rows.into_iter()
+                    .map(|r| {
+                        serde_json::json!({"vital": r.vital, "time": r.time, "value": r.value,
+                            "device_id": r.device_id, "source": r.source})
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .into_response(),
+            Err(e) => store_error(e),
+        },
+    }
 }

@@ -246,3 +246,113 @@ impl PgStore {
         .map_err(|e: sqlx::Error| StoreError::from(e))
     }
 }
+
+/// A stored reading as the API returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingRow {
+    /// Vital name.
+    pub vital: String,
+    /// Measurement time.
+    pub time: DateTime<Utc>,
+    /// Canonical value.
+    pub value: f64,
+    /// Device.
+    pub device_id: String,
+    /// `senml`, `fhir`.
+    pub source: String,
+}
+
+/// Readings of one vital summarised over a time bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketRow {
+    /// Start of the bucket.
+    pub start: DateTime<Utc>,
+    /// Readings in it.
+    pub count: i64,
+    /// Lowest.
+    pub min: f64,
+    /// Highest.
+    pub max: f64,
+    /// Mean.
+    pub avg: f64,
+}
+
+impl PgStore {
+    /// A patient's readings in `[from, to)`, optionally of one vital, oldest
+    /// first, at most `limit`.
+    pub async fn readings_of(
+        &self,
+        patient: &str,
+        vital: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ReadingRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT vital, time, value, device_id, source FROM readings \
+             WHERE patient_id = $1 AND ($2::text IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
+             ORDER BY time, vital LIMIT $5",
+        )
+        .bind(patient)
+        .bind(vital)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReadingRow {
+                    vital: r.try_get(0)?,
+                    time: r.try_get(1)?,
+                    value: r.try_get(2)?,
+                    device_id: r.try_get(3)?,
+                    source: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// One vital of a patient downsampled into buckets of `bucket_secs`:
+    /// `time_bucket` on TimescaleDB, `date_bin` on plain PostgreSQL (both
+    /// align buckets to the epoch, so the two paths agree).
+    pub async fn reading_buckets(
+        &self,
+        patient: &str,
+        vital: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<BucketRow>, StoreError> {
+        let bucket = if self.timescale {
+            "time_bucket(make_interval(secs => $5), time)"
+        } else {
+            "date_bin(make_interval(secs => $5), time, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {bucket} AS b, count(*), min(value), max(value), avg(value) FROM readings \
+             WHERE patient_id = $1 AND vital = $2 AND time >= $3 AND time < $4 \
+             GROUP BY b ORDER BY b"
+        )))
+        .bind(patient)
+        .bind(vital)
+        .bind(from)
+        .bind(to)
+        .bind(bucket_secs as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BucketRow {
+                    start: r.try_get(0)?,
+                    count: r.try_get(1)?,
+                    min: r.try_get(2)?,
+                    max: r.try_get(3)?,
+                    avg: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}

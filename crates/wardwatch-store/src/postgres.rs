@@ -61,6 +61,8 @@ pub struct PgStore {
     /// the first conflict in a compressed chunk (timescale/timescaledb#7672),
     /// silently dropping new readings that follow a redelivered one.
     conflict_guard: bool,
+    /// `readings` is a TimescaleDB hypertable (`time_bucket` available).
+    pub(crate) timescale: bool,
 }
 
 /// The first TimescaleDB release with the fix for timescale/timescaledb#7672.
@@ -99,6 +101,7 @@ impl PgStore {
             pool,
             method: WriteMethod::default(),
             conflict_guard: false,
+            timescale: false,
         })
     }
 
@@ -170,6 +173,7 @@ impl PgStore {
             compress_after_days = policy.compress_after.as_secs() / 86_400,
             retention_days = policy.retention.as_secs() / 86_400
         );
+        self.timescale = true;
         Ok(StorageMode::Timescale)
     }
 

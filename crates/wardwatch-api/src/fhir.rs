@@ -1,0 +1,138 @@
+//! FHIR R4 `GET /fhir/Observation?patient=…&date=ge…`: a searchset Bundle of
+//! vital-signs Observations (LOINC codes, UCUM units), so shared care
+//! records can read what wardwatch holds.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use wardwatch_core::Vital;
+use wardwatch_store::access::ReadingRow;
+
+use crate::{caller, patient_in_reach, record, store_error, ApiState, Problem};
+
+/// One `date` search parameter: a prefix and an instant.
+fn parse_date(v: &str) -> Result<(&str, DateTime<Utc>), String> {
+    let (prefix, rest) = match v.get(..2) {
+        Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &v[2..]),
+        _ => ("eq", v),
+    };
+    DateTime::parse_from_rfc3339(rest)
+        .map(|t| (prefix, t.with_timezone(&Utc)))
+        .map_err(|_| format!("date {v:?} must be [ge|gt|le|lt]<RFC 3339 instant>"))
+}
+
+fn observation(base: &str, patient: &str, r: &ReadingRow) -> Option<serde_json::Value> {
+    let vital = Vital::from_name(&r.vital)?;
+    let loinc = vital.loinc_codes().first()?;
+    let id = format!("{patient}-{}-{}", r.vital, r.time.timestamp_micros());
+    let mut obs = serde_json::json!({
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs", "display": "Vital Signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}], "text": r.vital},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": r.time.to_rfc3339(),
+        "device": {"display": r.device_id},
+    });
+    match vital.canonical_unit() {
+        Some(unit) => {
+            obs["valueQuantity"] = serde_json::json!({
+                "value": r.value, "unit": unit,
+                "system": "http://unitsofmeasure.org", "code": unit});
+        }
+        None if vital == Vital::Consciousness => {
+            let letter = ["A", "C", "V", "P", "U"]
+                .get(r.value.round().max(0.0) as usize)
+                .copied()
+                .unwrap_or("A");
+            obs["valueString"] = serde_json::json!(letter);
+        }
+        None => return None,
+    }
+    Some(
+        serde_json::json!({"fullUrl": format!("{base}/fhir/Observation/{id}"), "resource": obs,
+        "search": {"mode": "match"}}),
+    )
+}
+
+/// `GET /fhir/Observation?patient=ID[&date=geT][&date=ltT]`.
+pub(crate) async fn search_observations(
+    State(state): State<ApiState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let c = match caller(&state, &headers, addr, &method, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut patient = None;
+    let mut from = Utc::now() - chrono::Duration::days(7);
+    let mut to = Utc::now() + chrono::Duration::minutes(10);
+    for (k, v) in &params {
+        match k.as_str() {
+            "patient" => patient = Some(v.trim_start_matches("Patient/").to_string()),
+            "date" => match parse_date(v) {
+                Ok(("ge" | "gt", t)) => from = t,
+                Ok(("le" | "lt", t)) => to = t,
+                Ok((_, t)) => {
+                    from = t;
+                    to = t + chrono::Duration::microseconds(1);
+                }
+                Err(e) => return Problem::bad_request(&e).into_response(),
+            },
+            other => {
+                return Problem::bad_request(&format!(
+                    "unsupported search parameter {other:?}: patient and date are supported"
+                ))
+                .into_response()
+            }
+        }
+    }
+    let Some(patient) = patient else {
+        return Problem::bad_request("the patient parameter is required").into_response();
+    };
+    let p = match patient_in_reach(&state, &c, &patient, &method, &uri).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if from >= to {
+        return Problem::bad_request("the date range is empty").into_response();
+    }
+    let rows = match state.store.readings_of(&p.id, None, from, to, 10_000).await {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    if let Err(r) = record(&state, &c, &method, &uri, Some(&p.id), StatusCode::OK).await {
+        return r;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let base = format!("http://{host}");
+    let entries: Vec<_> = rows
+        .iter()
+        .filter_map(|r| observation(&base, &p.id, r))
+        .collect();
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+        "link": [{"relation": "self", "url": format!("{base}{uri}")}],
+        "entry": entries,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        bundle.to_string(),
+    )
+        .into_response()
+}
