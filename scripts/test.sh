@@ -3,7 +3,9 @@
 #
 # - Installs what the tests need when missing (Debian packages, when run as
 #   root): PostgreSQL and Mosquitto (the tests start their own brokers from
-#   config/mosquitto/mosquitto.conf on free ports, so only the binaries are needed).
+#   config/mosquitto/mosquitto.conf on free ports, so only the binaries are
+#   needed), Chromium and Node.js for the ward board's browser test, and that
+#   test's npm packages (tests/board, playwright-core only: no browser download).
 # - Starts PostgreSQL if it is not accepting connections.
 # - Checks formatting and lints, then runs every test with cargo-nextest
 #   (plain `cargo test` when nextest is absent).
@@ -20,6 +22,9 @@ command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# The ward board's browser test: Debian's Chromium, driven by playwright-core.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]}"
@@ -54,6 +59,11 @@ if ! psql "$WARDWATCH_TEST_PG" -qtAc 'SELECT 1' >/dev/null 2>&1; then
     export WARDWATCH_TEST_PG="postgres://postgres:postgres@127.0.0.1:5432/postgres"
   fi
   psql "$WARDWATCH_TEST_PG" -qtAc 'SELECT 1' >/dev/null
+fi
+
+if [ ! -d tests/board/node_modules/playwright-core ]; then
+  log "installing the board test's npm packages"
+  (cd tests/board && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Databases left by earlier runs (each test creates its own).

@@ -50,6 +50,7 @@ pub struct ApiState {
 /// The `/api/v1` routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(board))
         .route("/api/v1/patients/{id}", get(get_patient))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge))
@@ -573,4 +574,20 @@ async fn readings(
             Err(e) => store_error(e),
         },
     }
+}
+
+/// The ward board: one static page, no build step; it signs in with a
+/// token and follows the live stream.
+async fn board() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'",
+            ),
+        ],
+        include_str!("board.html"),
+    )
+        .into_response()
 }

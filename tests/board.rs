@@ -1,0 +1,102 @@
+//! The ward board in a real headless Chromium (Debian's `chromium`, driven
+//! by `playwright-core` from `tests/board/`): sign in with a token, watch an
+//! alert appear after a reading is published over MQTT, acknowledge it, see
+//! the state change, and save a screenshot under the test's output folder.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use chrono::{Duration as ChronoDuration, SecondsFormat, Utc};
+use common::*;
+
+/// The driver's next line on stdout (empty if it said nothing in time).
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<String>) -> String {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
+    let board = repo().join("tests/board");
+    assert!(
+        board.join("node_modules/playwright-core").exists(),
+        "run scripts/test.sh (it installs tests/board's packages and Debian's chromium)"
+    );
+    let (broker, db, engine) = stack("board").await;
+    let from = (Utc::now() - ChronoDuration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    enrol(&db.url, "pat-7", "ward-a", "patch-7", &from);
+    admin(
+        &db.url,
+        &[
+            "user",
+            "add",
+            "--id",
+            "nurse-ann",
+            "--role",
+            "nurse",
+            "--team",
+            "ward-a",
+        ],
+    );
+    let token = admin(&db.url, &["token", "create", "--user", "nurse-ann"])
+        .trim()
+        .to_string();
+    let out_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("board");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let screenshot = out_dir.join("ward-board.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    let mut child = Command::new("node")
+        .arg("board.mjs")
+        .current_dir(&board)
+        .env("BOARD_URL", format!("http://127.0.0.1:{}/", engine.http))
+        .env("BOARD_TOKEN", &token)
+        .env("SCREENSHOT", &screenshot)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(next(&mut rx).await, "READY");
+    // A septic picture arrives over MQTT.
+    let mut p = broker.loadgen_publisher().await;
+    let bt = Utc::now().timestamp() as f64 - 30.0;
+    p.publish(
+        &readings_topic("patch-7"),
+        format!(
+            r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},{{"n":"spo2","u":"%","v":94}},
+                {{"n":"systolic_bp","u":"mm[Hg]","v":100}},{{"n":"heart_rate","u":"/min","v":115}},
+                {{"n":"body_temperature","u":"Cel","v":38.6}},{{"n":"consciousness","vs":"A"}}]"#
+        ),
+    )
+    .await;
+    p.flush().await;
+    assert_eq!(next(&mut rx).await, "ALERT pat-7 emergency");
+    let done = next(&mut rx).await;
+    assert_eq!(done, "DONE acknowledged by nurse-ann");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        std::fs::metadata(&screenshot).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
+    let acked: String = sqlx::query_scalar("SELECT state FROM alerts WHERE patient_id = 'pat-7'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(acked, "acknowledged");
+    drop(engine);
+}
