@@ -228,6 +228,33 @@ async fn subscribe(broker: &Broker, team: &str) -> Arc<Mutex<Vec<serde_json::Val
     got
 }
 
+/// What most alerting tests start from: a webhook receiver, a team policy
+/// paging it (tiers of one hour), a broker, a database and an engine.
+struct Ward {
+    dir: tempfile::TempDir,
+    receiver: Receiver,
+    broker: Broker,
+    db: Db,
+    engine: Engine,
+}
+
+async fn ward(tag: &str) -> Ward {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let port = receiver.start().await;
+    teams_dir(&dir.path().join("teams"), port, "1h");
+    let broker = Broker::start().await;
+    let db = Db::create(tag).await;
+    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    Ward {
+        dir,
+        receiver,
+        broker,
+        db,
+        engine,
+    }
+}
+
 fn septic_pack(bt: f64) -> String {
     format!(
         r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
@@ -457,13 +484,13 @@ fn obs(bt: f64, hr: f64, temp: f64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_alert_per_episode_a_worse_severity_repages_new_rules_group_and_a_transfer_moves_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::default();
-    let port = receiver.start().await;
-    teams_dir(&dir.path().join("teams"), port, "1h");
-    let broker = Broker::start().await;
-    let db = Db::create("alert_episode").await;
-    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    let Ward {
+        dir: _dir,
+        receiver,
+        broker,
+        db,
+        engine,
+    } = ward("alert_episode").await;
     admin(
         &db.url,
         &[
@@ -566,13 +593,13 @@ async fn one_alert_per_episode_a_worse_severity_repages_new_rules_group_and_a_tr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snooze_holds_back_a_rule_until_its_severity_worsens() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::default();
-    let port = receiver.start().await;
-    teams_dir(&dir.path().join("teams"), port, "1h");
-    let broker = Broker::start().await;
-    let db = Db::create("alert_snooze").await;
-    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    let Ward {
+        dir: _dir,
+        receiver,
+        broker,
+        db,
+        engine,
+    } = ward("alert_snooze").await;
     enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
     let e = admin_fails(
         &db.url,
@@ -794,13 +821,13 @@ async fn next(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_feed_carries_every_alert_change_whoever_made_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::default();
-    let port = receiver.start().await;
-    teams_dir(&dir.path().join("teams"), port, "1h");
-    let broker = Broker::start().await;
-    let db = Db::create("alert_feed").await;
-    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    let Ward {
+        dir: _dir,
+        receiver: _receiver,
+        broker,
+        db,
+        engine,
+    } = ward("alert_feed").await;
     // The feed as the API will run it, in this process, on the same store.
     let store = wardwatch_store::PgStore::connect(&db.url, 2).await.unwrap();
     let (feed, mut rx) = tokio::sync::broadcast::channel(64);
@@ -1004,13 +1031,13 @@ async fn in_a_storm_first_pages_go_out_at_once_and_updates_are_digested() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flag_held_back_by_a_snooze_alerts_when_the_snooze_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::default();
-    let port = receiver.start().await;
-    teams_dir(&dir.path().join("teams"), port, "1h");
-    let broker = Broker::start().await;
-    let db = Db::create("alert_snooze_end").await;
-    let engine = engine(&broker, &db, dir.path(), &unique("eng")).await;
+    let Ward {
+        dir: _dir,
+        receiver,
+        broker,
+        db,
+        engine,
+    } = ward("alert_snooze_end").await;
     enrol(&db.url, "pat-1", "ward-a", "patch-1", &an_hour_ago());
     admin(
         &db.url,

@@ -311,12 +311,24 @@ async fn acknowledge(
         .store
         .acknowledge_alert(id, &c.principal.user_id, Utc::now())
         .await;
+    answer_alert_write(&state, &c, &method, &uri, &a, result).await
+}
+
+/// Audits an alert write (done or refused) and answers it.
+async fn answer_alert_write(
+    state: &ApiState,
+    c: &Caller,
+    method: &Method,
+    uri: &Uri,
+    before: &AlertRow,
+    result: Result<AlertRow, StoreError>,
+) -> Response {
     let status = if result.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::CONFLICT
     };
-    if let Err(r) = record(&state, &c, &method, &uri, Some(&a.patient_id), status).await {
+    if let Err(r) = record(state, c, method, uri, Some(&before.patient_id), status).await {
         return r;
     }
     match result {
@@ -370,18 +382,7 @@ async fn resolve(
             Utc::now(),
         )
         .await;
-    let status = if result.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
-    if let Err(r) = record(&state, &c, &method, &uri, Some(&a.patient_id), status).await {
-        return r;
-    }
-    match result {
-        Ok(a) => Json(AlertBody::from(a)).into_response(),
-        Err(e) => store_error(e),
-    }
+    answer_alert_write(&state, &c, &method, &uri, &a, result).await
 }
 
 async fn stream(
