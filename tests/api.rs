@@ -527,3 +527,140 @@ async fn readings_come_raw_or_downsampled_and_as_a_fhir_searchset() {
     );
     drop(engine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_news2_and_the_boards_patient_rows() {
+    let (broker, db, engine) = stack("api_scores").await;
+    enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
+    enrol(&db.url, "pa2", "ward-a", "dev-a2", &an_hour_ago());
+    enrol(&db.url, "pb", "ward-b", "dev-b", &an_hour_ago());
+    admin(
+        &db.url,
+        &[
+            "user", "add", "--id", "nurse-a", "--role", "nurse", "--team", "ward-a",
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "user",
+            "add",
+            "--id",
+            "clin-b",
+            "--role",
+            "clinician",
+            "--team",
+            "ward-b",
+        ],
+    );
+    admin(
+        &db.url,
+        &[
+            "user",
+            "add",
+            "--id",
+            "patient-a",
+            "--role",
+            "patient",
+            "--patient",
+            "pa",
+        ],
+    );
+    let (nurse, clin, me) = (
+        token(&db, "nurse-a"),
+        token(&db, "clin-b"),
+        token(&db, "patient-a"),
+    );
+    let mut p = broker.loadgen_publisher().await;
+    let now = Utc::now().timestamp() as f64;
+    p.publish(&readings_topic("dev-a"), septic_pack(now - 120.0))
+        .await;
+    p.publish(
+        &readings_topic("dev-a2"),
+        r#"[{"n":"spo2","u":"%","v":97}]"#,
+    )
+    .await;
+    p.flush().await;
+    eventually("alert for pa", || async {
+        (db.count("SELECT count(*) FROM alerts WHERE patient_id = 'pa'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", engine.http),
+        http: reqwest::Client::new(),
+    };
+    let (s, _, score) = api
+        .call(Method::GET, "/api/v1/patients/pa/score", Some(&me), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{score}");
+    assert_eq!(score["news2"]["total"], 9);
+    assert_eq!(score["news2"]["band"], "high");
+    assert_eq!(score["news2"]["breakdown"].as_array().unwrap().len(), 7);
+    assert!(
+        score["news2"]["response"]
+            .as_str()
+            .unwrap()
+            .contains("Emergency"),
+        "{score}"
+    );
+    let ages: Vec<i64> = score["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["age_secs"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ages.len(), 6);
+    assert!(ages.iter().all(|a| (100..3600).contains(a)), "{ages:?}");
+    let (s, _, score2) = api
+        .call(
+            Method::GET,
+            "/api/v1/patients/pa2/score",
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(score2["news2"].is_null());
+    assert!(
+        score2["not_scored"]
+            .as_str()
+            .unwrap()
+            .contains("respiration"),
+        "{score2}"
+    );
+    let (s, _, _) = api
+        .call(Method::GET, "/api/v1/patients/pa/score", Some(&clin), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, _, rows) = api
+        .call(
+            Method::GET,
+            "/api/v1/teams/ward-a/patients",
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rows}");
+    let rows = rows.as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["pa", "pa2"], "the alerting patient first");
+    assert_eq!(rows[0]["alert_severity"], "emergency");
+    assert_eq!(rows[0]["news2"]["total"], 9);
+    assert_eq!(rows[1]["vitals"][0]["vital"], "spo2");
+    for (tok, want) in [(&clin, 404), (&me, 404)] {
+        let (s, _, _) = api
+            .call(
+                Method::GET,
+                "/api/v1/teams/ward-a/patients",
+                Some(tok),
+                None,
+            )
+            .await;
+        assert_eq!(s.as_u16(), want);
+    }
+    drop(engine);
+}

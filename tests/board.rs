@@ -84,7 +84,11 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
     )
     .await;
     p.flush().await;
-    assert_eq!(next(&mut rx).await, "ALERT pat-7 emergency");
+    assert_eq!(
+        next(&mut rx).await,
+        "ALERT pat-7 emergency NEWS2 9 (high)",
+        "the alert and the patient's row with the current NEWS2"
+    );
     let done = next(&mut rx).await;
     assert_eq!(done, "DONE acknowledged by nurse-ann");
     let status = child.wait().unwrap();

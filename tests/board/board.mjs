@@ -21,7 +21,11 @@ try {
   await row.waitFor({ timeout: 60000 });
   const patient = await row.locator("td").nth(1).textContent();
   const severity = await row.locator(".sev").textContent();
-  console.log(`ALERT ${patient} ${severity}`);
+  // The patient's row follows the alert (it reloads on every alert event).
+  const cell = page.locator(`#patients tr[data-patient="${patient}"] .news2`).filter({ hasNotText: "not scored" });
+  await cell.waitFor({ timeout: 30000 });
+  const news2 = await cell.textContent();
+  console.log(`ALERT ${patient} ${severity} NEWS2 ${news2}`);
   await page.getByRole("button", { name: `Acknowledge alert for patient ${patient}` }).click();
   await page.locator("#alerts tbody tr .state", { hasText: "acknowledged" }).first().waitFor({ timeout: 30000 });
   const state = await row.locator(".state").textContent();

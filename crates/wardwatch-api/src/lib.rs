@@ -6,6 +6,7 @@
 //!
 //! So far (issue 5, first slice): `GET /api/v1/patients/{id}`,
 //! `GET /api/v1/patients/{id}/readings` (raw or downsampled),
+//! `GET /api/v1/patients/{id}/score`, `GET /api/v1/teams/{team}/patients`,
 //! `GET /api/v1/alerts`, `POST /api/v1/alerts/{id}/acknowledge`,
 //! `POST /api/v1/alerts/{id}/resolve`, `GET /api/v1/stream`,
 //! `GET /api/v1/audit`, and FHIR R4 `GET /fhir/Observation`.
@@ -13,6 +14,7 @@
 mod auth;
 mod fhir;
 mod problem;
+mod scores;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,6 +53,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(board))
+        .route("/api/v1/me", get(me))
         .route("/api/v1/patients/{id}", get(get_patient))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge))
@@ -58,6 +61,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/patients/{id}/readings", get(readings))
+        .route("/api/v1/patients/{id}/score", get(scores::patient_score))
+        .route("/api/v1/teams/{team}/patients", get(scores::team_patients))
         .route("/fhir/Observation", get(fhir::search_observations))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
@@ -591,4 +596,22 @@ async fn board() -> Response {
         include_str!("board.html"),
     )
         .into_response()
+}
+
+/// `GET /api/v1/me`: who the token belongs to (the board picks its teams).
+async fn me(
+    State(state): State<ApiState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    match caller(&state, &headers, addr, &method, &uri).await {
+        Ok(c) => Json(serde_json::json!({
+            "id": c.principal.user_id, "role": c.principal.role,
+            "teams": c.principal.teams, "patient_id": c.principal.patient_id,
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
 }

@@ -356,3 +356,70 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 }
+
+/// What the ward board shows for one patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamPatient {
+    /// Patient.
+    pub id: String,
+    /// Pathway.
+    pub pathway: String,
+    /// SpO2 scale.
+    pub spo2_scale: i16,
+    /// On oxygen per the care plan.
+    pub care_plan_oxygen: bool,
+    /// The most urgent open alert's severity, if any.
+    pub alert_severity: Option<String>,
+    /// A `no_data` flag is open (silent device).
+    pub silent: bool,
+}
+
+impl PgStore {
+    /// The latest reading of each vital of these patients: (patient, vital,
+    /// value, time).
+    pub async fn latest_readings(
+        &self,
+        patients: &[String],
+    ) -> Result<Vec<(String, String, f64, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (patient_id, vital) patient_id, vital, value, time FROM readings \
+             WHERE patient_id = ANY($1) AND time > now() - interval '7 days' \
+             ORDER BY patient_id, vital, time DESC",
+        )
+        .bind(patients)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// A team's monitored patients with their open alert and silent-device state.
+    pub async fn team_patients(&self, team: &str) -> Result<Vec<TeamPatient>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.pathway, p.spo2_scale, p.care_plan_oxygen, \
+               (SELECT a.severity FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved' \
+                 ORDER BY array_position(ARRAY['emergency','high','medium','low'], a.severity) LIMIT 1), \
+               EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id AND f.rule = 'no_data' \
+                 AND f.cleared_at IS NULL) \
+             FROM patients p WHERE p.team_id = $1 AND p.discharged_at IS NULL ORDER BY p.id",
+        )
+        .bind(team)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TeamPatient {
+                    id: r.try_get(0)?,
+                    pathway: r.try_get(1)?,
+                    spo2_scale: r.try_get(2)?,
+                    care_plan_oxygen: r.try_get(3)?,
+                    alert_severity: r.try_get(4)?,
+                    silent: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
