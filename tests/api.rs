@@ -651,6 +651,9 @@ async fn the_current_news2_and_the_boards_patient_rows() {
     assert_eq!(rows[0]["alert_severity"], "emergency");
     assert_eq!(rows[0]["news2"]["total"], 9);
     assert_eq!(rows[1]["vitals"][0]["vital"], "spo2");
+    let spo2_trend = rows[0]["trends"]["spo2"].as_array().unwrap();
+    assert_eq!(spo2_trend.len(), 1, "one hourly point so far");
+    assert_eq!(spo2_trend[0]["mean"], 94.0);
     for (tok, want) in [(&clin, 404), (&me, 404)] {
         let (s, _, _) = api
             .call(

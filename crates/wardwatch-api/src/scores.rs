@@ -166,10 +166,25 @@ pub(crate) async fn team_patients(
         Ok(l) => l,
         Err(e) => return store_error(e),
     };
+    let trends = match state
+        .store
+        .hourly_trends(&ids, &["spo2", "heart_rate"])
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return store_error(e),
+    };
     if let Err(r) = record(&state, &c, &method, &uri, None, StatusCode::OK).await {
         return r;
     }
     let now = Utc::now();
+    let trend = |patient: &str, vital: &str| {
+        trends
+            .iter()
+            .filter(|t| t.0 == patient && t.1 == vital)
+            .map(|t| serde_json::json!({"hour": t.2, "mean": (t.3 * 10.0).round() / 10.0}))
+            .collect::<Vec<_>>()
+    };
     let mut rows: Vec<(u8, i32, serde_json::Value)> = patients
         .iter()
         .map(|p| {
@@ -180,6 +195,7 @@ pub(crate) async fn team_patients(
                 "silent": p.silent,
                 "news2": score.map(|s| serde_json::json!({"total": s.total, "band": s.band, "partial": s.partial})),
                 "vitals": vitals(&latest, &p.id, now),
+                "trends": {"spo2": trend(&p.id, "spo2"), "heart_rate": trend(&p.id, "heart_rate")},
             });
             (severity_rank(p.alert_severity.as_deref()), -total, row)
         })

@@ -423,3 +423,32 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 }
+
+impl PgStore {
+    /// Hourly means of the given vitals over the last 24 h for these
+    /// patients, for the board's trend lines: (patient, vital, hour, mean).
+    pub async fn hourly_trends(
+        &self,
+        patients: &[String],
+        vitals: &[&str],
+    ) -> Result<Vec<(String, String, DateTime<Utc>, f64)>, StoreError> {
+        let bucket = if self.timescale {
+            "time_bucket(interval '1 hour', time)"
+        } else {
+            "date_bin(interval '1 hour', time, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
+             WHERE patient_id = ANY($1) AND vital = ANY($2) AND time > now() - interval '24 hours' \
+             GROUP BY patient_id, vital, h ORDER BY patient_id, vital, h"
+        )))
+        .bind(patients)
+        .bind(vitals)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
