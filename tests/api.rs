@@ -667,3 +667,35 @@ async fn the_current_news2_and_the_boards_patient_rows() {
     }
     drop(engine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let (_broker, _db, engine) = stack("api_openapi").await;
+    let doc: serde_json::Value = reqwest::get(format!(
+        "http://127.0.0.1:{}/api/v1/openapi.json",
+        engine.http
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Every route the API serves, from its source.
+    let src = std::fs::read_to_string(repo().join("crates/wardwatch-api/src/lib.rs")).unwrap();
+    let routes: Vec<&str> = src
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .filter_map(|l| l.split('"').next())
+        .filter(|p| p.starts_with("/api/v1/") || p.starts_with("/fhir/"))
+        .filter(|p| *p != "/api/v1/openapi.json")
+        .collect();
+    assert!(routes.len() >= 10, "{routes:?}");
+    for r in routes {
+        assert!(
+            doc["paths"].get(r).is_some(),
+            "{r} is not in the OpenAPI document"
+        );
+    }
+    drop(engine);
+}
