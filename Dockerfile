@@ -8,6 +8,7 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/wardwatch /usr/local/bin/wardwatch
 COPY config /etc/wardwatch
-ENV WARDWATCH_PATHWAYS_DIR=/etc/wardwatch/pathways
+ENV WARDWATCH_PATHWAYS_DIR=/etc/wardwatch/pathways \
+    WARDWATCH_TEAMS_DIR=/etc/wardwatch/teams
 ENTRYPOINT ["wardwatch"]
 CMD ["serve", "--config", "/etc/wardwatch/wardwatch.toml"]
