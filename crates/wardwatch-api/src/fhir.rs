@@ -2,16 +2,14 @@
 //! vital-signs Observations (LOINC codes, UCUM units), so shared care
 //! records can read what wardwatch holds.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
 use wardwatch_store::access::ReadingRow;
 
-use crate::{caller, patient_in_reach, record, store_error, ApiState, Problem};
+use crate::{patient_in_reach, record, store_error, ApiState, Caller, Problem};
 
 /// One `date` search parameter: a prefix and an instant.
 fn parse_date(v: &str) -> Result<(&str, DateTime<Utc>), String> {
@@ -64,16 +62,10 @@ fn observation(base: &str, patient: &str, r: &ReadingRow) -> Option<serde_json::
 /// `GET /fhir/Observation?patient=ID[&date=geT][&date=ltT]`.
 pub(crate) async fn search_observations(
     State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
+    c: Caller,
     headers: axum::http::HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let mut patient = None;
     let mut from = Utc::now() - chrono::Duration::days(7);
     let mut to = Utc::now() + chrono::Duration::minutes(10);
@@ -100,7 +92,7 @@ pub(crate) async fn search_observations(
     let Some(patient) = patient else {
         return Problem::bad_request("the patient parameter is required").into_response();
     };
-    let p = match patient_in_reach(&state, &c, &patient, &method, &uri).await {
+    let p = match patient_in_reach(&state, &c, &patient).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -111,7 +103,7 @@ pub(crate) async fn search_observations(
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
-    if let Err(r) = record(&state, &c, &method, &uri, Some(&p.id), StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
     let host = headers
@@ -127,7 +119,7 @@ pub(crate) async fn search_observations(
         "resourceType": "Bundle",
         "type": "searchset",
         "total": entries.len(),
-        "link": [{"relation": "self", "url": format!("{base}{uri}")}],
+        "link": [{"relation": "self", "url": format!("{base}{}", c.uri)}],
         "entry": entries,
     });
     (

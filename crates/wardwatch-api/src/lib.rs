@@ -70,9 +70,28 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// A request's caller, checked.
+/// The authenticated caller of a request, with what the audit needs.
+/// As an extractor it answers 401 (audited) before any handler runs.
 struct Caller {
     principal: Principal,
     client: String,
+    method: Method,
+    uri: Uri,
+}
+
+impl axum::extract::FromRequestParts<ApiState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ApiState,
+    ) -> Result<Self, Response> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        caller(state, &parts.headers, addr, &parts.method, &parts.uri).await
+    }
 }
 
 impl Caller {
@@ -110,7 +129,12 @@ async fn caller(
 ) -> Result<Caller, Response> {
     let client = addr.ip().to_string();
     match auth::authenticate(state, headers, addr.ip()).await {
-        Ok(principal) => Ok(Caller { principal, client }),
+        Ok(principal) => Ok(Caller {
+            principal,
+            client,
+            method: method.clone(),
+            uri: uri.clone(),
+        }),
         Err(p) => {
             let _ = state
                 .store
@@ -132,8 +156,6 @@ async fn caller(
 async fn record(
     state: &ApiState,
     c: &Caller,
-    method: &Method,
-    uri: &Uri,
     patient: Option<&str>,
     status: StatusCode,
 ) -> Result<(), Response> {
@@ -143,8 +165,8 @@ async fn record(
         .store
         .audit(&AuditEntry {
             user_id: Some(c.principal.user_id.clone()),
-            action: method.to_string(),
-            resource: uri.path().to_string(),
+            action: c.method.to_string(),
+            resource: c.uri.path().to_string(),
             patient_id: patient.map(str::to_string),
             status: i32::from(status.as_u16()),
             client: Some(c.client.clone()),
@@ -172,29 +194,18 @@ struct PatientBody {
     discharged: bool,
 }
 
-async fn get_patient(
-    State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn get_patient(State(state): State<ApiState>, c: Caller, Path(id): Path<String>) -> Response {
     let view = match state.store.patient_view(&id).await {
         Ok(v) => v,
         Err(e) => return store_error(e),
     };
     let Some(p) = view.filter(|p| c.reaches_patient(&p.id, &p.team_id)) else {
-        if let Err(r) = record(&state, &c, &method, &uri, None, StatusCode::NOT_FOUND).await {
+        if let Err(r) = record(&state, &c, None, StatusCode::NOT_FOUND).await {
             return r;
         }
         return Problem::not_found("patient").into_response();
     };
-    if let Err(r) = record(&state, &c, &method, &uri, Some(&p.id), StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
     Json(PatientBody {
@@ -251,16 +262,9 @@ struct AlertQuery {
 
 async fn list_alerts(
     State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
+    c: Caller,
     query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let Ok(Query(q)) = query else {
         return Problem::bad_request("query parameters are state and team only").into_response();
     };
@@ -283,7 +287,7 @@ async fn list_alerts(
         .filter(|a| q.team.as_deref().is_none_or(|t| a.team_id == t))
         .map(AlertBody::from)
         .collect();
-    if let Err(r) = record(&state, &c, &method, &uri, None, StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
         return r;
     }
     Json(body).into_response()
@@ -297,18 +301,7 @@ async fn alert_in_reach(state: &ApiState, c: &Caller, id: i64) -> Result<AlertRo
     }
 }
 
-async fn acknowledge(
-    State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn acknowledge(State(state): State<ApiState>, c: Caller, Path(id): Path<i64>) -> Response {
     let a = match alert_in_reach(&state, &c, id).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -317,15 +310,13 @@ async fn acknowledge(
         .store
         .acknowledge_alert(id, &c.principal.user_id, Utc::now())
         .await;
-    answer_alert_write(&state, &c, &method, &uri, &a, result).await
+    answer_alert_write(&state, &c, &a, result).await
 }
 
 /// Audits an alert write (done or refused) and answers it.
 async fn answer_alert_write(
     state: &ApiState,
     c: &Caller,
-    method: &Method,
-    uri: &Uri,
     before: &AlertRow,
     result: Result<AlertRow, StoreError>,
 ) -> Response {
@@ -334,7 +325,7 @@ async fn answer_alert_write(
     } else {
         StatusCode::CONFLICT
     };
-    if let Err(r) = record(state, c, method, uri, Some(&before.patient_id), status).await {
+    if let Err(r) = record(state, c, Some(&before.patient_id), status).await {
         return r;
     }
     match result {
@@ -352,17 +343,10 @@ struct ResolveBody {
 
 async fn resolve(
     State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
+    c: Caller,
     Path(id): Path<i64>,
     body: Result<Json<ResolveBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let a = match alert_in_reach(&state, &c, id).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -388,20 +372,10 @@ async fn resolve(
             Utc::now(),
         )
         .await;
-    answer_alert_write(&state, &c, &method, &uri, &a, result).await
+    answer_alert_write(&state, &c, &a, result).await
 }
 
-async fn stream(
-    State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
     if !c.is(&["admin", "nurse", "clinician"]) {
         return Problem::not_found("resource").into_response();
     }
@@ -413,7 +387,7 @@ async fn stream(
         )
         .into_response();
     };
-    if let Err(r) = record(&state, &c, &method, &uri, None, StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
         return r;
     }
     let admin = c.is(&["admin"]);
@@ -442,17 +416,7 @@ async fn stream(
         .into_response()
 }
 
-async fn audit(
-    State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn audit(State(state): State<ApiState>, c: Caller) -> Response {
     if !c.is(&["admin"]) {
         return Problem::not_found("resource").into_response();
     }
@@ -460,7 +424,7 @@ async fn audit(
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
-    if let Err(r) = record(&state, &c, &method, &uri, None, StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
         return r;
     }
     let body: Vec<_> = rows
@@ -491,13 +455,11 @@ async fn patient_in_reach(
     state: &ApiState,
     c: &Caller,
     id: &str,
-    method: &Method,
-    uri: &Uri,
 ) -> Result<wardwatch_store::access::PatientView, Response> {
     match state.store.patient_view(id).await {
         Ok(Some(p)) if c.reaches_patient(&p.id, &p.team_id) => Ok(p),
         Ok(_) => {
-            record(state, c, method, uri, None, StatusCode::NOT_FOUND).await?;
+            record(state, c, None, StatusCode::NOT_FOUND).await?;
             Err(Problem::not_found("patient").into_response())
         }
         Err(e) => Err(store_error(e)),
@@ -506,22 +468,15 @@ async fn patient_in_reach(
 
 async fn readings(
     State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
+    c: Caller,
     Path(id): Path<String>,
     query: Result<Query<ReadingsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => return Problem::bad_request(&e.body_text()).into_response(),
     };
-    let p = match patient_in_reach(&state, &c, &id, &method, &uri).await {
+    let p = match patient_in_reach(&state, &c, &id).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -536,7 +491,7 @@ async fn readings(
         return Problem::bad_request("from must be before to, and the range at most 366 days")
             .into_response();
     }
-    if let Err(r) = record(&state, &c, &method, &uri, Some(&p.id), StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
     match (&q.bucket, &q.vital) {
@@ -600,21 +555,12 @@ async fn board() -> Response {
 }
 
 /// `GET /api/v1/me`: who the token belongs to (the board picks its teams).
-async fn me(
-    State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => Json(serde_json::json!({
-            "id": c.principal.user_id, "role": c.principal.role,
-            "teams": c.principal.teams, "patient_id": c.principal.patient_id,
-        }))
-        .into_response(),
-        Err(r) => r,
-    }
+async fn me(c: Caller) -> Response {
+    Json(serde_json::json!({
+        "id": c.principal.user_id, "role": c.principal.role,
+        "teams": c.principal.teams, "patient_id": c.principal.patient_id,
+    }))
+    .into_response()
 }
 
 /// `GET /api/v1/openapi.json`: the API's description (OpenAPI 3.1); a test

@@ -1,17 +1,15 @@
 //! The current NEWS2 of a patient and the ward board's patient rows, from
 //! the latest stored readings (the same chart code the rules run).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
 use wardwatch_rules::news2::{self, Acvpu, Observations, OxygenSource, Score, SpO2Scale};
 
-use crate::{caller, patient_in_reach, record, store_error, ApiState, Problem};
+use crate::{patient_in_reach, record, store_error, ApiState, Caller, Problem};
 
 /// A reading counts towards the score for this long (the pathways' default).
 const FRESHNESS_SECS: i64 = 3600;
@@ -73,17 +71,10 @@ fn current_score(
 /// and the age of every reading it rests on, or why there is none.
 pub(crate) async fn patient_score(
     State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
+    c: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let p = match patient_in_reach(&state, &c, &id, &method, &uri).await {
+    let p = match patient_in_reach(&state, &c, &id).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -106,7 +97,7 @@ pub(crate) async fn patient_score(
         Ok(l) => l,
         Err(e) => return store_error(e),
     };
-    if let Err(r) = record(&state, &c, &method, &uri, Some(&p.id), StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
     let now = Utc::now();
@@ -142,16 +133,9 @@ fn severity_rank(s: Option<&str>) -> u8 {
 /// (open alert severity, then NEWS2).
 pub(crate) async fn team_patients(
     State(state): State<ApiState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
+    c: Caller,
     Path(team): Path<String>,
 ) -> Response {
-    let c = match caller(&state, &headers, addr, &method, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let allowed =
         c.is(&["admin"]) || (c.is(&["nurse", "clinician"]) && c.principal.teams.contains(&team));
     if !allowed {
@@ -174,7 +158,7 @@ pub(crate) async fn team_patients(
         Ok(t) => t,
         Err(e) => return store_error(e),
     };
-    if let Err(r) = record(&state, &c, &method, &uri, None, StatusCode::OK).await {
+    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
         return r;
     }
     let now = Utc::now();
