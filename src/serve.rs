@@ -48,10 +48,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         warn!(message = "Alerting is disabled (alerting.enabled = false): flags are recorded but no one is notified.");
         None
     };
+    let rules_feed = std::sync::Arc::new(std::sync::OnceLock::new());
     let api = wardwatch_api::router(wardwatch_api::ApiState {
         store: store.clone(),
         feed: alerting.as_ref().map(|a| a.feed.clone()),
         failed: Default::default(),
+        catalog: std::sync::Arc::new(api_catalog(&cfg)),
+        rules: rules_feed.clone(),
     });
     let listener = TcpListener::bind(cfg.http.addr)
         .await
@@ -72,6 +75,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         else {
             return Ok(());
         };
+        // Manual observations are scored from now on.
+        let _ = rules_feed.set(rules.feed.downgrade());
         Some(rules)
     } else {
         warn!(message = "Rules are disabled (rules.enabled = false): readings are stored but not scored and no flags are raised.");
@@ -102,6 +107,28 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     }
     info!(message = "wardwatch stopped.");
     Ok(())
+}
+
+/// The pathways and teams the API checks requests against. Unreadable
+/// files leave them empty here: the rules and alerting refuse to start on
+/// them anyway, with the reason.
+fn api_catalog(cfg: &Config) -> wardwatch_api::Catalog {
+    let pathways = crate::rules::load_rule_set(&cfg.rules.pathways_dir)
+        .map(|set| {
+            set.pathways
+                .iter()
+                .map(|(name, p)| {
+                    let mins = u32::try_from(p.expected_interval_secs / 60).unwrap_or(0);
+                    (name.clone(), mins)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    wardwatch_api::Catalog {
+        teams: crate::alerting::load_teams(&cfg.alerting.teams_dir).ok(),
+        pathways,
+        rules_enabled: cfg.rules.enabled,
+    }
 }
 
 /// Connects, creates the database if it is missing, and migrates. Waits for

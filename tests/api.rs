@@ -58,6 +58,48 @@ impl Api {
     }
 }
 
+/// Every (method, path template) the API serves, read from its router's
+/// source, so a new route cannot escape the access matrix or the OpenAPI
+/// document.
+fn served_routes() -> Vec<(Method, String)> {
+    let src = std::fs::read_to_string(repo().join("crates/wardwatch-api/src/lib.rs")).unwrap();
+    let start = src.find("pub fn router(").expect("router");
+    let body = &src[start..];
+    let body = &body[..body.find("\n}\n").expect("end of router")];
+    let mut out = Vec::new();
+    for chunk in body.split(".route(").skip(1) {
+        let path = chunk.split('"').nth(1).expect("route path").to_string();
+        let chunk = chunk.split(".layer(").next().unwrap_or(chunk);
+        for (name, m) in [
+            ("get(", Method::GET),
+            ("post(", Method::POST),
+            ("put(", Method::PUT),
+            ("delete(", Method::DELETE),
+        ] {
+            let found = chunk.match_indices(name).any(|(i, _)| {
+                i == 0
+                    || !chunk.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && chunk.as_bytes()[i - 1] != b'_'
+            });
+            if found {
+                out.push((m, path.clone()));
+            }
+        }
+    }
+    assert!(out.len() >= 30, "{out:?}");
+    out
+}
+
+/// A concrete path matches a template when every `{name}` segment is filled.
+fn matches_template(path: &str, template: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    let (a, b): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), template.split('/').collect());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, t)| (t.starts_with('{') && !x.is_empty()) || x == t)
+}
+
 fn token(db: &Db, user: &str) -> String {
     admin(&db.url, &["token", "create", "--user", user])
         .trim()
@@ -65,7 +107,7 @@ fn token(db: &Db, user: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_answers_each_role_only_within_its_reach() {
+async fn lists_writes_tokens_and_the_audit_follow_each_callers_reach() {
     let (broker, db, engine) = stack("api_matrix").await;
     enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
     enrol(&db.url, "pb", "ward-b", "dev-b", &an_hour_ago());
@@ -152,45 +194,6 @@ async fn every_endpoint_answers_each_role_only_within_its_reach() {
         http: reqwest::Client::new(),
     };
     use Method as M;
-    let roles = [
-        ("admin", admin_t.as_str()),
-        ("nurse-a", nurse_t.as_str()),
-        ("clinician-b", clin_t.as_str()),
-        ("patient-a", patient_t.as_str()),
-        ("proxy-a", proxy_t.as_str()),
-    ];
-    // (method, path, expected status per role in the order above)
-    let matrix: Vec<(Method, String, [u16; 5])> = vec![
-        (
-            M::GET,
-            "/api/v1/patients/pa".into(),
-            [200, 200, 404, 200, 200],
-        ),
-        (
-            M::GET,
-            "/api/v1/patients/pb".into(),
-            [200, 404, 200, 404, 404],
-        ),
-        (
-            M::GET,
-            "/api/v1/patients/nobody".into(),
-            [404, 404, 404, 404, 404],
-        ),
-        (M::GET, "/api/v1/alerts".into(), [200, 200, 200, 404, 404]),
-        (M::GET, "/api/v1/audit".into(), [200, 404, 404, 404, 404]),
-    ];
-    for (method, path, expected) in &matrix {
-        for ((role, tok), want) in roles.iter().zip(expected) {
-            let (status, ctype, _) = api.call(method.clone(), path, Some(tok), None).await;
-            assert_eq!(status.as_u16(), *want, "{method} {path} as {role}");
-            if *want >= 400 {
-                assert_eq!(
-                    ctype, "application/problem+json",
-                    "{method} {path} as {role}"
-                );
-            }
-        }
-    }
     // Lists only show what the caller reaches.
     let ids = |v: &serde_json::Value| -> Vec<i64> {
         v.as_array()
@@ -295,6 +298,10 @@ async fn every_endpoint_answers_each_role_only_within_its_reach() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // The audit trail: who read which patient's record, and the refusals.
+    let (s, _, _) = api
+        .call(M::GET, "/api/v1/patients/pa", Some(&nurse_t), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
     let reads = db
         .count("SELECT count(*) FROM audit_log WHERE user_id = 'nurse-a' AND patient_id = 'pa' AND action = 'GET' AND status = 200")
         .await;
@@ -681,21 +688,942 @@ async fn the_openapi_document_describes_every_route() {
     .await
     .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    // Every route the API serves, from its source.
-    let src = std::fs::read_to_string(repo().join("crates/wardwatch-api/src/lib.rs")).unwrap();
-    let routes: Vec<&str> = src
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(".route(\""))
-        .filter_map(|l| l.split('"').next())
-        .filter(|p| p.starts_with("/api/v1/") || p.starts_with("/fhir/"))
-        .filter(|p| *p != "/api/v1/openapi.json")
-        .collect();
-    assert!(routes.len() >= 10, "{routes:?}");
-    for r in routes {
+    // Every route the API serves, with each of its methods.
+    for (method, path) in served_routes() {
+        let m = method.as_str().to_lowercase();
         assert!(
-            doc["paths"].get(r).is_some(),
-            "{r} is not in the OpenAPI document"
+            doc["paths"][&path][&m].is_object(),
+            "{method} {path} is not in the OpenAPI document"
         );
     }
+    drop(engine);
+}
+
+/// Adds users through the real CLI.
+fn add_users(db: &Db, users: &[(&str, &str, Option<&str>, Option<&str>)]) {
+    for (id, role, team, patient) in users {
+        let mut args = vec!["user", "add", "--id", id, "--role", role];
+        if let Some(t) = team {
+            args.extend(["--team", t]);
+        }
+        if let Some(p) = patient {
+            args.extend(["--patient", p]);
+        }
+        admin(&db.url, &args);
+    }
+}
+
+const MATRIX_USERS: [(&str, &str, Option<&str>, Option<&str>); 6] = [
+    ("admin1", "admin", None, None),
+    ("nurse-a", "nurse", Some("ward-a"), None),
+    ("clin-a", "clinician", Some("ward-a"), None),
+    ("clin-b", "clinician", Some("ward-b"), None),
+    ("patient-a", "patient", None, Some("pa")),
+    ("proxy-a", "proxy", None, Some("pa")),
+];
+
+/// Every endpoint × every role × own team / other team / own patient /
+/// other patient. Writes a role may make are sent with a body that fails
+/// validation, so a 400 shows the caller got past the access check without
+/// changing anything; a 404 means the resource is out of their reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_matrix_covers_every_endpoint_role_and_reach() {
+    let (broker, db, engine) = stack("api_full_matrix").await;
+    enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
+    enrol(&db.url, "pb", "ward-b", "dev-b", &an_hour_ago());
+    add_users(&db, &MATRIX_USERS);
+    let tokens: Vec<String> = MATRIX_USERS.iter().map(|u| token(&db, u.0)).collect();
+
+    let mut p = broker.loadgen_publisher().await;
+    let now = Utc::now().timestamp() as f64;
+    p.publish(&readings_topic("dev-a"), septic_pack(now - 60.0))
+        .await;
+    p.publish(&readings_topic("dev-b"), septic_pack(now - 60.0))
+        .await;
+    p.flush().await;
+    eventually("two alerts", || async {
+        (db.count("SELECT count(*) FROM alerts").await == 2).then_some(())
+    })
+    .await;
+    let alert = |patient: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM alerts WHERE patient_id = $1")
+                .bind(patient)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = (alert("pa").await, alert("pb").await);
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", engine.http),
+        http: reqwest::Client::new(),
+    };
+    use serde_json::json;
+    use Method as M;
+    let empty = || Some(json!({}));
+    let new_patient = json!({"id": "pz", "team": "ward-b", "pathway": "general",
+        "date_of_birth": "1950-01-01"});
+    // Roles, in order: admin, nurse-a, clin-a, clin-b, patient-a, proxy-a.
+    #[rustfmt::skip]
+    let matrix: Vec<(Method, String, Option<serde_json::Value>, [u16; 6])> = vec![
+        (M::GET, "/".into(), None, [200, 200, 200, 200, 200, 200]),
+        (M::GET, "/api/v1/openapi.json".into(), None, [200, 200, 200, 200, 200, 200]),
+        (M::GET, "/api/v1/me".into(), None, [200, 200, 200, 200, 200, 200]),
+        // Patients: own team, other team, own record, someone else's, nobody.
+        (M::GET, "/api/v1/patients/pa".into(), None, [200, 200, 200, 404, 200, 200]),
+        (M::GET, "/api/v1/patients/pb".into(), None, [200, 404, 404, 200, 404, 404]),
+        (M::GET, "/api/v1/patients/nobody".into(), None, [404, 404, 404, 404, 404, 404]),
+        (M::GET, "/api/v1/patients/pa/readings".into(), None, [200, 200, 200, 404, 200, 200]),
+        (M::GET, "/api/v1/patients/pb/readings".into(), None, [200, 404, 404, 200, 404, 404]),
+        (M::GET, "/api/v1/patients/pa/score".into(), None, [200, 200, 200, 404, 200, 200]),
+        (M::GET, "/api/v1/patients/pb/score".into(), None, [200, 404, 404, 200, 404, 404]),
+        (M::GET, "/fhir/Observation?patient=pa".into(), None, [200, 200, 200, 404, 200, 200]),
+        (M::GET, "/fhir/Observation?patient=pb".into(), None, [200, 404, 404, 200, 404, 404]),
+        (M::POST, "/api/v1/patients".into(), empty(), [400, 400, 400, 400, 404, 404]),
+        // A real enrolment on ward-b: only its staff and admins may; the
+        // admin goes first, so ward-b's clinician then finds the id taken.
+        (M::POST, "/api/v1/patients".into(), Some(new_patient), [201, 404, 404, 409, 404, 404]),
+        (M::POST, "/api/v1/patients/pa/transfer".into(), empty(), [400, 400, 400, 404, 404, 404]),
+        (M::POST, "/api/v1/patients/pb/transfer".into(), empty(), [400, 404, 404, 400, 404, 404]),
+        (M::POST, "/api/v1/patients/pa/discharge".into(), empty(), [400, 400, 400, 404, 404, 404]),
+        (M::POST, "/api/v1/patients/pb/discharge".into(), empty(), [400, 404, 404, 400, 404, 404]),
+        // Personal limits: the team's clinicians only.
+        (M::PUT, "/api/v1/patients/pa/limits/spo2".into(), empty(), [404, 404, 400, 404, 404, 404]),
+        (M::PUT, "/api/v1/patients/pb/limits/spo2".into(), empty(), [404, 404, 404, 400, 404, 404]),
+        (M::DELETE, "/api/v1/patients/pa/limits/spo2".into(), None, [404, 404, 400, 404, 404, 404]),
+        (M::DELETE, "/api/v1/patients/pb/limits/spo2".into(), None, [404, 404, 404, 400, 404, 404]),
+        // Observations typed in: the team's nurses and clinicians.
+        (M::POST, "/api/v1/patients/pa/observations".into(), empty(), [404, 400, 400, 404, 404, 404]),
+        (M::POST, "/api/v1/patients/pb/observations".into(), empty(), [404, 404, 404, 400, 404, 404]),
+        // Correction notes: the patient, their proxy, the team's staff.
+        (M::POST, "/api/v1/patients/pa/notes".into(), empty(), [404, 400, 400, 404, 400, 400]),
+        (M::POST, "/api/v1/patients/pb/notes".into(), empty(), [404, 404, 404, 400, 404, 404]),
+        // Teams and their figures.
+        (M::GET, "/api/v1/teams".into(), None, [200, 200, 200, 200, 404, 404]),
+        (M::GET, "/api/v1/teams/ward-a/patients".into(), None, [200, 200, 200, 404, 404, 404]),
+        (M::GET, "/api/v1/teams/ward-b/patients".into(), None, [200, 404, 404, 200, 404, 404]),
+        (M::GET, "/api/v1/teams/ward-a/report".into(), None, [200, 200, 200, 404, 404, 404]),
+        (M::GET, "/api/v1/teams/ward-b/report".into(), None, [200, 404, 404, 200, 404, 404]),
+        // Alerts.
+        (M::GET, "/api/v1/alerts".into(), None, [200, 200, 200, 200, 404, 404]),
+        (M::GET, "/api/v1/stream".into(), None, [200, 200, 200, 200, 404, 404]),
+        (M::POST, format!("/api/v1/alerts/{a}/resolve"), empty(), [400, 400, 400, 404, 404, 404]),
+        (M::POST, format!("/api/v1/alerts/{b}/resolve"), empty(), [400, 404, 404, 400, 404, 404]),
+        (M::POST, format!("/api/v1/alerts/{a}/snooze"), empty(), [400, 400, 400, 404, 404, 404]),
+        (M::POST, format!("/api/v1/alerts/{b}/snooze"), empty(), [400, 404, 404, 400, 404, 404]),
+        // The admin acknowledges first; ward-a's staff then find it done.
+        (M::POST, format!("/api/v1/alerts/{a}/acknowledge"), None, [200, 409, 409, 404, 404, 404]),
+        (M::POST, format!("/api/v1/alerts/{b}/acknowledge"), None, [200, 404, 404, 409, 404, 404]),
+        // Admin only.
+        (M::GET, "/api/v1/audit".into(), None, [200, 404, 404, 404, 404, 404]),
+        (M::GET, "/api/v1/users".into(), None, [200, 404, 404, 404, 404, 404]),
+        (M::PUT, "/api/v1/users/someone".into(), empty(), [400, 404, 404, 404, 404, 404]),
+        (M::DELETE, "/api/v1/users/admin1".into(), None, [409, 404, 404, 404, 404, 404]),
+        (M::POST, "/api/v1/users/nurse-a/tokens".into(), Some(json!({"days": 0})), [400, 404, 404, 404, 404, 404]),
+        (M::GET, "/api/v1/devices".into(), None, [200, 404, 404, 404, 404, 404]),
+        (M::GET, "/api/v1/devices/dev-a".into(), None, [200, 404, 404, 404, 404, 404]),
+        (M::PUT, "/api/v1/devices/dev-new".into(), empty(), [400, 404, 404, 404, 404, 404]),
+        (M::POST, "/api/v1/devices/dev-a/assign".into(), empty(), [400, 404, 404, 404, 404, 404]),
+        (M::POST, "/api/v1/devices/dev-a/return".into(), Some(json!({"at": "soon"})), [400, 404, 404, 404, 404, 404]),
+        (M::POST, "/api/v1/devices/dev-a/retire".into(), None, [409, 404, 404, 404, 404, 404]),
+    ];
+    // Every served route has a row.
+    for (method, template) in served_routes() {
+        assert!(
+            matrix
+                .iter()
+                .any(|(m, p, _, _)| *m == method && matches_template(p, &template)),
+            "{method} {template} is missing from the access matrix"
+        );
+    }
+    let names: Vec<&str> = MATRIX_USERS.iter().map(|u| u.0).collect();
+    for (method, path, body, expected) in &matrix {
+        for ((name, tok), want) in names.iter().zip(&tokens).zip(expected) {
+            let status = if path.ends_with("/stream") {
+                // A live stream never ends: the status line is the answer.
+                let res = api
+                    .http
+                    .get(format!("{}{path}", api.base))
+                    .bearer_auth(tok)
+                    .send()
+                    .await
+                    .unwrap();
+                res.status()
+            } else {
+                let (status, ctype, reply) = api
+                    .call(method.clone(), path, Some(tok), body.clone())
+                    .await;
+                if status.as_u16() >= 400 {
+                    assert_eq!(
+                        ctype, "application/problem+json",
+                        "{method} {path} as {name}"
+                    );
+                    assert!(
+                        reply["detail"].is_string(),
+                        "{method} {path} as {name}: {reply}"
+                    );
+                }
+                status
+            };
+            assert_eq!(status.as_u16(), *want, "{method} {path} as {name}");
+        }
+    }
+    // Every refusal after sign-in is audited with its reason.
+    let refused = db
+        .count("SELECT count(*) FROM audit_log WHERE status >= 400 AND user_id IS NOT NULL AND detail ? 'reason'")
+        .await;
+    let expected_refusals = matrix
+        .iter()
+        .flat_map(|(_, _, _, e)| e.iter())
+        .filter(|s| **s >= 400)
+        .count() as i64;
+    assert_eq!(refused, expected_refusals);
+    drop(engine);
+}
+
+fn api_of(engine: &Engine) -> Api {
+    Api {
+        base: format!("http://127.0.0.1:{}", engine.http),
+        http: reqwest::Client::new(),
+    }
+}
+
+fn detail(body: &serde_json::Value) -> &str {
+    body["detail"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patients_are_enrolled_moved_and_discharged_with_every_change_audited() {
+    use serde_json::json;
+    let (broker, db, engine) = stack("api_patients").await;
+    add_users(
+        &db,
+        &[
+            ("admin1", "admin", None, None),
+            ("nurse-a", "nurse", Some("ward-a"), None),
+            ("clin-a", "clinician", Some("ward-a"), None),
+            ("clin-b", "clinician", Some("ward-b"), None),
+        ],
+    );
+    let (admin_t, nurse, clin_a, clin_b) = (
+        token(&db, "admin1"),
+        token(&db, "nurse-a"),
+        token(&db, "clin-a"),
+        token(&db, "clin-b"),
+    );
+    let api = api_of(&engine);
+    let enrol_body = |id: &str, nhs: &str, pathway: &str| {
+        json!({"id": id, "team": "ward-a", "pathway": pathway, "nhs_number": nhs,
+            "date_of_birth": "1948-03-02"})
+    };
+    let post = |path: &'static str, tok: &str, body: serde_json::Value| {
+        let (api, tok) = (&api, tok.to_string());
+        async move { api.call(Method::POST, path, Some(&tok), Some(body)).await }
+    };
+
+    // The NHS number's check digit catches a mistyped digit.
+    let (s, _, body) = post(
+        "/api/v1/patients",
+        &nurse,
+        enrol_body("pn", "943 476 5918", "copd"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("check digit"), "{body}");
+    let (s, _, body) = post(
+        "/api/v1/patients",
+        &nurse,
+        enrol_body("pn", "9434765919", "pneumonia"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("known: copd"), "{body}");
+    let (s, _, body) = post(
+        "/api/v1/patients",
+        &nurse,
+        enrol_body("pn", "943 476 5919", "copd"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["nhs_number"], "943 476 5919");
+    // One record per person: the same NHS number under another id is refused.
+    let (s, _, body) = post(
+        "/api/v1/patients",
+        &nurse,
+        enrol_body("pn2", "9434765919", "copd"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(detail(&body).contains("already enrolled"), "{body}");
+    // An unknown field is refused, not ignored.
+    let mut extra = enrol_body("pn3", "4010232137", "copd");
+    extra["ward"] = json!("a");
+    let (s, _, body) = post("/api/v1/patients", &nurse, extra).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("unknown field"), "{body}");
+    let (s, _, p) = api
+        .call(Method::GET, "/api/v1/patients/pn", Some(&nurse), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            p["nhs_number"].as_str(),
+            p["date_of_birth"].as_str(),
+            p["pathway"].as_str()
+        ),
+        (Some("9434765919"), Some("1948-03-02"), Some("copd"))
+    );
+
+    // A personal limit: a clinician's decision, audited with who and why.
+    let limit = json!({"low": 88, "high": 96, "severity": "high", "persist_readings": 2,
+        "reason": "COPD: target 88-92 agreed with respiratory consultant"});
+    let path = "/api/v1/patients/pn/limits/spo2";
+    let (s, _, _) = api
+        .call(Method::PUT, path, Some(&nurse), Some(limit.clone()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nurses do not set limits");
+    let (s, _, body) = api
+        .call(
+            Method::PUT,
+            path,
+            Some(&clin_a),
+            Some(json!({"low": 96, "high": 88, "severity": "high", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("low must be below high"), "{body}");
+    let (s, _, body) = api
+        .call(Method::PUT, path, Some(&clin_a), Some(limit))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, _, p) = api
+        .call(Method::GET, "/api/v1/patients/pn", Some(&nurse), None)
+        .await;
+    assert_eq!(p["limits"][0]["vital"], "spo2");
+    assert_eq!(p["limits"][0]["low"], 88.0);
+    assert_eq!(p["limits"][0]["persist_readings"], 2);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM patient_settings_audit WHERE patient_id = 'pn' \
+             AND actor = 'clin-a' AND field = 'limit:spo2' AND reason LIKE 'COPD: target%'"
+        )
+        .await,
+        1
+    );
+    let (s, _, _) = api.call(Method::DELETE, path, Some(&clin_a), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a removal needs its reason");
+    let (s, _, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{path}?reason=back%20on%20pathway%20targets"),
+            Some(&clin_a),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM patient_settings_audit WHERE patient_id = 'pn' \
+             AND field = 'limit:spo2' AND new_value IS NULL AND reason = 'back on pathway targets'"
+        )
+        .await,
+        1
+    );
+
+    // A device from the catalogue, lent from an hour ago; a deterioration alerts ward A.
+    let (s, _, dev) = api
+        .call(
+            Method::PUT,
+            "/api/v1/devices/ox-1",
+            Some(&admin_t),
+            Some(json!({"model": "Nonin 3230", "kind": "pulse_oximeter"})),
+        )
+        .await;
+    assert_eq!(
+        (s, dev["status"].as_str()),
+        (StatusCode::OK, Some("available"))
+    );
+    let (s, _, dev) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/ox-1/assign",
+            Some(&admin_t),
+            Some(json!({"patient_id": "pn", "from": an_hour_ago()})),
+        )
+        .await;
+    assert_eq!(
+        (s, dev["status"].as_str()),
+        (StatusCode::OK, Some("assigned"))
+    );
+    let mut publisher = broker.loadgen_publisher().await;
+    let now = Utc::now().timestamp() as f64;
+    publisher
+        .publish(&readings_topic("ox-1"), septic_pack(now - 60.0))
+        .await;
+    publisher.flush().await;
+    eventually("an alert for pn on ward-a", || async {
+        (db.count("SELECT count(*) FROM alerts WHERE patient_id = 'pn' AND team_id = 'ward-a'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+
+    // Transfer: the patient and the open alert move to ward B.
+    let (s, _, body) = post(
+        "/api/v1/patients/pn/transfer",
+        &nurse,
+        json!({"team": "ward-b", "reason": "moved in with daughter"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["alerts_moved"], 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts WHERE patient_id = 'pn' AND team_id = 'ward-b'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM patient_settings_audit WHERE patient_id = 'pn' AND actor = 'nurse-a' \
+             AND field = 'team_id' AND old_value = 'ward-a' AND new_value = 'ward-b' \
+             AND reason = 'moved in with daughter'"
+        )
+        .await,
+        1
+    );
+    let (s, _, _) = api
+        .call(Method::GET, "/api/v1/patients/pn", Some(&nurse), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "ward A no longer reaches pn");
+    let (s, _, _) = api
+        .call(Method::GET, "/api/v1/patients/pn", Some(&clin_b), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Discharge: monitoring ends, the history stays.
+    let (s, _, body) = post(
+        "/api/v1/patients/pn/discharge",
+        &clin_b,
+        json!({"reason": "recovered"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _, body) = post(
+        "/api/v1/patients/pn/discharge",
+        &clin_b,
+        json!({"reason": "again"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let (_, _, p) = api
+        .call(Method::GET, "/api/v1/patients/pn", Some(&clin_b), None)
+        .await;
+    assert_eq!(p["discharged"], true);
+    assert!(
+        db.count("SELECT count(*) FROM readings WHERE patient_id = 'pn'")
+            .await
+            >= 6
+    );
+    drop(engine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_observations_are_scored_and_notes_travel_with_their_reading() {
+    use serde_json::json;
+    let (_broker, db, engine) = stack("api_manual").await;
+    enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
+    add_users(
+        &db,
+        &[
+            ("nurse-a", "nurse", Some("ward-a"), None),
+            ("patient-a", "patient", None, Some("pa")),
+        ],
+    );
+    let (nurse, me) = (token(&db, "nurse-a"), token(&db, "patient-a"));
+    let api = api_of(&engine);
+    let taken =
+        (Utc::now() - ChronoDuration::minutes(2)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    // A home visit: a full set of observations, typed in.
+    let visit = json!({"taken_at": taken, "note": "home visit", "observations": [
+        {"vital": "respiratory_rate", "value": 25},
+        {"vital": "spo2", "value": 94},
+        {"vital": "supplemental_oxygen", "value": false},
+        {"vital": "systolic_bp", "value": 100},
+        {"vital": "heart_rate", "value": 115},
+        {"vital": "consciousness", "value": "A"},
+        {"vital": "body_temperature", "value": 101.5, "unit": "[degF]"}]});
+    let path = "/api/v1/patients/pa/observations";
+    let (s, _, body) = api
+        .call(Method::POST, path, Some(&nurse), Some(visit.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["stored"].as_u64(), body["scored"].as_bool()),
+        (Some(7), Some(true))
+    );
+    // Scored like a device's: NEWS2 9 (38.6 °C scores 1) opens a clinical alert.
+    eventually("a NEWS2 alert from the typed-in set", || async {
+        (db.count(
+            "SELECT count(*) FROM alerts a JOIN alert_flags af ON af.alert_id = a.id \
+             JOIN flags f ON f.id = af.flag_id WHERE a.patient_id = 'pa' AND f.rule = 'news2' \
+             AND f.summary LIKE 'NEWS2 9 (high)%'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM readings WHERE patient_id = 'pa' AND source = 'manual' \
+             AND device_id = 'manual'"
+        )
+        .await,
+        7
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM readings WHERE patient_id = 'pa' AND vital = 'body_temperature' \
+             AND abs(value - 38.61111) < 0.001"
+        )
+        .await,
+        1,
+        "°F converted to °C"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM manual_entries WHERE patient_id = 'pa' AND recorded_by = 'nurse-a' \
+             AND cardinality(vitals) = 7 AND note = 'home visit'"
+        )
+        .await,
+        1
+    );
+    // The same entry sent again (a retry) stores nothing new.
+    let (s, _, body) = api
+        .call(Method::POST, path, Some(&nurse), Some(visit.clone()))
+        .await;
+    assert_eq!((s, body["stored"].as_u64()), (StatusCode::CREATED, Some(0)));
+    assert_eq!(db.count("SELECT count(*) FROM manual_entries").await, 1);
+    // A different value at the same time is a conflict, not a second truth.
+    let mut changed = visit.clone();
+    changed["observations"] = json!([{"vital": "spo2", "value": 91}]);
+    let (s, _, body) = api
+        .call(Method::POST, path, Some(&nurse), Some(changed))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    // Impossible values are refused with the reason, which the audit keeps.
+    let bad = json!({"taken_at": taken, "observations": [{"vital": "spo2", "value": 150}]});
+    let (s, _, body) = api.call(Method::POST, path, Some(&nurse), Some(bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("plausible range"), "{body}");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM audit_log WHERE user_id = 'nurse-a' AND status = 400 \
+             AND detail->>'reason' LIKE '%plausible range%'"
+        )
+        .await,
+        1
+    );
+    let future = json!({"taken_at": "2999-01-01T00:00:00Z",
+        "observations": [{"vital": "spo2", "value": 95}]});
+    let (s, _, _) = api
+        .call(Method::POST, path, Some(&nurse), Some(future))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        db.count("SELECT count(*) FROM readings WHERE source = 'manual'")
+            .await,
+        7
+    );
+
+    // The patient notes that one reading was wrong; it travels with it.
+    let note = json!({"vital": "spo2", "time": taken, "device_id": "manual",
+        "text": "my hands were cold"});
+    let (s, _, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/patients/pa/notes",
+            Some(&me),
+            Some(note),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["author"], "patient-a");
+    let missing = json!({"vital": "spo2", "time": "2020-01-01T00:00:00Z", "device_id": "manual",
+        "text": "?"});
+    let (s, _, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/patients/pa/notes",
+            Some(&me),
+            Some(missing),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no such reading");
+    let (s, _, rows) = api
+        .call(
+            Method::GET,
+            "/api/v1/patients/pa/readings?vital=spo2",
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let spo2 = &rows.as_array().unwrap()[0];
+    assert_eq!(
+        (spo2["value"].as_f64(), spo2["source"].as_str()),
+        (Some(94.0), Some("manual"))
+    );
+    assert_eq!(spo2["notes"][0]["text"], "my hands were cold");
+    assert_eq!(spo2["notes"][0]["author"], "patient-a");
+    drop(engine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_lent_returned_and_retired_like_a_library() {
+    use serde_json::json;
+    let (broker, db, engine) = stack("api_devices").await;
+    admin(
+        &db.url,
+        &["patient", "add", "--id", "pa", "--team", "ward-a"],
+    );
+    add_users(&db, &[("admin1", "admin", None, None)]);
+    let t = token(&db, "admin1");
+    let api = api_of(&engine);
+    let (s, _, body) = api
+        .call(
+            Method::PUT,
+            "/api/v1/devices/cuff-1",
+            Some(&t),
+            Some(json!({"model": "Omron M3", "kind": "sphygmomanometer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("blood_pressure_monitor"), "{body}");
+    let (s, _, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/devices/cuff-1",
+            Some(&t),
+            Some(json!({"model": "Omron M3", "kind": "blood_pressure_monitor"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/ghost/assign",
+            Some(&t),
+            Some(json!({"patient_id": "pa"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "only catalogued devices are lent");
+    let (s, _, dev) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/cuff-1/assign",
+            Some(&t),
+            Some(json!({"patient_id": "pa", "from": an_hour_ago()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{dev}");
+    assert_eq!(
+        (dev["status"].as_str(), dev["patient_id"].as_str()),
+        (Some("assigned"), Some("pa"))
+    );
+    let (s, _, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/cuff-1/retire",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(detail(&body).contains("return it first"), "{body}");
+
+    // Lent: its readings are the patient's.
+    let mut p = broker.loadgen_publisher().await;
+    let now = Utc::now().timestamp() as f64;
+    let bp = |t: f64| format!(r#"[{{"bt":{t},"n":"systolic_bp","u":"mm[Hg]","v":128}}]"#);
+    p.publish(&readings_topic("cuff-1"), bp(now - 30.0)).await;
+    p.flush().await;
+    db.wait_for_readings(1, "the cuff's reading").await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM readings WHERE patient_id = 'pa' AND device_id = 'cuff-1'")
+            .await,
+        1
+    );
+    let (s, _, dev) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/cuff-1/return",
+            Some(&t),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (s, dev["status"].as_str()),
+        (StatusCode::OK, Some("available"))
+    );
+    // Returned: a later reading belongs to no one and is quarantined, not lost.
+    p.publish(
+        &readings_topic("cuff-1"),
+        bp(Utc::now().timestamp() as f64 + 1.0),
+    )
+    .await;
+    p.flush().await;
+    eventually("the unassigned reading quarantined", || async {
+        (db.count("SELECT count(*) FROM quarantine WHERE device_id = 'cuff-1'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let (s, _, dev) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/cuff-1/retire",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, dev["status"].as_str()),
+        (StatusCode::OK, Some("retired"))
+    );
+    let (s, _, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/devices/cuff-1/assign",
+            Some(&t),
+            Some(json!({"patient_id": "pa"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(detail(&body).contains("retired"), "{body}");
+    let (_, _, all) = api
+        .call(Method::GET, "/api/v1/devices", Some(&t), None)
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all[0]["model"], "Omron M3");
+    drop(engine);
+}
+
+/// Teams whose alerts go out over MQTT only, escalating after `wait`.
+fn mqtt_teams(dir: &std::path::Path, wait: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("default.toml"),
+        format!(
+            r#"id = "default"
+fallback = {{ channel = "mqtt" }}
+[escalation]
+repeat = "1h"
+group_window = "1s"
+start_tier = {{ low = 0, medium = 0, high = 0, emergency = 0 }}
+[[escalation.tiers]]
+name = "ward nurse"
+wait = "{wait}"
+targets = [{{ channel = "mqtt" }}]
+[[escalation.tiers]]
+name = "nurse in charge"
+wait = "1h"
+targets = [{{ channel = "mqtt" }}]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_report_counts_adherence_alert_rates_acknowledgement_and_escalation() {
+    let dir = tempfile::tempdir().unwrap();
+    let teams = dir.path().join("teams");
+    mqtt_teams(&teams, "2s");
+    let broker = Broker::start().await;
+    let db = Db::create("api_report").await;
+    let engine = Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        &unique("eng"),
+        &[("WARDWATCH_TEAMS_DIR", teams.to_str().unwrap())],
+    )
+    .await;
+    let hours_ago =
+        |h: i64| (Utc::now() - ChronoDuration::hours(h)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    enrol(&db.url, "pa", "ward-a", "dev-a", &hours_ago(5));
+    enrol(&db.url, "pb", "ward-a", "dev-b", &hours_ago(5));
+    enrol(&db.url, "pc", "ward-b", "dev-c", &hours_ago(5));
+    enrol(&db.url, "pd", "ward-a", "dev-d", &hours_ago(5));
+    // History: pa enrolled 2 h ago, pb 4 h ago (before the period), pd
+    // discharged 4 h ago (before the period: not monitored in it).
+    sqlx::query(
+        "UPDATE patients SET created_at = now() - CASE id WHEN 'pa' THEN interval '2 hours' \
+         ELSE interval '4 hours' END",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    admin(
+        &db.url,
+        &[
+            "patient",
+            "discharge",
+            "--id",
+            "pd",
+            "--by",
+            "clin",
+            "--reason",
+            "well",
+            "--at",
+            &hours_ago(4),
+        ],
+    );
+    add_users(
+        &db,
+        &[
+            ("nurse-a", "nurse", Some("ward-a"), None),
+            ("admin1", "admin", None, None),
+        ],
+    );
+    let (nurse, admin_t) = (token(&db, "nurse-a"), token(&db, "admin1"));
+
+    let mut p = broker.loadgen_publisher().await;
+    let now = Utc::now().timestamp() as f64;
+    let spo2 = |t: f64| format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":97}}]"#);
+    // pa: one reading before enrolment (not counted), two normal, one septic set.
+    for (dev, t) in [
+        ("dev-a", now - 150.0 * 60.0),
+        ("dev-a", now - 100.0 * 60.0),
+        ("dev-a", now - 70.0 * 60.0),
+        ("dev-b", now - 30.0 * 60.0),
+        ("dev-c", now - 30.0 * 60.0),
+    ] {
+        p.publish(&readings_topic(dev), spo2(t)).await;
+    }
+    p.publish(&readings_topic("dev-a"), septic_pack(now - 60.0))
+        .await;
+    p.flush().await;
+    db.wait_for_readings(11, "all readings").await;
+    // The alert escalates once (2 s), then the nurse acknowledges.
+    eventually("the alert at tier 1", || async {
+        (db.count("SELECT count(*) FROM alerts WHERE patient_id = 'pa' AND tier = 1")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let api = api_of(&engine);
+    let id: i64 = sqlx::query_scalar("SELECT id FROM alerts WHERE patient_id = 'pa'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let (s, _, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let from = hours_ago(3);
+    let (s, _, r) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/teams/ward-a/report?from={from}"),
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["patients_monitored"], 2, "{r}");
+    let patient = |id: &str| {
+        r["adherence"]["patients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["patient_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    // general pathway: one reading an hour expected.
+    let (pa, pb) = (patient("pa"), patient("pb"));
+    assert_eq!(
+        (pa["received"].as_i64(), pa["expected"].as_i64()),
+        (Some(3), Some(2)),
+        "{pa}"
+    );
+    assert_eq!(
+        (pb["received"].as_i64(), pb["expected"].as_i64()),
+        (Some(1), Some(3)),
+        "{pb}"
+    );
+    assert_eq!(r["adherence"]["received"], 4);
+    assert_eq!(r["adherence"]["expected"], 5);
+    // 2 h + 3 h monitored: about 0.208 patient-days.
+    let days = r["patient_days"].as_f64().unwrap();
+    assert!((days - 5.0 / 24.0).abs() < 0.01, "{days}");
+    let alerts_opened = db
+        .count("SELECT count(*) FROM alerts WHERE team_id = 'ward-a'")
+        .await;
+    assert_eq!(r["alerts"]["opened"].as_i64(), Some(alerts_opened));
+    let news2 = r["alerts"]["by_rule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "news2")
+        .cloned()
+        .unwrap();
+    let severity: String =
+        sqlx::query_scalar("SELECT severity FROM alerts WHERE patient_id = 'pa'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (news2["count"].as_i64(), news2["severity"].as_str()),
+        (Some(1), Some(severity.as_str()))
+    );
+    let per_day = news2["per_patient_day"].as_f64().unwrap();
+    assert!(
+        (per_day - 1.0 / days).abs() < 0.01,
+        "{per_day} vs {}",
+        1.0 / days
+    );
+    let ack: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM acknowledged_at - opened_at)::float8 FROM alerts WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let t = &r["time_to_acknowledge"];
+    assert_eq!(t["acknowledged"], 1);
+    for q in ["p50_secs", "p90_secs", "max_secs"] {
+        assert!(
+            (t[q].as_f64().unwrap() - ack).abs() < 0.1,
+            "{q}: {t} vs {ack}"
+        );
+    }
+    assert_eq!(r["escalations"]["count"], 1, "{r}");
+    assert_eq!(r["escalations"]["alerts_escalated"], 1);
+    // Ward B's report has only its own patient.
+    let (_, _, rb) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/teams/ward-b/report?from={from}"),
+            Some(&admin_t),
+            None,
+        )
+        .await;
+    assert_eq!(rb["patients_monitored"], 1);
+    assert_eq!(rb["adherence"]["patients"][0]["received"], 1);
+    assert_eq!(rb["alerts"]["opened"], 0);
+    assert!(rb["time_to_acknowledge"]["p50_secs"].is_null());
     drop(engine);
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
 use wardwatch_store::access::ReadingRow;
 
-use crate::{patient_in_reach, record, store_error, ApiState, Caller, Problem};
+use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
 
 /// One `date` search parameter: a prefix and an instant.
 fn parse_date(v: &str) -> Result<(&str, DateTime<Utc>), String> {
@@ -79,25 +79,42 @@ pub(crate) async fn search_observations(
                     from = t;
                     to = t + chrono::Duration::microseconds(1);
                 }
-                Err(e) => return Problem::bad_request(&e).into_response(),
+                Err(e) => return refuse(&state, &c, None, Problem::bad_request(&e)).await,
             },
             other => {
-                return Problem::bad_request(&format!(
-                    "unsupported search parameter {other:?}: patient and date are supported"
-                ))
-                .into_response()
+                return refuse(
+                    &state,
+                    &c,
+                    None,
+                    Problem::bad_request(&format!(
+                        "unsupported search parameter {other:?}: patient and date are supported"
+                    )),
+                )
+                .await
             }
         }
     }
     let Some(patient) = patient else {
-        return Problem::bad_request("the patient parameter is required").into_response();
+        return refuse(
+            &state,
+            &c,
+            None,
+            Problem::bad_request("the patient parameter is required"),
+        )
+        .await;
     };
     let p = match patient_in_reach(&state, &c, &patient).await {
         Ok(p) => p,
         Err(r) => return r,
     };
     if from >= to {
-        return Problem::bad_request("the date range is empty").into_response();
+        return refuse(
+            &state,
+            &c,
+            None,
+            Problem::bad_request("the date range is empty"),
+        )
+        .await;
     }
     let rows = match state.store.readings_of(&p.id, None, from, to, 10_000).await {
         Ok(r) => r,

@@ -4,21 +4,32 @@
 //! every read of a patient's record, RFC 9457 problem+json errors, and the
 //! live SSE stream of alert changes for the caller's teams.
 //!
-//! So far (issue 5, first slice): `GET /api/v1/patients/{id}`,
-//! `GET /api/v1/patients/{id}/readings` (raw or downsampled),
-//! `GET /api/v1/patients/{id}/score`, `GET /api/v1/teams/{team}/patients`,
-//! `GET /api/v1/alerts`, `POST /api/v1/alerts/{id}/acknowledge`,
-//! `POST /api/v1/alerts/{id}/resolve`, `GET /api/v1/stream`,
-//! `GET /api/v1/audit`, and FHIR R4 `GET /fhir/Observation`.
+//! # Layout
+//! - this file: the state, the [`Caller`] extractor, the audit helpers,
+//!   alerts, readings, the stream and the board;
+//! - [`patients`]: enrolment, transfer, discharge, personal limits, manual
+//!   observations and correction notes;
+//! - [`admin`]: users, tokens, teams and the device catalogue (admins only);
+//! - [`reports`]: per-team figures over a period;
+//! - [`scores`]: the current NEWS2 and the board's patient rows;
+//! - [`fhir`]: FHIR R4 Observation search;
+//! - [`auth`], [`problem`]: tokens and RFC 9457 errors.
+//!
+//! The route list is in [`router`]; `openapi.json` describes each one and
+//! a test checks that it does.
 
+mod admin;
 mod auth;
 mod fhir;
+mod patients;
 mod problem;
+mod reports;
 mod scores;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -29,11 +40,13 @@ use axum::{Json, Router};
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::BroadcastStream;
 use wardwatch_alerting::feed::AlertFeed;
+use wardwatch_alerting::policy::Teams;
 use wardwatch_store::access::{AuditEntry, Principal};
 use wardwatch_store::alerts::AlertRow;
-use wardwatch_store::{PgStore, StoreError};
+use wardwatch_store::{NewReading, PgStore, StoreError};
 
 pub use auth::{new_token, token_hash, FailedAuth};
 pub use problem::Problem;
@@ -47,6 +60,35 @@ pub struct ApiState {
     pub feed: Option<AlertFeed>,
     /// Failed authentications per client address (rate limit).
     pub failed: Arc<FailedAuth>,
+    /// The teams and pathways the engine runs with.
+    pub catalog: Arc<Catalog>,
+    /// Where manual observations go to be scored: set once the rules have
+    /// rebuilt their state (a reading sent before that would be missed).
+    /// Weak, so the API never keeps the rules' inbox open at shutdown.
+    pub rules: Arc<OnceLock<mpsc::WeakSender<Vec<NewReading>>>>,
+}
+
+/// What the engine was configured with, as the API needs it.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Team policies (a transfer hands open alerts to the new team's).
+    pub teams: Option<Teams>,
+    /// Pathway name → expected minutes between readings (enrolment checks
+    /// the name; reports compute adherence from the cadence).
+    pub pathways: HashMap<String, u32>,
+    /// False when the engine runs without rules: manual observations are
+    /// stored but not scored, as device readings are.
+    pub rules_enabled: bool,
+}
+
+impl Catalog {
+    /// The escalation policy open alerts take when moved to `team`.
+    fn team_policy(&self, team: &str) -> Option<serde_json::Value> {
+        self.teams
+            .as_ref()
+            .and_then(|t| t.get(team))
+            .and_then(|t| serde_json::to_value(&t.escalation).ok())
+    }
 }
 
 /// The `/api/v1` routes.
@@ -64,6 +106,35 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/patients/{id}/readings", get(readings))
         .route("/api/v1/patients/{id}/score", get(scores::patient_score))
         .route("/api/v1/teams/{team}/patients", get(scores::team_patients))
+        .route("/api/v1/alerts/{id}/snooze", post(snooze))
+        .route("/api/v1/patients", post(patients::enrol))
+        .route("/api/v1/patients/{id}/transfer", post(patients::transfer))
+        .route("/api/v1/patients/{id}/discharge", post(patients::discharge))
+        .route(
+            "/api/v1/patients/{id}/limits/{vital}",
+            axum::routing::put(patients::set_limit).delete(patients::remove_limit),
+        )
+        .route(
+            "/api/v1/patients/{id}/observations",
+            post(patients::record_observations),
+        )
+        .route("/api/v1/patients/{id}/notes", post(patients::add_note))
+        .route("/api/v1/teams", get(admin::teams))
+        .route("/api/v1/teams/{team}/report", get(reports::team_report))
+        .route("/api/v1/users", get(admin::users))
+        .route(
+            "/api/v1/users/{id}",
+            axum::routing::put(admin::put_user).delete(admin::disable_user),
+        )
+        .route("/api/v1/users/{id}/tokens", post(admin::create_token))
+        .route("/api/v1/devices", get(admin::devices))
+        .route(
+            "/api/v1/devices/{id}",
+            get(admin::device).put(admin::put_device),
+        )
+        .route("/api/v1/devices/{id}/assign", post(admin::assign_device))
+        .route("/api/v1/devices/{id}/return", post(admin::return_device))
+        .route("/api/v1/devices/{id}/retire", post(admin::retire_device))
         .route("/fhir/Observation", get(fhir::search_observations))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
@@ -159,6 +230,17 @@ async fn record(
     patient: Option<&str>,
     status: StatusCode,
 ) -> Result<(), Response> {
+    record_detail(state, c, patient, status, serde_json::json!({})).await
+}
+
+/// Audits with what was asked for or why it was refused.
+async fn record_detail(
+    state: &ApiState,
+    c: &Caller,
+    patient: Option<&str>,
+    status: StatusCode,
+    detail: serde_json::Value,
+) -> Result<(), Response> {
     // An audit entry that cannot be written refuses the request: no
     // unaudited access to a patient's record.
     state
@@ -170,51 +252,83 @@ async fn record(
             patient_id: patient.map(str::to_string),
             status: i32::from(status.as_u16()),
             client: Some(c.client.clone()),
-            detail: serde_json::json!({}),
+            detail,
         })
         .await
         .map_err(|e| Problem::unavailable(&e).into_response())
 }
 
-fn store_error(e: StoreError) -> Response {
+/// Refuses a request, keeping the reason in the audit log (operators read
+/// it at `GET /api/v1/audit`) and counting it in the metrics.
+async fn refuse(state: &ApiState, c: &Caller, patient: Option<&str>, p: Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+    if let Err(r) = record_detail(
+        state,
+        c,
+        patient,
+        status,
+        serde_json::json!({"reason": p.detail}),
+    )
+    .await
+    {
+        return r;
+    }
+    p.into_response()
+}
+
+/// A JSON body, or the 400 that says what is wrong with it.
+fn json_body<T>(
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, Problem> {
+    body.map(|Json(b)| b)
+        .map_err(|e| Problem::bad_request(&e.body_text()))
+}
+
+/// A store refusal as a problem: a rejection is a 409 with its reason.
+fn store_problem(e: StoreError) -> Problem {
     match e {
-        StoreError::Rejected(m) => {
-            Problem::new(StatusCode::CONFLICT, "Not possible", m).into_response()
-        }
-        e => Problem::unavailable(&e).into_response(),
+        StoreError::Rejected(m) => Problem::new(StatusCode::CONFLICT, "Not possible", m),
+        e => Problem::unavailable(&e),
     }
 }
 
-#[derive(Serialize)]
-struct PatientBody {
-    id: String,
-    team_id: String,
-    pathway: String,
-    spo2_scale: i16,
-    discharged: bool,
+fn store_error(e: StoreError) -> Response {
+    store_problem(e).into_response()
 }
 
 async fn get_patient(State(state): State<ApiState>, c: Caller, Path(id): Path<String>) -> Response {
-    let view = match state.store.patient_view(&id).await {
-        Ok(v) => v,
-        Err(e) => return store_error(e),
+    let p = match patient_in_reach(&state, &c, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    let Some(p) = view.filter(|p| c.reaches_patient(&p.id, &p.team_id)) else {
-        if let Err(r) = record(&state, &c, None, StatusCode::NOT_FOUND).await {
-            return r;
-        }
-        return Problem::not_found("patient").into_response();
+    let limits = match state
+        .store
+        .patient_rows(wardwatch_store::rules::PatientFilter::Ids(
+            std::slice::from_ref(&p.id),
+        ))
+        .await
+    {
+        Ok(rows) => rows.into_iter().flat_map(|r| r.limits).collect::<Vec<_>>(),
+        Err(e) => return store_error(e),
     };
     if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
-    Json(PatientBody {
-        id: p.id,
-        team_id: p.team_id,
-        pathway: p.pathway,
-        spo2_scale: p.spo2_scale,
-        discharged: p.discharged,
-    })
+    Json(serde_json::json!({
+        "id": p.id,
+        "team_id": p.team_id,
+        "pathway": p.pathway,
+        "spo2_scale": p.spo2_scale,
+        "discharged": p.discharged,
+        "nhs_number": p.nhs_number,
+        "date_of_birth": p.date_of_birth,
+        "devices": p.devices,
+        "limits": limits.iter().map(|l| serde_json::json!({
+            "vital": l.vital, "low": l.low, "high": l.high, "severity": l.severity,
+            "persist_readings": l.persist_readings, "persist_secs": l.persist_secs,
+            "clear_margin": l.clear_margin, "clear_hold_secs": l.clear_hold_secs,
+        })).collect::<Vec<_>>(),
+    }))
     .into_response()
 }
 
@@ -258,6 +372,7 @@ impl From<AlertRow> for AlertBody {
 struct AlertQuery {
     state: Option<String>,
     team: Option<String>,
+    severity: Option<String>,
 }
 
 async fn list_alerts(
@@ -266,15 +381,37 @@ async fn list_alerts(
     query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = query else {
-        return Problem::bad_request("query parameters are state and team only").into_response();
+        return refuse(
+            &state,
+            &c,
+            None,
+            Problem::bad_request("query parameters are state, team and severity only"),
+        )
+        .await;
     };
     if !c.is(&["admin", "nurse", "clinician"]) {
-        return Problem::not_found("resource").into_response();
+        return refuse(&state, &c, None, Problem::not_found("resource")).await;
     }
     if let Some(s) = &q.state {
         if !matches!(s.as_str(), "open" | "acknowledged" | "resolved") {
-            return Problem::bad_request("state must be open, acknowledged or resolved")
-                .into_response();
+            return refuse(
+                &state,
+                &c,
+                None,
+                Problem::bad_request("state must be open, acknowledged or resolved"),
+            )
+            .await;
+        }
+    }
+    if let Some(s) = &q.severity {
+        if !matches!(s.as_str(), "low" | "medium" | "high" | "emergency") {
+            return refuse(
+                &state,
+                &c,
+                None,
+                Problem::bad_request("severity must be low, medium, high or emergency"),
+            )
+            .await;
         }
     }
     let rows = match state.store.list_alerts(q.state.as_deref(), 500).await {
@@ -285,6 +422,7 @@ async fn list_alerts(
         .into_iter()
         .filter(|a| c.reaches_alert(a))
         .filter(|a| q.team.as_deref().is_none_or(|t| a.team_id == t))
+        .filter(|a| q.severity.as_deref().is_none_or(|s| a.severity == s))
         .map(AlertBody::from)
         .collect();
     if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
@@ -296,7 +434,7 @@ async fn list_alerts(
 async fn alert_in_reach(state: &ApiState, c: &Caller, id: i64) -> Result<AlertRow, Response> {
     match state.store.alert(id).await {
         Ok(Some(a)) if c.reaches_alert(&a) && c.is(&["nurse", "clinician", "admin"]) => Ok(a),
-        Ok(_) => Err(Problem::not_found("alert").into_response()),
+        Ok(_) => Err(refuse(state, c, None, Problem::not_found("alert")).await),
         Err(e) => Err(store_error(e)),
     }
 }
@@ -320,17 +458,15 @@ async fn answer_alert_write(
     before: &AlertRow,
     result: Result<AlertRow, StoreError>,
 ) -> Response {
-    let status = if result.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
-    if let Err(r) = record(state, c, Some(&before.patient_id), status).await {
-        return r;
-    }
+    let patient = Some(before.patient_id.as_str());
     match result {
-        Ok(a) => Json(AlertBody::from(a)).into_response(),
-        Err(e) => store_error(e),
+        Ok(a) => {
+            if let Err(r) = record(state, c, patient, StatusCode::OK).await {
+                return r;
+            }
+            Json(AlertBody::from(a)).into_response()
+        }
+        Err(e) => refuse(state, c, patient, store_problem(e)).await,
     }
 }
 
@@ -353,14 +489,19 @@ async fn resolve(
     };
     let body = match body {
         Ok(Json(b)) => b,
-        Err(e) => return Problem::bad_request(&e.body_text()).into_response(),
+        Err(e) => return refuse(&state, &c, None, Problem::bad_request(&e.body_text())).await,
     };
     if wardwatch_alerting::lifecycle::Outcome::parse(&body.outcome).is_none() {
-        return Problem::bad_request(
-            "outcome must be one of reviewed_no_action, advice_given, visit_arranged, \
+        return refuse(
+            &state,
+            &c,
+            None,
+            Problem::bad_request(
+                "outcome must be one of reviewed_no_action, advice_given, visit_arranged, \
              escalated_emergency, device_or_data_issue, other",
+            ),
         )
-        .into_response();
+        .await;
     }
     let result = state
         .store
@@ -375,9 +516,85 @@ async fn resolve(
     answer_alert_write(&state, &c, &a, result).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnoozeBody {
+    /// `30m`, `2h`: at most the team's `snooze_max`.
+    #[serde(rename = "for")]
+    duration: String,
+    reason: String,
+    /// One of the alert's rules; all of them when absent.
+    rule: Option<String>,
+}
+
+/// Snoozes an alert's rules for its patient: a worse severity breaks through.
+async fn snooze(
+    State(state): State<ApiState>,
+    c: Caller,
+    Path(id): Path<i64>,
+    body: Result<Json<SnoozeBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let a = match alert_in_reach(&state, &c, id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let p = Some(a.patient_id.as_str());
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(e) => return refuse(&state, &c, p, e).await,
+    };
+    let max = state
+        .catalog
+        .teams
+        .as_ref()
+        .and_then(|t| t.get(&a.team_id))
+        .map_or(24 * 3600, |t| t.escalation.snooze_max.secs());
+    let Some(span) = wardwatch_alerting::policy::Span::parse(&body.duration)
+        .filter(|s| (1..=max).contains(&s.secs()))
+    else {
+        let detail =
+            format!("for must be a duration like 30m or 2h, at most {max} s for this team");
+        return refuse(&state, &c, p, Problem::bad_request(&detail)).await;
+    };
+    let rules: Vec<String> = match &body.rule {
+        Some(r) if a.rules.contains(r) => vec![r.clone()],
+        Some(r) => {
+            let detail = format!(
+                "rule {r:?} is not one of this alert's: {}",
+                a.rules.join(", ")
+            );
+            return refuse(&state, &c, p, Problem::bad_request(&detail)).await;
+        }
+        None => a.rules.clone(),
+    };
+    let until = Utc::now() + chrono::Duration::seconds(span.secs());
+    let mut snoozed = Vec::new();
+    for rule in &rules {
+        match state
+            .store
+            .snooze(
+                &a.patient_id,
+                rule,
+                until,
+                &c.principal.user_id,
+                &body.reason,
+            )
+            .await
+        {
+            Ok(severity) => snoozed.push(serde_json::json!({"rule": rule, "severity": severity})),
+            Err(e) => return refuse(&state, &c, p, store_problem(e)).await,
+        }
+    }
+    let detail = serde_json::json!({"until": until, "rules": rules, "reason": body.reason});
+    if let Err(r) = record_detail(&state, &c, p, StatusCode::OK, detail).await {
+        return r;
+    }
+    Json(serde_json::json!({"alert_id": a.id, "until": until, "snoozed": snoozed})).into_response()
+}
+
 async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
     if !c.is(&["admin", "nurse", "clinician"]) {
-        return Problem::not_found("resource").into_response();
+        return refuse(&state, &c, None, Problem::not_found("resource")).await;
     }
     let Some(feed) = &state.feed else {
         return Problem::new(
@@ -418,7 +635,7 @@ async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
 
 async fn audit(State(state): State<ApiState>, c: Caller) -> Response {
     if !c.is(&["admin"]) {
-        return Problem::not_found("resource").into_response();
+        return refuse(&state, &c, None, Problem::not_found("resource")).await;
     }
     let rows = match state.store.audit_entries(500).await {
         Ok(r) => r,
@@ -458,10 +675,7 @@ async fn patient_in_reach(
 ) -> Result<wardwatch_store::access::PatientView, Response> {
     match state.store.patient_view(id).await {
         Ok(Some(p)) if c.reaches_patient(&p.id, &p.team_id) => Ok(p),
-        Ok(_) => {
-            record(state, c, None, StatusCode::NOT_FOUND).await?;
-            Err(Problem::not_found("patient").into_response())
-        }
+        Ok(_) => Err(refuse(state, c, None, Problem::not_found("patient")).await),
         Err(e) => Err(store_error(e)),
     }
 }
@@ -474,7 +688,7 @@ async fn readings(
 ) -> Response {
     let q = match query {
         Ok(Query(q)) => q,
-        Err(e) => return Problem::bad_request(&e.body_text()).into_response(),
+        Err(e) => return refuse(&state, &c, None, Problem::bad_request(&e.body_text())).await,
     };
     let p = match patient_in_reach(&state, &c, &id).await {
         Ok(p) => p,
@@ -482,14 +696,25 @@ async fn readings(
     };
     if let Some(v) = &q.vital {
         if wardwatch_core::Vital::from_name(v).is_none() {
-            return Problem::bad_request(&format!("unknown vital {v:?}")).into_response();
+            return refuse(
+                &state,
+                &c,
+                None,
+                Problem::bad_request(&format!("unknown vital {v:?}")),
+            )
+            .await;
         }
     }
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - chrono::Duration::hours(24));
     if from >= to || to - from > chrono::Duration::days(366) {
-        return Problem::bad_request("from must be before to, and the range at most 366 days")
-            .into_response();
+        return refuse(
+            &state,
+            &c,
+            None,
+            Problem::bad_request("from must be before to, and the range at most 366 days"),
+        )
+        .await;
     }
     if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
@@ -498,8 +723,13 @@ async fn readings(
         (Some(b), Some(vital)) => {
             let Some(span) = wardwatch_alerting::policy::Span::parse(b).filter(|s| s.secs() >= 1)
             else {
-                return Problem::bad_request("bucket must look like 30s, 15m or 1h")
-                    .into_response();
+                return refuse(
+                    &state,
+                    &c,
+                    None,
+                    Problem::bad_request("bucket must look like 30s, 15m or 1h"),
+                )
+                .await;
             };
             match state
                 .store
@@ -518,23 +748,47 @@ async fn readings(
                 Err(e) => store_error(e),
             }
         }
-        (Some(_), None) => Problem::bad_request("bucket needs a vital").into_response(),
-        (None, vital) => match state
-            .store
-            .readings_of(&p.id, vital.as_deref(), from, to, 10_000)
-            .await
-        {
-            Ok(rows) => Json(
-                rows.into_iter()
-                    .map(|r| {
-                        serde_json::json!({"vital": r.vital, "time": r.time, "value": r.value,
-                            "device_id": r.device_id, "source": r.source})
-                    })
-                    .collect::<Vec<_>>(),
+        (Some(_), None) => {
+            refuse(
+                &state,
+                &c,
+                None,
+                Problem::bad_request("bucket needs a vital"),
             )
-            .into_response(),
-            Err(e) => store_error(e),
-        },
+            .await
+        }
+        (None, vital) => {
+            let rows = state
+                .store
+                .readings_of(&p.id, vital.as_deref(), from, to, 10_000)
+                .await;
+            let notes = state.store.reading_notes(&p.id, from, to).await;
+            match (rows, notes) {
+                (Ok(rows), Ok(notes)) => Json(
+                    rows.into_iter()
+                        .map(|r| {
+                            // Correction notes travel with the reading they are about.
+                            let on_it: Vec<_> = notes
+                                .iter()
+                                .filter(|n| {
+                                    n.vital == r.vital
+                                        && n.time == r.time
+                                        && n.device_id == r.device_id
+                                })
+                                .map(|n| {
+                                    serde_json::json!({"author": n.author, "text": n.text,
+                                    "created_at": n.created_at})
+                                })
+                                .collect();
+                            serde_json::json!({"vital": r.vital, "time": r.time, "value": r.value,
+                                "device_id": r.device_id, "source": r.source, "notes": on_it})
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .into_response(),
+                (Err(e), _) | (_, Err(e)) => store_error(e),
+            }
+        }
     }
 }
 

@@ -68,6 +68,9 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // Operators see refusals by status on the metrics page.
+        metrics::counter!("wardwatch_api_problems_total", "status" => status.as_str().to_owned())
+            .increment(1);
         let body = serde_json::to_string(&self).unwrap_or_default();
         (
             status,

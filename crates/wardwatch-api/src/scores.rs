@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
 use wardwatch_rules::news2::{self, Acvpu, Observations, OxygenSource, Score, SpO2Scale};
 
-use crate::{patient_in_reach, record, store_error, ApiState, Caller, Problem};
+use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
 
 /// A reading counts towards the score for this long (the pathways' default).
 const FRESHNESS_SECS: i64 = 3600;
@@ -139,7 +139,7 @@ pub(crate) async fn team_patients(
     let allowed =
         c.is(&["admin"]) || (c.is(&["nurse", "clinician"]) && c.principal.teams.contains(&team));
     if !allowed {
-        return Problem::not_found("team").into_response();
+        return refuse(&state, &c, None, Problem::not_found("team")).await;
     }
     let patients = match state.store.team_patients(&team).await {
         Ok(p) => p,

@@ -6,16 +6,19 @@
 //! - [`reading`]: a validated [`Reading`] in canonical units, and the ids it carries.
 //! - [`quarantine`]: why an input was rejected ([`QuarantineReason`]) and the
 //!   record kept for operators ([`Rejection`]).
+//! - [`nhs`]: the NHS number and its modulus-11 check digit.
 //! - [`clock`]: an injectable [`Clock`] so logic never calls `now()` itself.
 //!
 //! This crate imports no other wardwatch crate and does no I/O.
 
 pub mod clock;
+pub mod nhs;
 pub mod quarantine;
 pub mod reading;
 pub mod vital;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use nhs::{NhsNumber, NhsNumberError};
 pub use quarantine::{QuarantineReason, Rejection};
 pub use reading::{DeliveryTag, DeviceId, IdError, PatientId, Reading, ReadingSource};
 pub use vital::{UnitError, Vital, VitalValue};

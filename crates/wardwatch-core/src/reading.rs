@@ -111,6 +111,8 @@ pub enum ReadingSource {
     Senml,
     /// A FHIR Observation or Bundle on `.../observations`.
     Fhir,
+    /// Typed in by staff through the API (a phone call, a visit).
+    Manual,
 }
 
 impl ReadingSource {
@@ -119,6 +121,7 @@ impl ReadingSource {
         match self {
             Self::Senml => "senml",
             Self::Fhir => "fhir",
+            Self::Manual => "manual",
         }
     }
 }

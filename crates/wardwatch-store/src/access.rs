@@ -61,6 +61,12 @@ pub struct PatientView {
     pub spo2_scale: i16,
     /// Discharged.
     pub discharged: bool,
+    /// NHS number (ten digits), when recorded.
+    pub nhs_number: Option<String>,
+    /// Date of birth, when recorded.
+    pub date_of_birth: Option<chrono::NaiveDate>,
+    /// Devices on loan to the patient now.
+    pub devices: Vec<String>,
 }
 
 const ROLES: [&str; 5] = ["admin", "clinician", "nurse", "patient", "proxy"];
@@ -228,7 +234,10 @@ impl PgStore {
     /// One patient as the API shows them.
     pub async fn patient_view(&self, id: &str) -> Result<Option<PatientView>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL FROM patients WHERE id = $1",
+            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL, nhs_number, \
+             date_of_birth, ARRAY(SELECT device_id FROM device_assignments \
+               WHERE patient_id = p.id AND valid_to IS NULL ORDER BY device_id) \
+             FROM patients p WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -240,6 +249,9 @@ impl PgStore {
                 pathway: r.try_get(2)?,
                 spo2_scale: r.try_get(3)?,
                 discharged: r.try_get(4)?,
+                nhs_number: r.try_get(5)?,
+                date_of_birth: r.try_get(6)?,
+                devices: r.try_get(7)?,
             })
         })
         .transpose()

@@ -12,6 +12,10 @@
 //!   clinicians' acknowledge, resolve and snooze.
 //! - [`rules`]: what the rules core reads and writes: patients' settings and
 //!   personalised limits (audited), the start-up replay, flags and events.
+//! - [`records`]: enrolment with identity, transfers, the device catalogue,
+//!   manual observations, correction notes and users, as the API manages them.
+//! - [`reports`]: per-team figures over a period (adherence, alert rates,
+//!   time to acknowledge, escalations).
 //! - [`postgres`]: the PostgreSQL backend, with TimescaleDB hypertables,
 //!   compression and retention when the extension exists, plain tables and a
 //!   retention sweep when it does not.
@@ -23,6 +27,8 @@ pub mod access;
 pub mod alerts;
 pub mod batch;
 pub mod postgres;
+pub mod records;
+pub mod reports;
 pub mod rules;
 
 use std::future::Future;

@@ -686,10 +686,16 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         // Serialise concurrent assignments of the same device.
-        sqlx::query("SELECT id FROM devices WHERE id = $1 FOR UPDATE")
-            .bind(device.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let retired: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT retired_at FROM devices WHERE id = $1 FOR UPDATE")
+                .bind(device.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if retired.is_some() {
+            return Err(StoreError::Rejected(format!(
+                "device {device} is retired and cannot be lent"
+            )));
+        }
         let later: Option<(String, DateTime<Utc>)> = sqlx::query_as(
             "SELECT patient_id, valid_from FROM device_assignments \
              WHERE device_id = $1 AND (valid_to IS NULL OR valid_to > $2) AND valid_from >= $2 \

@@ -175,7 +175,7 @@ pub struct ReplayRow {
     pub time: DateTime<Utc>,
 }
 
-fn clean(s: &str, what: &str) -> Result<String, StoreError> {
+pub(crate) fn clean(s: &str, what: &str) -> Result<String, StoreError> {
     let s = s.trim();
     if s.is_empty() {
         return Err(StoreError::Rejected(format!("{what} must not be empty")));
@@ -183,7 +183,37 @@ fn clean(s: &str, what: &str) -> Result<String, StoreError> {
     Ok(s.to_string())
 }
 
-async fn audit(
+/// Hands a transferred patient's open alerts to the new team and its
+/// escalation policy, recording the move on each; returns how many.
+pub(crate) async fn move_open_alerts(
+    conn: &mut PgConnection,
+    patient: &str,
+    team: &str,
+    team_policy: Option<&Value>,
+) -> Result<u64, StoreError> {
+    let alerts = sqlx::query_scalar::<_, i64>(
+        "UPDATE alerts SET team_id = $2, policy = COALESCE($3, policy) \
+         WHERE patient_id = $1 AND state <> 'resolved' RETURNING id",
+    )
+    .bind(patient)
+    .bind(team)
+    .bind(team_policy)
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &alerts {
+        sqlx::query(
+            "INSERT INTO alert_events (alert_id, actor, kind, detail) \
+             VALUES ($1, 'wardwatch', 'transferred', $2)",
+        )
+        .bind(id)
+        .bind(serde_json::json!({"team": team}))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(alerts.len() as u64)
+}
+
+pub(crate) async fn audit(
     conn: &mut PgConnection,
     patient: &str,
     actor: &str,
@@ -280,27 +310,10 @@ impl PgStore {
                         .execute(&mut *tx)
                         .await?;
                 if moved.rows_affected() > 0 {
-                    let alerts = sqlx::query_scalar::<_, i64>(
-                        "UPDATE alerts SET team_id = $2, policy = COALESCE($3, policy) \
-                         WHERE patient_id = $1 AND state <> 'resolved' RETURNING id",
-                    )
-                    .bind(patient.as_str())
-                    .bind(&team)
-                    .bind(team_policy)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for id in &alerts {
-                        sqlx::query(
-                            "INSERT INTO alert_events (alert_id, actor, kind, detail) \
-                             VALUES ($1, 'wardwatch', 'transferred', $2)",
-                        )
-                        .bind(id)
-                        .bind(serde_json::json!({"team": team}))
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    let alerts =
+                        move_open_alerts(&mut tx, patient.as_str(), &team, team_policy).await?;
                     tx.commit().await?;
-                    return Ok(alerts.len() as u64);
+                    return Ok(alerts);
                 }
             }
         }

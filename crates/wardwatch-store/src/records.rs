@@ -1,0 +1,523 @@
+//! What the API manages besides alerts: enrolment with identity, transfers
+//! between teams (audited with who and why), the device catalogue, manual
+//! observations, correction notes on readings, and users.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use wardwatch_core::{DeviceId, NhsNumber, PatientId, Vital};
+
+use crate::rules::{audit, clean, move_open_alerts};
+use crate::{NewReading, PgStore, StoreError};
+
+/// A new patient.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    /// wardwatch's id for them.
+    pub id: PatientId,
+    /// The responsible team.
+    pub team: String,
+    /// The monitoring pathway.
+    pub pathway: String,
+    /// Checked NHS number, if they have one (visitors may not).
+    pub nhs_number: Option<NhsNumber>,
+    /// Date of birth (NEWS2 applies to adults only).
+    pub date_of_birth: NaiveDate,
+}
+
+/// A device in the catalogue with its derived status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    /// Id, as in its MQTT topic.
+    pub id: String,
+    /// Make and model.
+    pub model: Option<String>,
+    /// What it measures (`pulse_oximeter`, ...).
+    pub kind: Option<String>,
+    /// `available`, `assigned` or `retired`.
+    pub status: String,
+    /// Who has it, while assigned.
+    pub patient_id: Option<String>,
+    /// Since when.
+    pub assigned_from: Option<DateTime<Utc>>,
+}
+
+/// The device kinds the catalogue knows.
+pub const DEVICE_KINDS: [&str; 7] = [
+    "pulse_oximeter",
+    "blood_pressure_monitor",
+    "thermometer",
+    "patch",
+    "weighing_scale",
+    "glucometer",
+    "other",
+];
+
+/// Observations taken by phone or on a visit, already checked and in
+/// canonical units.
+#[derive(Debug, Clone)]
+pub struct ManualEntry<'a> {
+    /// Whose.
+    pub patient: &'a PatientId,
+    /// When they were taken.
+    pub taken_at: DateTime<Utc>,
+    /// What was measured.
+    pub values: &'a [(Vital, f64)],
+    /// Who typed them in.
+    pub recorded_by: &'a str,
+    /// Free text (how taken, by whom on the phone).
+    pub note: Option<&'a str>,
+}
+
+/// The device id manual readings are stored under.
+pub const MANUAL_DEVICE: &str = "manual";
+
+/// A note on a reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoteRow {
+    /// Id.
+    pub id: i64,
+    /// The reading's vital.
+    pub vital: String,
+    /// The reading's time.
+    pub time: DateTime<Utc>,
+    /// The reading's device.
+    pub device_id: String,
+    /// Who wrote it.
+    pub author: String,
+    /// What it says.
+    pub text: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user as admins see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    /// Id.
+    pub id: String,
+    /// Role.
+    pub role: String,
+    /// For patients and proxies: whose record.
+    pub patient_id: Option<String>,
+    /// Team memberships.
+    pub teams: Vec<String>,
+    /// Disabled (cannot sign in).
+    pub disabled: bool,
+}
+
+impl PgStore {
+    /// Enrols a new patient; a known id or NHS number is refused rather
+    /// than merged (two records for one person, or one for two, both harm).
+    pub async fn enrol_patient(&self, e: &Enrolment, actor: &str) -> Result<(), StoreError> {
+        let team = clean(&e.team, "team")?;
+        let actor = clean(actor, "who")?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO patients (id, team_id, pathway, nhs_number, date_of_birth) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(e.id.as_str())
+        .bind(&team)
+        .bind(&e.pathway)
+        .bind(e.nhs_number.as_ref().map(NhsNumber::as_str))
+        .bind(e.date_of_birth)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            let id_taken: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)")
+                    .bind(e.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            return Err(StoreError::Rejected(if id_taken {
+                format!("patient id {} is already in use", e.id)
+            } else {
+                "this NHS number is already enrolled; find the existing record (transfer it if it is on another team)".into()
+            }));
+        }
+        audit(
+            &mut tx,
+            e.id.as_str(),
+            &actor,
+            "enrolled",
+            None,
+            Some(format!("team {team}, pathway {}", e.pathway)),
+            "enrolment",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves a patient to another team, with their open alerts (which take
+    /// the new team's policy), audited with who and why. Returns how many
+    /// alerts moved.
+    pub async fn transfer(
+        &self,
+        patient: &PatientId,
+        team: &str,
+        team_policy: Option<&Value>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let (team, actor, reason) = (
+            clean(team, "team")?,
+            clean(actor, "who")?,
+            clean(reason, "the reason")?,
+        );
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT team_id FROM patients WHERE id = $1 FOR UPDATE")
+                .bind(patient.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled"
+            )));
+        };
+        if current == team {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is already on team {team}"
+            )));
+        }
+        sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1")
+            .bind(patient.as_str())
+            .bind(&team)
+            .execute(&mut *tx)
+            .await?;
+        let moved = move_open_alerts(&mut tx, patient.as_str(), &team, team_policy).await?;
+        audit(
+            &mut tx,
+            patient.as_str(),
+            &actor,
+            "team_id",
+            Some(current),
+            Some(team),
+            &reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Adds a device to the catalogue or corrects its model and kind.
+    pub async fn register_device(
+        &self,
+        device: &DeviceId,
+        model: &str,
+        kind: &str,
+    ) -> Result<DeviceRow, StoreError> {
+        let model = clean(model, "model")?;
+        if !DEVICE_KINDS.contains(&kind) {
+            return Err(StoreError::Rejected(format!(
+                "kind must be one of {}, not {kind:?}",
+                DEVICE_KINDS.join(", ")
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO devices (id, model, kind) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET model = excluded.model, kind = excluded.kind",
+        )
+        .bind(device.as_str())
+        .bind(&model)
+        .bind(kind)
+        .execute(&self.pool)
+        .await?;
+        self.device(device.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Rejected(format!("device {device} vanished")))
+    }
+
+    /// The catalogue, or one device of it.
+    async fn device_rows(&self, id: Option<&str>) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.model, d.kind, \
+               CASE WHEN d.retired_at IS NOT NULL THEN 'retired' \
+                    WHEN a.patient_id IS NOT NULL THEN 'assigned' ELSE 'available' END, \
+               a.patient_id, a.valid_from \
+             FROM devices d LEFT JOIN device_assignments a \
+               ON a.device_id = d.id AND a.valid_to IS NULL \
+             WHERE $1::text IS NULL OR d.id = $1 ORDER BY d.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceRow {
+                    id: r.try_get(0)?,
+                    model: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    patient_id: r.try_get(4)?,
+                    assigned_from: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// The whole catalogue.
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        self.device_rows(None).await
+    }
+
+    /// One device.
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        Ok(self.device_rows(Some(id)).await?.into_iter().next())
+    }
+
+    /// Takes a device out of service for good; it must be returned first,
+    /// so no patient is left with a device nobody reads.
+    pub async fn retire_device(&self, device: &DeviceId) -> Result<DeviceRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            "SELECT retired_at, EXISTS (SELECT 1 FROM device_assignments \
+               WHERE device_id = $1 AND valid_to IS NULL) FROM devices WHERE id = $1 FOR UPDATE",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        match row {
+            None => {
+                return Err(StoreError::Rejected(format!(
+                    "device {device} is not in the catalogue"
+                )))
+            }
+            Some((Some(_), _)) => {
+                return Err(StoreError::Rejected(format!(
+                    "device {device} is already retired"
+                )))
+            }
+            Some((None, true)) => {
+                return Err(StoreError::Rejected(format!(
+                    "device {device} is assigned to a patient; return it first"
+                )))
+            }
+            Some((None, false)) => {}
+        }
+        sqlx::query("UPDATE devices SET retired_at = now() WHERE id = $1")
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.device(device.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Rejected(format!("device {device} vanished")))
+    }
+
+    /// Stores typed-in observations as readings (source `manual`) and who
+    /// entered them, in one transaction. Sending the same entry again adds
+    /// nothing (an idempotent retry); a different value for a vital already
+    /// recorded at that time is refused. Returns the new readings for the
+    /// rules.
+    pub async fn record_manual(
+        &self,
+        e: &ManualEntry<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<NewReading>, StoreError> {
+        let recorded_by = clean(e.recorded_by, "who")?;
+        let mut tx = self.pool.begin().await?;
+        let discharged: Option<bool> = sqlx::query_scalar(
+            "SELECT discharged_at IS NOT NULL FROM patients WHERE id = $1 FOR SHARE",
+        )
+        .bind(e.patient.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        match discharged {
+            None => {
+                return Err(StoreError::Rejected(format!(
+                    "patient {} is not enrolled",
+                    e.patient
+                )))
+            }
+            Some(true) => {
+                return Err(StoreError::Rejected(format!(
+                    "patient {} is discharged; readmit them before recording observations",
+                    e.patient
+                )))
+            }
+            Some(false) => {}
+        }
+        let vitals: Vec<&str> = e.values.iter().map(|(v, _)| v.as_str()).collect();
+        let values: Vec<f64> = e.values.iter().map(|(_, x)| *x).collect();
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
+             SELECT $1, $2, $3, v, x, $6, 'manual' FROM UNNEST($4::text[], $5::float8[]) AS u(v, x) \
+             ON CONFLICT DO NOTHING RETURNING vital",
+        )
+        .bind(e.taken_at)
+        .bind(e.patient.as_str())
+        .bind(MANUAL_DEVICE)
+        .bind(&vitals)
+        .bind(&values)
+        .bind(received_at)
+        .fetch_all(&mut *tx)
+        .await?;
+        if inserted.len() < e.values.len() {
+            let existing: Vec<(String, f64)> = sqlx::query_as(
+                "SELECT vital, value FROM readings WHERE patient_id = $1 AND time = $2 \
+                 AND device_id = $3 AND vital = ANY($4)",
+            )
+            .bind(e.patient.as_str())
+            .bind(e.taken_at)
+            .bind(MANUAL_DEVICE)
+            .bind(&vitals)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (vital, value) in e.values {
+                let same = existing
+                    .iter()
+                    .any(|(v, x)| v == vital.as_str() && (x - value).abs() < 1e-9);
+                if !inserted.iter().any(|v| v == vital.as_str()) && !same {
+                    return Err(StoreError::Rejected(format!(
+                        "a different {vital} is already recorded for {} at {}; \
+                         add a note to it rather than a second value",
+                        e.patient,
+                        e.taken_at.to_rfc3339()
+                    )));
+                }
+            }
+        }
+        if !inserted.is_empty() {
+            sqlx::query(
+                "INSERT INTO manual_entries (patient_id, taken_at, vitals, recorded_by, note) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(e.patient.as_str())
+            .bind(e.taken_at)
+            .bind(&inserted)
+            .bind(&recorded_by)
+            .bind(e.note)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(e.values
+            .iter()
+            .filter(|(v, _)| inserted.iter().any(|i| i == v.as_str()))
+            .map(|(vital, value)| NewReading {
+                patient_id: e.patient.as_str().to_string(),
+                vital: *vital,
+                value: *value,
+                time: e.taken_at,
+                update_interval_secs: None,
+                received_at,
+            })
+            .collect())
+    }
+
+    /// Attaches a note to one reading; `None` when there is no such reading.
+    pub async fn add_reading_note(
+        &self,
+        patient: &str,
+        vital: &str,
+        time: DateTime<Utc>,
+        device_id: &str,
+        author: &str,
+        text: &str,
+    ) -> Result<Option<NoteRow>, StoreError> {
+        let author = clean(author, "who")?;
+        let text = clean(text, "the note")?;
+        if text.chars().count() > 2000 {
+            return Err(StoreError::Rejected(
+                "a note is at most 2000 characters".into(),
+            ));
+        }
+        let row = sqlx::query(
+            "INSERT INTO reading_notes (patient_id, vital, time, device_id, author, text) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM readings \
+               WHERE patient_id = $1 AND vital = $2 AND time = $3 AND device_id = $4) \
+             RETURNING id, vital, time, device_id, author, text, created_at",
+        )
+        .bind(patient)
+        .bind(vital)
+        .bind(time)
+        .bind(device_id)
+        .bind(&author)
+        .bind(&text)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| note_row(&r))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// Notes on a patient's readings taken in `[from, to)`.
+    pub async fn reading_notes(
+        &self,
+        patient: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<NoteRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, vital, time, device_id, author, text, created_at FROM reading_notes \
+             WHERE patient_id = $1 AND time >= $2 AND time < $3 ORDER BY time, id",
+        )
+        .bind(patient)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(note_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Every user with their teams.
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.role, u.patient_id, \
+               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id), \
+               u.disabled_at IS NOT NULL FROM users u ORDER BY u.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserRow {
+                    id: r.try_get(0)?,
+                    role: r.try_get(1)?,
+                    patient_id: r.try_get(2)?,
+                    teams: r.try_get(3)?,
+                    disabled: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Disables a user (they keep their history) and revokes their tokens.
+    pub async fn disable_user(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE users SET disabled_at = now() WHERE id = $1 AND disabled_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
+    }
+}
+
+fn note_row(r: &sqlx::postgres::PgRow) -> Result<NoteRow, sqlx::Error> {
+    Ok(NoteRow {
+        id: r.try_get(0)?,
+        vital: r.try_get(1)?,
+        time: r.try_get(2)?,
+        device_id: r.try_get(3)?,
+        author: r.try_get(4)?,
+        text: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+    })
+}

@@ -1,0 +1,190 @@
+//! A team's figures over a period, for the people who run a virtual ward:
+//! how many patients were monitored, whether devices sent what their
+//! pathway expects (adherence), how often each rule alerted per
+//! patient-day, how fast alerts were acknowledged, and how many escalated.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::{PgStore, StoreError};
+
+/// One patient's device adherence over the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adherence {
+    /// Patient.
+    pub patient_id: String,
+    /// Pathway (sets the expected cadence).
+    pub pathway: String,
+    /// Hours monitored within the period (enrolment to discharge, clipped).
+    pub monitored_hours: f64,
+    /// Device measurement occasions received (distinct measurement times;
+    /// a pack of six vitals taken together is one occasion).
+    pub received: i64,
+    /// Occasions the pathway expects over the monitored time, when it
+    /// declares a cadence.
+    pub expected: Option<i64>,
+}
+
+/// Alerts opened in the period, by kind, rule and severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertCount {
+    /// `clinical`, `technical` or `delivery`.
+    pub kind: String,
+    /// Rule key (`news2`, `threshold:spo2:0`, `no_data`, ...).
+    pub rule: String,
+    /// Severity as it stands now (an alert only worsens while open).
+    pub severity: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// How fast alerts opened in the period were acknowledged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimeToAck {
+    /// Acknowledged.
+    pub acknowledged: i64,
+    /// Never acknowledged (still open, or resolved without).
+    pub unacknowledged: i64,
+    /// Median, seconds.
+    pub p50_secs: Option<f64>,
+    /// 90th percentile, seconds.
+    pub p90_secs: Option<f64>,
+    /// Longest, seconds.
+    pub max_secs: Option<f64>,
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamReport {
+    /// Patients monitored at any time in the period.
+    pub adherence: Vec<Adherence>,
+    /// Sum of monitored time, days.
+    pub patient_days: f64,
+    /// Alerts opened in the period.
+    pub alerts: Vec<AlertCount>,
+    /// Alerts opened in the period (an alert counts once however many rules it rests on).
+    pub alerts_opened: i64,
+    /// Time to acknowledge.
+    pub time_to_ack: TimeToAck,
+    /// Escalations to a higher tier in the period.
+    pub escalations: i64,
+    /// Distinct alerts that escalated at least once in the period.
+    pub alerts_escalated: i64,
+}
+
+impl PgStore {
+    /// The report for `team` over `[from, to)`. `expected_interval_mins`
+    /// gives each pathway's expected cadence. Patients count for the team
+    /// they are on now (a transfer moves their history with them).
+    pub async fn team_report(
+        &self,
+        team: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        expected_interval_mins: &HashMap<String, u32>,
+    ) -> Result<TeamReport, StoreError> {
+        let rows = sqlx::query(
+            "WITH p AS ( \
+               SELECT id, pathway, GREATEST(created_at, $2) AS start, \
+                      LEAST(COALESCE(discharged_at, 'infinity'), $3, now()) AS stop \
+               FROM patients WHERE team_id = $1 AND created_at < $3 \
+                 AND (discharged_at IS NULL OR discharged_at > $2)) \
+             SELECT p.id, p.pathway, \
+               GREATEST(EXTRACT(EPOCH FROM (p.stop - p.start)), 0)::float8, \
+               (SELECT count(DISTINCT r.time) FROM readings r WHERE r.patient_id = p.id \
+                  AND r.time >= p.start AND r.time < p.stop AND r.source <> 'manual') \
+             FROM p ORDER BY p.id",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut adherence = Vec::with_capacity(rows.len());
+        let mut monitored_secs = 0.0;
+        for r in &rows {
+            let pathway: String = r.try_get(1)?;
+            let secs: f64 = r.try_get(2)?;
+            monitored_secs += secs;
+            let expected = expected_interval_mins
+                .get(&pathway)
+                .filter(|m| **m > 0)
+                .map(|m| (secs / (f64::from(*m) * 60.0)).floor() as i64);
+            adherence.push(Adherence {
+                patient_id: r.try_get(0)?,
+                pathway,
+                monitored_hours: secs / 3600.0,
+                received: r.try_get(3)?,
+                expected,
+            });
+        }
+
+        let alerts = sqlx::query(
+            "SELECT a.kind, r.rule, a.severity, count(*) FROM alerts a \
+             CROSS JOIN LATERAL (SELECT DISTINCT f.rule FROM alert_flags af \
+               JOIN flags f ON f.id = af.flag_id WHERE af.alert_id = a.id) r \
+             WHERE a.team_id = $1 AND a.opened_at >= $2 AND a.opened_at < $3 \
+             GROUP BY a.kind, r.rule, a.severity ORDER BY a.kind, r.rule, a.severity",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AlertCount {
+                kind: r.try_get(0)?,
+                rule: r.try_get(1)?,
+                severity: r.try_get(2)?,
+                count: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+        let ack = sqlx::query(
+            "SELECT count(*), count(acknowledged_at), \
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM acknowledged_at - opened_at)), \
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM acknowledged_at - opened_at)), \
+               max(EXTRACT(EPOCH FROM acknowledged_at - opened_at))::float8 \
+             FROM alerts WHERE team_id = $1 AND opened_at >= $2 AND opened_at < $3",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+        let opened: i64 = ack.try_get(0)?;
+        let acknowledged: i64 = ack.try_get(1)?;
+
+        let esc = sqlx::query(
+            "SELECT count(*), count(DISTINCT e.alert_id) FROM alert_events e \
+             JOIN alerts a ON a.id = e.alert_id \
+             WHERE a.team_id = $1 AND e.kind = 'escalated' AND e.at >= $2 AND e.at < $3 \
+               AND (e.detail->>'tier')::int > (e.detail->>'from_tier')::int",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+
+        Ok(TeamReport {
+            adherence,
+            patient_days: monitored_secs / 86_400.0,
+            alerts,
+            alerts_opened: opened,
+            time_to_ack: TimeToAck {
+                acknowledged,
+                unacknowledged: opened - acknowledged,
+                p50_secs: ack.try_get(2)?,
+                p90_secs: ack.try_get(3)?,
+                max_secs: ack.try_get(4)?,
+            },
+            escalations: esc.try_get(0)?,
+            alerts_escalated: esc.try_get(1)?,
+        })
+    }
+}
