@@ -2,6 +2,9 @@
 //! by `playwright-core` from `tests/board/`): sign in with a token, watch an
 //! alert appear after a reading is published over MQTT, acknowledge it, see
 //! the state change, and save a screenshot under the test's output folder.
+//! On the way it checks WCAG 2.1 A/AA with axe-core (sign-in screen, board
+//! with an alert, tablet width), acknowledges with the keyboard alone, and
+//! checks the page fits a 768 px tablet.
 
 mod common;
 
@@ -70,6 +73,8 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
             }
         }
     });
+    // WCAG 2.1 A/AA as axe-core checks it (contrast, names, labels, ...).
+    assert_eq!(next(&mut rx).await, "A11Y signin 0", "the sign-in screen");
     assert_eq!(next(&mut rx).await, "READY");
     // A septic picture arrives over MQTT.
     let mut p = broker.loadgen_publisher().await;
@@ -89,8 +94,23 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
         "ALERT pat-7 emergency NEWS2 9 (high)",
         "the alert and the patient's row with the current NEWS2"
     );
+    assert_eq!(
+        next(&mut rx).await,
+        "A11Y board 0",
+        "the board with an open alert"
+    );
+    assert_eq!(
+        next(&mut rx).await,
+        "KEYBOARD reached focus-visible",
+        "Tab reaches the acknowledge button, with a visible focus ring"
+    );
     let done = next(&mut rx).await;
     assert_eq!(done, "DONE acknowledged by nurse-ann");
+    assert_eq!(
+        next(&mut rx).await,
+        "TABLET 0 fits",
+        "a 768 px tablet: no violations, no sideways scrolling"
+    );
     let status = child.wait().unwrap();
     assert!(status.success());
     assert!(
