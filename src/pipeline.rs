@@ -31,6 +31,7 @@ use wardwatch_store::{IngestMessage, MessageKey, Store, StoreError};
 
 use crate::rules::RulesFeed;
 use crate::telemetry;
+use wardwatch_api::ReadingFeed;
 
 /// When a batch is flushed.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,7 @@ pub async fn run<S: Store>(
     policy: ValidationPolicy,
     batching: Batching,
     rules: Option<RulesFeed>,
+    live: Option<ReadingFeed>,
     shutdown: CancellationToken,
 ) -> bool {
     let (delivery_tx, delivery_rx) = mpsc::channel(session_config.max_inflight);
@@ -85,6 +87,7 @@ pub async fn run<S: Store>(
                     store.clone(),
                     session.acks.clone(),
                     rules.clone(),
+                    live.clone(),
                     shutdown.clone(),
                     failed.clone(),
                 ),
@@ -342,6 +345,7 @@ async fn write_batches<S: Store>(
     store: S,
     acks: mpsc::Sender<AckEvent>,
     rules: Option<RulesFeed>,
+    live: Option<ReadingFeed>,
     shutdown: CancellationToken,
     failed: CancellationToken,
 ) {
@@ -361,6 +365,13 @@ async fn write_batches<S: Store>(
                 Ok(outcome) => {
                     telemetry::batch_committed(&outcome, part.len(), rows, started.elapsed());
                     backoff = Duration::from_millis(100);
+                    // Live boards see committed readings; nobody watching
+                    // costs nothing, and a slow watcher only lags itself.
+                    if let Some(feed) = live.as_ref().filter(|f| f.receiver_count() > 0) {
+                        if !outcome.new_readings.is_empty() {
+                            let _ = feed.send(Arc::new(outcome.new_readings.clone()));
+                        }
+                    }
                     // Committed: the rules get the new readings before the
                     // broker gets its ack, so a rules backlog holds back
                     // deliveries instead of growing a queue.

@@ -49,12 +49,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         None
     };
     let rules_feed = std::sync::Arc::new(std::sync::OnceLock::new());
+    // Committed readings for the live board; bounded (a lagging viewer is
+    // told to reload, ingest never waits for it).
+    let (live, _) = tokio::sync::broadcast::channel(1024);
     let api = wardwatch_api::router(wardwatch_api::ApiState {
         store: store.clone(),
         feed: alerting.as_ref().map(|a| a.feed.clone()),
         failed: Default::default(),
         catalog: std::sync::Arc::new(api_catalog(&cfg)),
         rules: rules_feed.clone(),
+        readings: Some(live.clone()),
     });
     let listener = TcpListener::bind(cfg.http.addr)
         .await
@@ -88,6 +92,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         cfg.validation(),
         batching,
         rules.as_ref().map(|r| r.feed.clone()),
+        Some(live),
         shutdown.clone(),
     )
     .await;

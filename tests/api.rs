@@ -322,7 +322,7 @@ async fn lists_writes_tokens_and_the_audit_follow_each_callers_reach() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_live_stream_shows_a_nurse_her_teams_alert_changes_only() {
+async fn the_live_stream_shows_a_nurse_her_teams_readings_and_alert_changes_only() {
     let (broker, db, engine) = stack("api_stream").await;
     enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
     enrol(&db.url, "pb", "ward-b", "dev-b", &an_hour_ago());
@@ -350,21 +350,47 @@ async fn the_live_stream_shows_a_nurse_her_teams_alert_changes_only() {
     p.publish(&readings_topic("dev-a"), septic_pack(now - 60.0))
         .await;
     p.flush().await;
+    // (event, patient) of every complete server-sent event so far.
+    let events_in = |text: &str| -> Vec<(String, String)> {
+        text.split("\n\n")
+            .filter_map(|chunk| {
+                let field = |name: &str| {
+                    chunk
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::to_string)
+                };
+                let data: serde_json::Value = serde_json::from_str(&field("data: ")?).ok()?;
+                Some((field("event: ")?, data["patient_id"].as_str()?.to_string()))
+            })
+            .collect()
+    };
     let mut text = String::new();
     let got = tokio::time::timeout(WAIT, async {
         while let Some(chunk) = body.next().await {
             text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-            if text.contains("\"patient_id\":\"pa\"") {
+            let seen = events_in(&text);
+            let has = |e: &str| seen.iter().any(|(ev, p)| ev == e && p == "pa");
+            // The six readings of pa's set, then the alert they raise.
+            if has("alert")
+                && seen
+                    .iter()
+                    .filter(|(ev, p)| ev == "reading" && p == "pa")
+                    .count()
+                    == 6
+            {
                 return;
             }
         }
     })
     .await;
-    assert!(got.is_ok(), "no event for the nurse's team: {text}");
-    assert!(text.contains("event: alert"), "{text}");
     assert!(
-        !text.contains("\"patient_id\":\"pb\""),
-        "another team's alert leaked: {text}"
+        got.is_ok(),
+        "no reading and alert events for the nurse's team: {text}"
+    );
+    assert!(
+        events_in(&text).iter().all(|(_, p)| p == "pa"),
+        "another team's reading or alert leaked: {text}"
     );
     drop(engine);
 }

@@ -66,7 +66,13 @@ pub struct ApiState {
     /// rebuilt their state (a reading sent before that would be missed).
     /// Weak, so the API never keeps the rules' inbox open at shutdown.
     pub rules: Arc<OnceLock<mpsc::WeakSender<Vec<NewReading>>>>,
+    /// Committed readings, for the stream's `reading` events.
+    pub readings: Option<ReadingFeed>,
 }
+
+/// Committed readings as they are stored, one message per batch: what the
+/// live stream's `reading` events carry (filtered by the caller's teams).
+pub type ReadingFeed = tokio::sync::broadcast::Sender<Arc<Vec<NewReading>>>;
 
 /// What the engine was configured with, as the API needs it.
 #[derive(Debug, Default)]
@@ -609,7 +615,7 @@ async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
     }
     let admin = c.is(&["admin"]);
     let teams = c.principal.teams.clone();
-    let events = BroadcastStream::new(feed.subscribe()).filter_map(move |item| {
+    let alerts = BroadcastStream::new(feed.subscribe()).filter_map(move |item| {
         let teams = teams.clone();
         async move {
             match item {
@@ -628,9 +634,72 @@ async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
             }
         }
     });
+    let events = match &state.readings {
+        Some(readings) => {
+            let reach = Arc::new(tokio::sync::Mutex::new(ReadingReach {
+                store: state.store.clone(),
+                teams: (!admin).then(|| c.principal.teams.clone()),
+                patients: Default::default(),
+                fetched: None,
+            }));
+            let readings = BroadcastStream::new(readings.subscribe())
+                .then(move |item| {
+                    let reach = reach.clone();
+                    async move { reach.lock().await.events(item).await }
+                })
+                .flat_map(futures_util::stream::iter);
+            futures_util::stream::select(alerts.boxed(), readings.boxed()).boxed()
+        }
+        None => alerts.boxed(),
+    };
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// Which patients' readings one stream carries: the caller's teams'
+/// patients (all for admins), re-read every 30 s so enrolments and
+/// transfers show without a reconnect.
+struct ReadingReach {
+    store: PgStore,
+    /// `None` for admins.
+    teams: Option<Vec<String>>,
+    patients: std::collections::HashSet<String>,
+    fetched: Option<std::time::Instant>,
+}
+
+impl ReadingReach {
+    const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+    async fn events(
+        &mut self,
+        item: Result<
+            Arc<Vec<NewReading>>,
+            tokio_stream::wrappers::errors::BroadcastStreamRecvError,
+        >,
+    ) -> Vec<Result<Event, Infallible>> {
+        let Ok(batch) = item else {
+            return vec![Ok(Event::default().event("lagged").data("reload"))];
+        };
+        if let Some(teams) = &self.teams {
+            if self.fetched.is_none_or(|t| t.elapsed() > Self::REFRESH) {
+                // On a database error keep the last set and try again later.
+                if let Ok(ids) = self.store.patients_of_teams(teams).await {
+                    self.patients = ids.into_iter().collect();
+                }
+                self.fetched = Some(std::time::Instant::now());
+            }
+        }
+        batch
+            .iter()
+            .filter(|r| self.teams.is_none() || self.patients.contains(&r.patient_id))
+            .map(|r| {
+                let data = serde_json::json!({"patient_id": r.patient_id, "vital": r.vital.as_str(),
+                    "value": r.value, "time": r.time});
+                Ok(Event::default().event("reading").data(data.to_string()))
+            })
+            .collect()
+    }
 }
 
 async fn audit(State(state): State<ApiState>, c: Caller) -> Response {

@@ -554,6 +554,11 @@ pub(crate) async fn record_observations(
         Err(e) => return refuse(&state, &c, pid, store_problem(e)).await,
     };
     let stored = new.len();
+    if let Some(live) = state.readings.as_ref().filter(|f| f.receiver_count() > 0) {
+        if !new.is_empty() {
+            let _ = live.send(std::sync::Arc::new(new.clone()));
+        }
+    }
     let scored = match (&feed, new.is_empty()) {
         (Some(f), false) => f.send(new).await.is_ok(),
         _ => false,

@@ -407,6 +407,16 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 
+    /// The ids of these teams' monitored patients.
+    pub async fn patients_of_teams(&self, teams: &[String]) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM patients WHERE team_id = ANY($1) AND discharged_at IS NULL",
+        )
+        .bind(teams)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// A team's monitored patients with their open alert and silent-device state.
     pub async fn team_patients(&self, team: &str) -> Result<Vec<TeamPatient>, StoreError> {
         let rows = sqlx::query(
