@@ -12,6 +12,7 @@
 //! - [`serve`]: the engine process (`wardwatch serve`).
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
+//! - [`simulate`]: `wardwatch simulate`, a synthetic virtual ward.
 //! - [`probe`]: alert latency probes for `loadgen --probes`.
 //! - [`score`]: `wardwatch score news2`.
 //! - [`telemetry`]: logging, metrics, and the pipeline's operational events.
@@ -27,4 +28,5 @@ pub mod rules;
 pub mod score;
 pub mod serve;
 pub mod shutdown;
+pub mod simulate;
 pub mod telemetry;

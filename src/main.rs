@@ -57,6 +57,9 @@ enum Command {
     },
     /// Simulate a fleet of devices and measure what the engine stores.
     Loadgen(loadgen::LoadgenArgs),
+    /// Run a simulated virtual ward: realistic patients and scripted
+    /// deteriorations published over MQTT (enrols them first).
+    Simulate(wardwatch::simulate::SimulateArgs),
     /// Compute a clinical score from values given on the command line.
     Score {
         #[command(subcommand)]
@@ -403,6 +406,16 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Score { .. } => Ok(()),
+        Command::Simulate(args) => {
+            let json = args.json;
+            let summary = wardwatch::simulate::run(args, wardwatch::shutdown::on_signal()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                summary.print();
+            }
+            Ok(())
+        }
         Command::Loadgen(args) => {
             let json = args.json;
             let summary = loadgen::run(args).await?;
