@@ -12,6 +12,8 @@
 # publish one deteriorating set; the time to their first page is measured at
 # a local webhook receiver and on the team's MQTT topic (p50/p99/max).
 # BATCH_DELAY_MS=N overrides ingest.batch_max_delay_ms for the run.
+# BROKER=mosquitto (default), embedded (the engine's own broker, no [mqtt]
+# url) or both (Mosquitto then embedded, same load, same invocation).
 # Environment: WARDWATCH_BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres).
 # Prints the loadgen summary (JSON) and the engine's commit figures.
 set -euo pipefail
@@ -21,6 +23,7 @@ RATE=${2:-1}
 DURATION=${3:-60}
 PACK=${4:-10}
 RULES=${RULES:-both}
+BROKER=${BROKER:-mosquitto}
 PROBES=${PROBES:-0}
 BATCH_DELAY_MS=${BATCH_DELAY_MS:-}
 ADMIN=${WARDWATCH_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -80,10 +83,19 @@ if [ -n "$BATCH_DELAY_MS" ]; then
 fi
 
 run() {
-  local rules=$1
+  local rules=$1 broker=$2
   psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ww_bench_e2e WITH (FORCE)" >/dev/null
   http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  WARDWATCH_MQTT_URL="mqtt://wardwatch-engine:engine-bench@127.0.0.1:$port" \
+  if [ "$broker" = embedded ]; then
+    eport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    engine_url=""; loadgen_url="mqtt://127.0.0.1:$eport"
+  else
+    eport=18830
+    engine_url="mqtt://wardwatch-engine:engine-bench@127.0.0.1:$port"
+    loadgen_url="mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$port"
+  fi
+  WARDWATCH_MQTT_URL="$engine_url" \
+  WARDWATCH_MQTT_EMBEDDED_LISTEN="127.0.0.1:$eport" \
   WARDWATCH_DATABASE_URL="$DB_URL" \
   WARDWATCH_HTTP_ADDR="127.0.0.1:$http" \
   WARDWATCH_MQTT_CLIENT_ID="wardwatch-bench" \
@@ -91,13 +103,13 @@ run() {
   WARDWATCH_ALERTING_ENABLED="$rules" \
   WARDWATCH_TEAMS_DIR="$work/teams" \
   WARDWATCH_BENCH_SECRET="bench-secret" \
-    "$BIN" serve --config "$work/wardwatch.toml" 2> "$work/engine-$rules.log" & engine_pid=$!
+    "$BIN" serve --config "$work/wardwatch.toml" 2> "$work/engine-$rules-$broker.log" & engine_pid=$!
   for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  echo "== rules enabled: $rules"
-  "$BIN" loadgen --mqtt-url "mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$port" \
+  echo "== broker: $broker, rules enabled: $rules"
+  "$BIN" loadgen --mqtt-url "$loadgen_url" \
     --database-url "$DB_URL" --devices "$DEVICES" --rate "$RATE" --duration "$DURATION" \
     --pack-size "$PACK" --settle 30 --json \
     $( [ "$rules" = true ] && [ "$PROBES" -gt 0 ] && echo "--probes $PROBES --probe-webhook-port $probe_port" ) 2>/dev/null
@@ -108,8 +120,18 @@ run() {
 }
 
 case "$RULES" in
-  both) run false; run true ;;
-  on) run true ;;
-  off) run false ;;
+  both) rules_runs="false true" ;;
+  on) rules_runs="true" ;;
+  off) rules_runs="false" ;;
   *) echo "RULES must be both, on or off" >&2; exit 2 ;;
 esac
+case "$BROKER" in
+  both) brokers="mosquitto embedded" ;;
+  mosquitto|embedded) brokers="$BROKER" ;;
+  *) echo "BROKER must be mosquitto, embedded or both" >&2; exit 2 ;;
+esac
+for b in $brokers; do
+  for r in $rules_runs; do
+    run "$r" "$b"
+  done
+done

@@ -75,6 +75,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo clippy --no-default-features (a build without the embedded broker)"
+cargo clippy --locked --no-default-features -- -D warnings
 log "doc tests"
 cargo test --workspace --doc --locked -q
 log "tests"

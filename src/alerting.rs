@@ -136,7 +136,7 @@ impl Alerting {
     pub fn start(cfg: &Config, store: PgStore, shutdown: CancellationToken) -> Result<Self> {
         let teams = Arc::new(load_teams(&cfg.alerting.teams_dir)?);
         info!(message = "Teams loaded.", teams = teams.iter().count(), dir = %cfg.alerting.teams_dir.display());
-        let (host, port, credentials) = SessionConfig::parse_url(&cfg.mqtt.url)?;
+        let (host, port, credentials) = SessionConfig::parse_url(&cfg.broker_url())?;
         let mqtt = MqttPublisher::start(
             &host,
             port,

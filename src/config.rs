@@ -39,8 +39,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// `mqtt://[user:pass@]host[:port]`. Env: `WARDWATCH_MQTT_URL`.
+    /// `mqtt://[user:pass@]host[:port]`. Env: `WARDWATCH_MQTT_URL`. Empty:
+    /// run the embedded broker (trials and small sites).
     pub url: String,
+    /// The embedded broker, used when `url` is empty.
+    pub embedded: EmbeddedBrokerConfig,
     /// Fixed client id of the persistent session.
     pub client_id: String,
     /// Keep-alive in seconds.
@@ -58,13 +61,31 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         Self {
-            url: "mqtt://127.0.0.1:1883".into(),
+            url: String::new(),
+            embedded: EmbeddedBrokerConfig::default(),
             client_id: "wardwatch-engine".into(),
             keep_alive_secs: 30,
             max_inflight: 1000,
             max_packet_bytes: 2 * 1024 * 1024,
             reconnect_min_ms: 200,
             reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// `[mqtt.embedded]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedBrokerConfig {
+    /// Where it listens: loopback by default, and not 1883, so it never
+    /// clashes with (or stands in for) a system broker.
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 18830)),
         }
     }
 }
@@ -366,6 +387,11 @@ impl Config {
         if let Some(v) = get("WARDWATCH_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
         }
+        if let Some(v) = get("WARDWATCH_MQTT_EMBEDDED_LISTEN") {
+            self.mqtt.embedded.listen = v.parse().with_context(|| {
+                format!("WARDWATCH_MQTT_EMBEDDED_LISTEN={v:?} is not host:port")
+            })?;
+        }
         if let Some(v) = get("WARDWATCH_LOG_FORMAT") {
             self.log.format = match v.as_str() {
                 "json" => LogFormat::Json,
@@ -378,7 +404,7 @@ impl Config {
 
     /// Refuses settings that would stall or lose data.
     pub fn validate(&self) -> Result<()> {
-        SessionConfig::parse_url(&self.mqtt.url).context("mqtt.url")?;
+        SessionConfig::parse_url(&self.broker_url()).context("mqtt.url")?;
         if self.mqtt.keep_alive_secs < 5 {
             bail!("mqtt.keep_alive_secs must be at least 5: the engine pings on it and treats two silent periods as a dead connection");
         }
@@ -433,9 +459,23 @@ impl Config {
         Ok(())
     }
 
+    /// True when the engine runs its own broker (no `[mqtt] url`).
+    pub fn embedded_broker(&self) -> bool {
+        self.mqtt.url.trim().is_empty()
+    }
+
+    /// The broker to connect to: the configured one, or the embedded one.
+    pub fn broker_url(&self) -> String {
+        if self.embedded_broker() {
+            format!("mqtt://{}", self.mqtt.embedded.listen)
+        } else {
+            self.mqtt.url.clone()
+        }
+    }
+
     /// The MQTT session settings.
     pub fn session(&self) -> Result<SessionConfig> {
-        let (host, port, credentials) = SessionConfig::parse_url(&self.mqtt.url)?;
+        let (host, port, credentials) = SessionConfig::parse_url(&self.broker_url())?;
         Ok(SessionConfig {
             host,
             port,

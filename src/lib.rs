@@ -9,9 +9,11 @@
 //!   escalation, delivery) over the store.
 //! - [`rules`]: the rules runtime (committed readings → shards → flags in
 //!   the store), start-up rebuild, reload on SIGHUP and file change.
+//! - [`broker`]: the embedded MQTT broker (no `[mqtt] url`).
 //! - [`serve`]: the engine process (`wardwatch serve`).
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
+//! - [`demo`]: `wardwatch demo`, engine, board and simulated ward in one process.
 //! - [`simulate`]: `wardwatch simulate`, a synthetic virtual ward.
 //! - [`probe`]: alert latency probes for `loadgen --probes`.
 //! - [`score`]: `wardwatch score news2`.
@@ -19,7 +21,9 @@
 //! - [`shutdown`]: SIGINT/SIGTERM handling.
 
 pub mod alerting;
+pub mod broker;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod loadgen;
 pub mod pipeline;

@@ -57,6 +57,9 @@ enum Command {
     },
     /// Simulate a fleet of devices and measure what the engine stores.
     Loadgen(loadgen::LoadgenArgs),
+    /// Run the engine, the ward board and a simulated ward in one process;
+    /// prints the board's address and a sign-in token.
+    Demo(wardwatch::demo::DemoArgs),
     /// Run a simulated virtual ward: realistic patients and scripted
     /// deteriorations published over MQTT (enrols them first).
     Simulate(wardwatch::simulate::SimulateArgs),
@@ -406,6 +409,7 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Score { .. } => Ok(()),
+        Command::Demo(args) => wardwatch::demo::run(args, cfg, shutdown::on_signal()).await,
         Command::Simulate(args) => {
             let json = args.json;
             let summary = wardwatch::simulate::run(args, wardwatch::shutdown::on_signal()).await?;

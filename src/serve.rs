@@ -19,6 +19,17 @@ use crate::{http, telemetry};
 /// Runs the engine until `shutdown` is cancelled.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = telemetry::init_metrics()?;
+    if cfg.embedded_broker() {
+        crate::broker::start(
+            cfg.mqtt.embedded.listen,
+            cfg.mqtt.max_packet_bytes,
+            cfg.mqtt.max_inflight,
+        )?;
+        warn!(
+            message = "Embedded MQTT broker running: for trials and small sites only. It keeps queued messages in memory, so they do not survive a restart; set [mqtt] url to use a real broker.",
+            listen = %cfg.mqtt.embedded.listen
+        );
+    }
     let store = connect_store(&cfg, &shutdown).await?;
     let Some(mut store) = store else {
         return Ok(());

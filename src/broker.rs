@@ -1,0 +1,89 @@
+//! The embedded MQTT broker (cargo feature `embedded-broker`, on by
+//! default): with no `[mqtt] url` configured, the engine runs rumqttd in
+//! its own threads and connects to it over TCP like to any broker, so the
+//! ingest path is the same code.
+//!
+//! It is for trials and small sites: rumqttd keeps queues in memory only,
+//! so messages queued for a disconnected client do not survive a restart of
+//! the process. Production sites run Mosquitto (or another broker) and set
+//! `[mqtt] url`.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Result};
+
+/// Starts the embedded broker on `listen` and waits until it accepts
+/// connections. Refuses at once, with the reason, when the port is taken
+/// (a system broker, another engine).
+#[cfg(feature = "embedded-broker")]
+/// `max_payload` is the largest packet it forwards: keep it at the engine's
+/// own limit, so the engine (not the broker) refuses and quarantines an
+/// oversized message.
+pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Result<()> {
+    use std::collections::HashMap;
+    use std::net::TcpListener;
+
+    use anyhow::Context;
+    use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+    TcpListener::bind(listen)
+        .with_context(|| format!("the embedded MQTT broker cannot listen on {listen} (port in use?); set [mqtt.embedded] listen or [mqtt] url"))?;
+    let server = ServerSettings {
+        name: "wardwatch-embedded".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: max_payload,
+            max_inflight_count: max_inflight,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 10_010,
+            max_outgoing_packet_count: 200,
+            // The commit log per filter: 10 segments of 10 MiB, in memory.
+            max_segment_size: 10 * 1024 * 1024,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Default::default()
+    };
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            let mut broker = Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(message = "The embedded MQTT broker stopped.", error = %e);
+            }
+        })
+        .context("starting the embedded MQTT broker's thread")?;
+    wait_until_listening(listen)
+}
+
+/// Without the feature there is no embedded broker: say how to get one.
+#[cfg(not(feature = "embedded-broker"))]
+pub fn start(_listen: SocketAddr, _max_payload: usize, _max_inflight: usize) -> Result<()> {
+    bail!("no [mqtt] url is configured and this build has no embedded broker (built without the `embedded-broker` feature): set WARDWATCH_MQTT_URL")
+}
+
+#[cfg(feature = "embedded-broker")]
+fn wait_until_listening(listen: SocketAddr) -> Result<()> {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the embedded MQTT broker did not start listening on {listen} within 10 s")
+}

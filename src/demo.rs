@@ -1,0 +1,181 @@
+//! `wardwatch demo`: the engine, its embedded broker (when no `[mqtt] url`
+//! is set), the API and ward board, and a simulated ward, in one process.
+//! It prints the board's address and a sign-in token for a demo nurse on
+//! the ward's team, and stops cleanly on Ctrl-C or SIGTERM: the simulator
+//! first, then, once the engine has received what was published, the
+//! engine (which commits and acknowledges what it holds).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::simulate::{self, SimulateArgs};
+
+/// Command-line arguments of `wardwatch demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Simulated patients.
+    #[arg(long, default_value_t = 20)]
+    pub patients: usize,
+    /// Seed of the simulated ward.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seconds between a patient's readings.
+    #[arg(long, default_value_t = 5.0)]
+    pub interval_secs: f64,
+    /// Seconds until the scripted deteriorations begin.
+    #[arg(long, default_value_t = 20)]
+    pub onset_secs: i64,
+    /// Seconds a deterioration takes to reach its worst.
+    #[arg(long, default_value_t = 40)]
+    pub ramp_secs: i64,
+}
+
+/// The team the demo ward and its nurse belong to.
+const TEAM: &str = "ward-a";
+const NURSE: &str = "demo-nurse";
+
+/// Runs the demo until `stop`.
+pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result<()> {
+    let engine_stop = CancellationToken::new();
+    let engine = tokio::spawn(crate::serve::run(cfg.clone(), engine_stop.clone()));
+    let http = cfg.http.addr;
+    if let Err(e) = wait_until_healthy(http, &stop, &engine).await {
+        engine_stop.cancel();
+        return match engine.await {
+            Ok(Err(engine_error)) => Err(engine_error),
+            _ => Err(e),
+        };
+    }
+    let store = crate::serve::try_connect(&cfg).await?;
+    store
+        .upsert_user(NURSE, "nurse", None, &[TEAM.to_string()])
+        .await
+        .context("creating the demo nurse")?;
+    let token = wardwatch_api::new_token();
+    store
+        .insert_token(
+            NURSE,
+            &wardwatch_api::token_hash(&token),
+            Utc::now() + chrono::Duration::days(1),
+        )
+        .await?;
+    store.pool().close().await;
+    let board = match http.ip() {
+        ip if ip.is_unspecified() => format!("http://127.0.0.1:{}/", http.port()),
+        _ => format!("http://{http}/"),
+    };
+    println!("Ward board: {board}");
+    println!("Sign in as {NURSE} (team {TEAM}) with this token, valid for 24 h:");
+    println!("{token}");
+    println!("Stop with Ctrl-C.");
+
+    let sim_stop = CancellationToken::new();
+    let sim_args = SimulateArgs {
+        mqtt_url: cfg.broker_url(),
+        database_url: cfg.database.url.clone(),
+        patients: args.patients,
+        seed: args.seed,
+        interval_secs: args.interval_secs,
+        duration_secs: 0,
+        onset_secs: args.onset_secs,
+        ramp_secs: args.ramp_secs,
+        artefact_rate: 0.01,
+        dropout_rate: 0.02,
+        team: TEAM.into(),
+        prefix: "demo-".into(),
+        json: false,
+    };
+    let sim = tokio::spawn(simulate::run(sim_args, sim_stop.clone()));
+    stop.cancelled().await;
+    info!(message = "Stopping the demo: the simulator first, then the engine.");
+    sim_stop.cancel();
+    let published = match sim.await {
+        Ok(Ok(s)) => s.messages_published,
+        Ok(Err(e)) => {
+            warn!(message = "The simulator failed.", error = format!("{e:#}"));
+            0
+        }
+        Err(e) => {
+            warn!(message = "The simulator task failed.", error = %e);
+            0
+        }
+    };
+    // The embedded broker keeps messages in memory: let the engine take
+    // what was published before it stops (bounded wait).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let received = received_messages(http).await.unwrap_or(0.0);
+        if received >= published as f64 || tokio::time::Instant::now() >= deadline {
+            println!(
+                "Demo stopped: {published} messages published, {received} received by the engine."
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    engine_stop.cancel();
+    engine.await.context("engine task")?
+}
+
+/// Polls `/healthz` until the engine answers 200; fails if it exits first.
+async fn wait_until_healthy(
+    http: std::net::SocketAddr,
+    stop: &CancellationToken,
+    engine: &tokio::task::JoinHandle<Result<()>>,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if engine.is_finished() {
+            anyhow::bail!("the engine stopped while starting");
+        }
+        if stop.is_cancelled() {
+            anyhow::bail!("stopped before the engine was ready");
+        }
+        if get(http, "/healthz").await.is_some_and(|(s, _)| s == 200) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("the engine did not become healthy within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `wardwatch_messages_received_total` from the engine's own metrics page.
+async fn received_messages(http: std::net::SocketAddr) -> Option<f64> {
+    let (_, body) = get(http, "/metrics").await?;
+    body.lines()
+        .find(|l| l.starts_with("wardwatch_messages_received_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A minimal HTTP/1.1 GET on loopback (no client library needed for two probes).
+async fn get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
