@@ -46,9 +46,13 @@ pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Res
         id: 0,
         router: RouterConfig {
             max_connections: 10_010,
-            max_outgoing_packet_count: 200,
-            // The commit log per filter: 10 segments of 10 MiB, in memory.
-            max_segment_size: 10 * 1024 * 1024,
+            // Packets forwarded to a subscriber per router pass: the engine
+            // takes up to its in-flight window at a time.
+            max_outgoing_packet_count: max_inflight as u64,
+            // The in-memory log per filter: 10 segments of 100 MiB. A
+            // subscriber more than that behind loses the oldest messages
+            // (rumqttd rolls the log over): see the README's limits.
+            max_segment_size: 100 * 1024 * 1024,
             max_segment_count: 10,
             ..Default::default()
         },

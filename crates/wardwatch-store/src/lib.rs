@@ -20,8 +20,12 @@
 //!   compression and retention when the extension exists, plain tables and a
 //!   retention sweep when it does not.
 //!
-//! The trait exists so an embedded SQLite backend can join later and share one
-//! conformance suite; the engine is generic over it.
+//! - [`sqlite`]: the embedded SQLite backend (`./data/wardwatch.db`, WAL),
+//!   so far for the ingest contract; one conformance suite
+//!   (`tests/store_conformance.rs`) runs against both backends.
+//!
+//! The ingest pipeline is generic over [`Store`]; the rules, alerting and
+//! API still use [`PgStore`] directly until their tables join the trait.
 
 pub mod access;
 pub mod alerts;
@@ -30,6 +34,7 @@ pub mod postgres;
 pub mod records;
 pub mod reports;
 pub mod rules;
+pub mod sqlite;
 
 use std::future::Future;
 
@@ -39,6 +44,7 @@ use wardwatch_core::{DeviceId, PatientId};
 
 pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading};
 pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
+pub use sqlite::SqliteStore;
 
 /// Errors from the store. `Unavailable` is worth retrying; the others are not.
 #[derive(Debug, Error)]

@@ -1,0 +1,402 @@
+//! The embedded SQLite backend (`./data/wardwatch.db`, WAL): the zero-setup
+//! store for trials and small sites, behind the same [`Store`] trait as
+//! PostgreSQL and checked by the same conformance tests.
+//!
+//! So far it implements the ingest contract (readings, quarantine, relative
+//! time anchors, device names, patients and device assignments); the rules,
+//! alerting and API tables are PostgreSQL-only until they join the trait.
+//!
+//! One connection does all the writing: SQLite allows one writer at a time,
+//! and a single connection makes every batch transaction take the write lock
+//! up front instead of failing to upgrade a read lock under contention.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use wardwatch_core::{DeviceId, PatientId, QuarantineReason};
+
+use crate::batch::{plan, Assignment, AssignmentIndex, QuarantineRow, ReadingRow};
+use crate::{BatchOutcome, IngestMessage, MessageKey, NewReading, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// SQLite-backed store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Data errors (a constraint the rows broke) are not worth retrying; the
+/// rest (busy, locked, I/O, disk full) are the database's state: retry.
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if !matches!(db.kind(), sqlx::error::ErrorKind::Other) => {
+            StoreError::Database(e)
+        }
+        sqlx::Error::Database(_)
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+        _ => StoreError::Database(e),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, in WAL mode with full
+    /// synchronous commits (a committed batch survives a power cut), and
+    /// applies the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Rejected(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(classify)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (tests and tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn load_assignments(
+        conn: &mut SqliteConnection,
+        messages: &[IngestMessage],
+    ) -> Result<AssignmentIndex, StoreError> {
+        let devices: HashSet<&str> = messages
+            .iter()
+            .flat_map(|m| m.readings.iter().map(|r| r.device_id.as_str()))
+            .collect();
+        let mut index = AssignmentIndex::new();
+        for device in devices {
+            let known: Option<String> = sqlx::query_scalar("SELECT id FROM devices WHERE id = ?")
+                .bind(device)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(classify)?;
+            if known.is_none() {
+                continue;
+            }
+            let rows = sqlx::query(
+                "SELECT patient_id, valid_from, valid_to FROM device_assignments WHERE device_id = ?",
+            )
+            .bind(device)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+            let mut list = Vec::with_capacity(rows.len());
+            for r in rows {
+                list.push(Assignment {
+                    patient_id: r.try_get(0).map_err(classify)?,
+                    valid_from: r.try_get(1).map_err(classify)?,
+                    valid_to: r.try_get(2).map_err(classify)?,
+                });
+            }
+            index.insert(device.to_string(), list);
+        }
+        Ok(index)
+    }
+
+    async fn insert_readings(
+        conn: &mut SqliteConnection,
+        rows: &[ReadingRow<'_>],
+    ) -> Result<Vec<NewReading>, StoreError> {
+        let mut new = Vec::with_capacity(rows.len());
+        for r in rows {
+            let rd = r.reading;
+            let done = sqlx::query(
+                "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(rd.time)
+            .bind(r.patient_id)
+            .bind(rd.device_id.as_str())
+            .bind(rd.vital.as_str())
+            .bind(rd.value)
+            .bind(rd.received_at)
+            .bind(rd.source.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+            if done.rows_affected() == 1 {
+                new.push(NewReading {
+                    patient_id: r.patient_id.to_string(),
+                    vital: rd.vital,
+                    value: rd.value,
+                    time: rd.time,
+                    update_interval_secs: rd.update_interval_secs,
+                    received_at: rd.received_at,
+                });
+            }
+        }
+        Ok(new)
+    }
+
+    async fn insert_quarantine(
+        conn: &mut SqliteConnection,
+        rows: &[QuarantineRow],
+    ) -> Result<BTreeMap<QuarantineReason, u64>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for q in rows {
+            let inserted = sqlx::query(
+                "INSERT INTO quarantine (received_at, last_seen_at, topic, device_id, reason, detail, \
+                 record, message_key, part, item, times_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (message_key, part, item) DO NOTHING",
+            )
+            .bind(q.received_at)
+            .bind(q.received_at)
+            .bind(&q.topic)
+            .bind(q.device_id.as_deref())
+            .bind(q.reason.as_str())
+            .bind(&q.detail)
+            .bind(&q.record)
+            .bind(&q.key[..])
+            .bind(q.part)
+            .bind(q.item)
+            .bind(q.repeats)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?
+            .rows_affected()
+                == 1;
+            if !inserted {
+                sqlx::query(
+                    "UPDATE quarantine SET times_seen = times_seen + ?, last_seen_at = ? \
+                     WHERE message_key = ? AND part = ? AND item = ?",
+                )
+                .bind(q.repeats)
+                .bind(q.received_at)
+                .bind(&q.key[..])
+                .bind(q.part)
+                .bind(q.item)
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+            }
+            // The same counting rule as PostgreSQL: every first delivery,
+            // and a redelivery whose first delivery never committed.
+            let n = if inserted { q.fresh.max(1) } else { q.fresh };
+            if n > 0 {
+                *counts.entry(q.reason).or_insert(0) += n as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn record_device_names(
+        conn: &mut SqliteConnection,
+        rows: &[ReadingRow<'_>],
+    ) -> Result<(), StoreError> {
+        let mut seen: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
+        for r in rows {
+            if let Some(name) = r.reading.source_name.as_deref() {
+                let e = seen
+                    .entry((r.reading.device_id.as_str(), name))
+                    .or_insert(r.reading.received_at);
+                *e = (*e).max(r.reading.received_at);
+            }
+        }
+        for ((device, name), at) in seen {
+            sqlx::query(
+                "INSERT INTO device_names (device_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (device_id, name) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(device)
+            .bind(name)
+            .bind(at)
+            .bind(at)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_anchors(
+        conn: &mut SqliteConnection,
+        messages: &[IngestMessage],
+    ) -> Result<(), StoreError> {
+        for m in messages {
+            if let Some(anchor) = m.relative_anchor {
+                sqlx::query(
+                    "INSERT INTO relative_time_anchors (message_key, anchor) VALUES (?, ?) \
+                     ON CONFLICT (message_key) DO UPDATE SET anchor = excluded.anchor",
+                )
+                .bind(&m.key[..])
+                .bind(anchor)
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    async fn write_batch(&self, messages: &[IngestMessage]) -> Result<BatchOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let index = Self::load_assignments(&mut tx, messages).await?;
+        let (readings, quarantine) = plan(messages, &index);
+        let new_readings = Self::insert_readings(&mut tx, &readings).await?;
+        Self::record_device_names(&mut tx, &readings).await?;
+        let quarantined = Self::insert_quarantine(&mut tx, &quarantine).await?;
+        Self::insert_anchors(&mut tx, messages).await?;
+        tx.commit().await.map_err(classify)?;
+        let inserted = new_readings.len() as u64;
+        Ok(BatchOutcome {
+            readings_inserted: inserted,
+            readings_duplicate: readings.len() as u64 - inserted,
+            quarantined,
+            new_readings,
+        })
+    }
+
+    async fn relative_anchor(&self, key: &MessageKey) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar("SELECT anchor FROM relative_time_anchors WHERE message_key = ?")
+            .bind(&key[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn upsert_patient(&self, patient: &PatientId, team: &str) -> Result<(), StoreError> {
+        if team.trim().is_empty() {
+            return Err(StoreError::Rejected("team must not be empty".into()));
+        }
+        sqlx::query(
+            "INSERT INTO patients (id, team_id) VALUES (?, ?) \
+             ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id",
+        )
+        .bind(patient.as_str())
+        .bind(team)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn assign_device(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        from: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE id = ?")
+            .bind(patient.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if known.is_none() {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled; add it first (wardwatch patient add --id {patient} --team T)"
+            )));
+        }
+        sqlx::query("INSERT INTO devices (id) VALUES (?) ON CONFLICT DO NOTHING")
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        // Assignments of this device that start at or after `from`: a new
+        // one may not start before an existing one (history is append-only).
+        let assignments = sqlx::query(
+            "SELECT patient_id, valid_from, valid_to FROM device_assignments WHERE device_id = ?",
+        )
+        .bind(device.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for r in &assignments {
+            let p: String = r.try_get(0).map_err(classify)?;
+            let since: DateTime<Utc> = r.try_get(1).map_err(classify)?;
+            let until: Option<DateTime<Utc>> = r.try_get(2).map_err(classify)?;
+            if since >= from && until.is_none_or(|u| u > from) {
+                return Err(StoreError::Rejected(format!(
+                    "device {device} is assigned to {p} from {}; an assignment cannot start at or before it ({})",
+                    since.to_rfc3339(),
+                    from.to_rfc3339()
+                )));
+            }
+        }
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = ? WHERE device_id = ? AND valid_to IS NULL",
+        )
+        .bind(from)
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES (?, ?, ?)",
+        )
+        .bind(device.as_str())
+        .bind(patient.as_str())
+        .bind(from)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn unassign_device(
+        &self,
+        device: &DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let open: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT valid_from FROM device_assignments WHERE device_id = ? AND valid_to IS NULL",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some(since) = open else {
+            return Err(StoreError::Rejected(format!(
+                "device {device} is not assigned to anyone"
+            )));
+        };
+        if at <= since {
+            return Err(StoreError::Rejected(format!(
+                "device {device} was assigned at {}; it cannot be returned at {}",
+                since.to_rfc3339(),
+                at.to_rfc3339()
+            )));
+        }
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = ? WHERE device_id = ? AND valid_to IS NULL",
+        )
+        .bind(at)
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+}
