@@ -76,8 +76,10 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
 
     let sim_stop = CancellationToken::new();
     let sim_args = SimulateArgs {
-        mqtt_url: cfg.broker_url(),
-        database_url: cfg.database.url.clone(),
+        target: crate::loadgen::TargetArgs {
+            mqtt_url: cfg.broker_url(),
+            database_url: cfg.database.url.clone(),
+        },
         patients: args.patients,
         seed: args.seed,
         interval_secs: args.interval_secs,

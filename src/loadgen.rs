@@ -21,9 +21,10 @@ use crate::config::Config;
 use wardwatch_ingest::session::SessionConfig;
 use wardwatch_store::PgStore;
 
-/// Command-line arguments of `wardwatch loadgen`.
+/// The deployment a synthetic fleet or ward runs against: its broker, and
+/// its database for enrolment and for counting what was stored.
 #[derive(Debug, Clone, clap::Args)]
-pub struct LoadgenArgs {
+pub struct TargetArgs {
     /// Broker to publish to.
     #[arg(
         long,
@@ -31,13 +32,33 @@ pub struct LoadgenArgs {
         default_value = "mqtt://127.0.0.1:1883"
     )]
     pub mqtt_url: String,
-    /// The engine's database, for enrolment and for counting what was stored.
+    /// The engine's database.
     #[arg(
         long,
         env = "WARDWATCH_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/wardwatch"
     )]
     pub database_url: String,
+}
+
+impl TargetArgs {
+    /// A small pool on the target's database (created and migrated if new).
+    pub async fn store(&self) -> Result<PgStore> {
+        let mut cfg = Config::default();
+        cfg.database.url = self.database_url.clone();
+        cfg.database.max_connections = 2;
+        crate::serve::try_connect(&cfg)
+            .await
+            .context("connecting to the engine's database")
+    }
+}
+
+/// Command-line arguments of `wardwatch loadgen`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// Where to publish and count.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Simulated devices (one patient each).
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
@@ -171,12 +192,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         .prefix
         .clone()
         .unwrap_or_else(|| format!("lg-{:06x}-", rand::rng().random_range(0..0xff_ffffu32)));
-    let mut cfg = Config::default();
-    cfg.database.url = args.database_url.clone();
-    cfg.database.max_connections = 2;
-    let store = crate::serve::try_connect(&cfg)
-        .await
-        .context("connecting to the engine's database")?;
+    let store = args.target.store().await?;
     let pairs: Vec<(String, String)> = (0..args.devices)
         .map(|i| (format!("{prefix}p{i}"), format!("{prefix}d{i}")))
         .collect();
@@ -202,7 +218,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
             .context("enrolling probe patients")?;
     }
 
-    let (host, port, creds) = SessionConfig::parse_url(&args.mqtt_url)?;
+    let (host, port, creds) = SessionConfig::parse_url(&args.target.mqtt_url)?;
     let published = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let total_expected = (args.devices as f64 * args.rate * args.duration as f64) as u64;

@@ -21,25 +21,14 @@ use wardwatch_sim::{Ward, WardPlan};
 use wardwatch_store::rules::Setting;
 use wardwatch_store::{PgStore, Store};
 
-use crate::config::Config;
+use crate::loadgen::TargetArgs;
 
 /// Command-line arguments of `wardwatch simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// Broker to publish to.
-    #[arg(
-        long,
-        env = "WARDWATCH_MQTT_URL",
-        default_value = "mqtt://127.0.0.1:1883"
-    )]
-    pub mqtt_url: String,
-    /// The engine's database, where the ward's patients are enrolled.
-    #[arg(
-        long,
-        env = "WARDWATCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/wardwatch"
-    )]
-    pub database_url: String,
+    /// Where to publish and enrol.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Patients (every block of ten has one sepsis, one COPD exacerbation
     /// and one heart-failure weight gain; the rest are stable).
     #[arg(long, default_value_t = 20)]
@@ -167,16 +156,11 @@ pub async fn enrol(store: &PgStore, ward: &Ward, team: &str) -> Result<()> {
 /// Runs the simulator until `duration_secs` or `stop`.
 pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSummary> {
     let mut ward = Ward::new(args.plan()?, Utc::now());
-    let mut cfg = Config::default();
-    cfg.database.url = args.database_url.clone();
-    cfg.database.max_connections = 2;
-    let store = crate::serve::try_connect(&cfg)
-        .await
-        .context("connecting to the engine's database")?;
+    let store = args.target.store().await?;
     enrol(&store, &ward, &args.team).await?;
     store.pool().close().await;
 
-    let (host, port, creds) = SessionConfig::parse_url(&args.mqtt_url)?;
+    let (host, port, creds) = SessionConfig::parse_url(&args.target.mqtt_url)?;
     let mut opts = MqttOptions::new(format!("{}sim-{}", args.prefix, args.seed), host, port);
     opts.set_keep_alive(Duration::from_secs(30))
         .set_inflight(100)

@@ -8,20 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use chrono::{Duration as ChronoDuration, SecondsFormat, Utc};
 use common::*;
-
-/// The driver's next line on stdout (empty if it said nothing in time).
-async fn next(rx: &mut tokio::sync::mpsc::Receiver<String>) -> String {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
@@ -64,18 +54,14 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.blocking_send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut rx = stdout_lines(child.stdout.take().unwrap());
     // WCAG 2.1 A/AA as axe-core checks it (contrast, names, labels, ...).
-    assert_eq!(next(&mut rx).await, "A11Y signin 0", "the sign-in screen");
-    assert_eq!(next(&mut rx).await, "READY");
+    assert_eq!(
+        next_line(&mut rx).await,
+        "A11Y signin 0",
+        "the sign-in screen"
+    );
+    assert_eq!(next_line(&mut rx).await, "READY");
     // A septic picture arrives over MQTT.
     let mut p = broker.loadgen_publisher().await;
     let bt = Utc::now().timestamp() as f64 - 30.0;
@@ -90,24 +76,24 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
     .await;
     p.flush().await;
     assert_eq!(
-        next(&mut rx).await,
+        next_line(&mut rx).await,
         "ALERT pat-7 emergency NEWS2 9 (high)",
         "the alert and the patient's row with the current NEWS2"
     );
     assert_eq!(
-        next(&mut rx).await,
+        next_line(&mut rx).await,
         "A11Y board 0",
         "the board with an open alert"
     );
     assert_eq!(
-        next(&mut rx).await,
+        next_line(&mut rx).await,
         "KEYBOARD reached focus-visible",
         "Tab reaches the acknowledge button, with a visible focus ring"
     );
-    let done = next(&mut rx).await;
+    let done = next_line(&mut rx).await;
     assert_eq!(done, "DONE acknowledged by nurse-ann");
     assert_eq!(
-        next(&mut rx).await,
+        next_line(&mut rx).await,
         "TABLET 0 fits",
         "a 768 px tablet: no violations, no sideways scrolling"
     );

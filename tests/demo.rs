@@ -5,19 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use common::*;
-
-/// The demo's next line on stdout (empty if none came in time).
-async fn next_line(rx: &mut tokio::sync::mpsc::Receiver<String>) -> String {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_the_board_with_alerts_and_stops_cleanly_on_sigint() {
@@ -47,15 +37,7 @@ async fn the_demo_serves_the_board_with_alerts_and_stops_cleanly_on_sigint() {
         .stderr(Stdio::null())
         .spawn()
         .expect("wardwatch demo");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.blocking_send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut rx = stdout_lines(child.stdout.take().unwrap());
     let board = next_line(&mut rx).await;
     assert_eq!(board, format!("Ward board: http://127.0.0.1:{http}/"));
     assert!(next_line(&mut rx)

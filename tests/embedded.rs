@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::*;
 
 async fn embedded_engine(db: &Db, port: u16) -> Engine {
@@ -30,51 +28,9 @@ async fn with_no_broker_url_the_engine_runs_its_own_and_the_simulated_ward_alert
         engine.log().contains("Embedded MQTT broker running"),
         "says plainly that it is the embedded broker"
     );
-    let out = wardwatch()
-        .args([
-            "simulate",
-            "--patients",
-            "10",
-            "--seed",
-            "11",
-            "--interval-secs",
-            "1",
-            "--duration-secs",
-            "15",
-            "--onset-secs",
-            "2",
-            "--ramp-secs",
-            "6",
-            "--json",
-        ])
-        .env("WARDWATCH_MQTT_URL", format!("mqtt://127.0.0.1:{port}"))
-        .env("WARDWATCH_DATABASE_URL", &db.url)
-        .output()
-        .expect("wardwatch simulate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let published = summary["messages_published"].as_u64().unwrap();
-    assert_eq!(summary["broker_acks"].as_u64(), Some(published));
-    let expected: BTreeSet<String> = ["sim-p006", "sim-p007", "sim-p008"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let got = eventually("an alert for each deterioration", || async {
-        let got: BTreeSet<String> = sqlx::query_scalar::<_, String>(
-            "SELECT DISTINCT patient_id FROM alerts WHERE kind = 'clinical'",
-        )
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-        expected.is_subset(&got).then_some(got)
-    })
-    .await;
+    simulate(&format!("mqtt://127.0.0.1:{port}"), &db.url, 11, 15);
+    let expected = simulated_deteriorations();
+    let got = clinical_alerts_for(&db, &expected).await;
     assert_eq!(got, expected, "no stable patient alerts");
     assert!(engine.terminate(), "a clean exit on SIGTERM");
 }

@@ -11,40 +11,9 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_ward_alerts_for_each_deterioration_and_no_stable_patient() {
     let (broker, db, engine) = stack("simulate").await;
-    let out = wardwatch()
-        .args([
-            "simulate",
-            "--patients",
-            "10",
-            "--seed",
-            "3",
-            "--interval-secs",
-            "1",
-            "--duration-secs",
-            "20",
-            "--onset-secs",
-            "3",
-            "--ramp-secs",
-            "8",
-            "--json",
-        ])
-        .env("WARDWATCH_MQTT_URL", broker.url(LOADGEN_USER, LOADGEN_PASS))
-        .env("WARDWATCH_DATABASE_URL", &db.url)
-        .output()
-        .expect("wardwatch simulate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = simulate(&broker.url(LOADGEN_USER, LOADGEN_PASS), &db.url, 3, 20);
     assert_eq!(summary["patients"], 10);
-    let published = summary["messages_published"].as_u64().unwrap();
-    assert_eq!(summary["broker_acks"].as_u64(), Some(published));
-    let expected: BTreeSet<String> = ["sim-p006", "sim-p007", "sim-p008"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let expected = simulated_deteriorations();
     let named: BTreeSet<String> = summary["deteriorating"]
         .as_array()
         .unwrap()
@@ -53,22 +22,7 @@ async fn the_simulated_ward_alerts_for_each_deterioration_and_no_stable_patient(
         .collect();
     assert_eq!(named, expected);
 
-    // Every message was committed (readings or quarantined artefacts).
-    let clinical = || async {
-        sqlx::query_scalar::<_, String>(
-            "SELECT DISTINCT patient_id FROM alerts WHERE kind = 'clinical' ORDER BY 1",
-        )
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect::<BTreeSet<String>>()
-    };
-    let got = eventually("an alert for each deterioration", || async {
-        let got = clinical().await;
-        expected.is_subset(&got).then_some(got)
-    })
-    .await;
+    let got = clinical_alerts_for(&db, &expected).await;
     assert_eq!(got, expected, "no stable patient alerts");
     let rules: Vec<(String, String)> = sqlx::query_as(
         "SELECT DISTINCT a.patient_id, f.rule FROM alerts a JOIN alert_flags af ON af.alert_id = a.id \

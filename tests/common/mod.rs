@@ -586,3 +586,90 @@ pub fn unique(tag: &str) -> String {
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A child's stdout, line by line, on a channel (read on a thread).
+pub fn stdout_lines(stdout: std::process::ChildStdout) -> tokio::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line from [`stdout_lines`] (empty if none came in time).
+pub async fn next_line(rx: &mut tokio::sync::mpsc::Receiver<String>) -> String {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Runs `wardwatch simulate` (ten patients, a reading a second, quick
+/// deteriorations) against a broker and database; returns its JSON summary
+/// after checking every publish was confirmed by the broker.
+pub fn simulate(mqtt_url: &str, db_url: &str, seed: u64, secs: u64) -> serde_json::Value {
+    let out = wardwatch()
+        .args([
+            "simulate",
+            "--patients",
+            "10",
+            "--seed",
+            &seed.to_string(),
+            "--interval-secs",
+            "1",
+            "--duration-secs",
+            &secs.to_string(),
+            "--onset-secs",
+            "2",
+            "--ramp-secs",
+            "6",
+            "--json",
+        ])
+        .env("WARDWATCH_MQTT_URL", mqtt_url)
+        .env("WARDWATCH_DATABASE_URL", db_url)
+        .output()
+        .expect("wardwatch simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let published = summary["messages_published"].as_u64();
+    assert_eq!(summary["broker_acks"].as_u64(), published);
+    summary
+}
+
+/// The patients of a ten-patient simulated ward with a scripted deterioration.
+pub fn simulated_deteriorations() -> std::collections::BTreeSet<String> {
+    ["sim-p006", "sim-p007", "sim-p008"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until every patient in `expected` has a clinical alert; returns
+/// everyone who has one then.
+pub async fn clinical_alerts_for(
+    db: &Db,
+    expected: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeSet<String> {
+    eventually("an alert for each deterioration", || async {
+        let got: std::collections::BTreeSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT patient_id FROM alerts WHERE kind = 'clinical'",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .ok()?
+        .into_iter()
+        .collect();
+        expected.is_subset(&got).then_some(got)
+    })
+    .await
+}

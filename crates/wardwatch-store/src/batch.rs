@@ -216,6 +216,21 @@ fn dedupe(rows: Vec<QuarantineRow>) -> Vec<QuarantineRow> {
     out
 }
 
+/// How devices named themselves in these rows: (device, name) → the latest
+/// receipt, one entry per pair (a batch repeats the same name many times).
+pub fn device_names<'a>(rows: &[ReadingRow<'a>]) -> BTreeMap<(&'a str, &'a str), DateTime<Utc>> {
+    let mut seen: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
+    for r in rows {
+        if let Some(name) = r.reading.source_name.as_deref() {
+            let e = seen
+                .entry((r.reading.device_id.as_str(), name))
+                .or_insert(r.reading.received_at);
+            *e = (*e).max(r.reading.received_at);
+        }
+    }
+    seen
+}
+
 /// A reading as JSON text, for the quarantine's `record` column.
 fn reading_json(r: &Reading) -> String {
     serde_json::json!({

@@ -439,15 +439,7 @@ impl PgStore {
         conn: &mut PgConnection,
         rows: &[ReadingRow<'_>],
     ) -> Result<(), StoreError> {
-        let mut seen: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
-        for r in rows {
-            if let Some(name) = r.reading.source_name.as_deref() {
-                let e = seen
-                    .entry((r.reading.device_id.as_str(), name))
-                    .or_insert(r.reading.received_at);
-                *e = (*e).max(r.reading.received_at);
-            }
-        }
+        let seen = crate::batch::device_names(rows);
         if seen.is_empty() {
             return Ok(());
         }

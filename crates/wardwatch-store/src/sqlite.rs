@@ -210,15 +210,7 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         rows: &[ReadingRow<'_>],
     ) -> Result<(), StoreError> {
-        let mut seen: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
-        for r in rows {
-            if let Some(name) = r.reading.source_name.as_deref() {
-                let e = seen
-                    .entry((r.reading.device_id.as_str(), name))
-                    .or_insert(r.reading.received_at);
-                *e = (*e).max(r.reading.received_at);
-            }
-        }
+        let seen = crate::batch::device_names(rows);
         for ((device, name), at) in seen {
             sqlx::query(
                 "INSERT INTO device_names (device_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?) \
