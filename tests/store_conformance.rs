@@ -3,7 +3,7 @@
 //! deployment that moves between them keeps every guarantee. Covered so far:
 //! readings (attribution by assignment, half-open hand-over, idempotent
 //! redelivery), quarantine (reasons, counting rule), relative-time anchors,
-//! patients and device assignments.
+//! patients and device assignments; users, tokens and the audit trail.
 
 mod common;
 
@@ -14,8 +14,9 @@ use common::*;
 use wardwatch_core::{
     DeliveryTag, DeviceId, PatientId, QuarantineReason, Reading, ReadingSource, Rejection, Vital,
 };
+use wardwatch_store::access::AuditEntry;
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::{IngestMessage, PgStore, Store, StoreError};
+use wardwatch_store::{AccessStore, IngestMessage, PgStore, Store, StoreError};
 
 fn t(mins: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(mins)
@@ -182,12 +183,125 @@ async fn conformance<S: Store>(s: &S) {
     );
 }
 
+async fn access_conformance<S: Store + AccessStore>(s: &S) {
+    let now = t(0);
+    let hash = |n: u8| vec![n; 32];
+    rejected(
+        s.upsert_user("u", "surgeon", None, &[]).await,
+        "an unknown role",
+    );
+    rejected(
+        s.upsert_user("u", "patient", None, &[]).await,
+        "a patient account without its record",
+    );
+    rejected(
+        s.upsert_user("u", "nurse", Some("p1"), &[]).await,
+        "a nurse tied to one record",
+    );
+    s.upsert_user(
+        "nurse-a",
+        "nurse",
+        None,
+        &["ward-b".into(), "ward-a".into()],
+    )
+    .await
+    .unwrap();
+    s.upsert_user("pat-1", "patient", Some("p1"), &[])
+        .await
+        .unwrap();
+    rejected(
+        s.insert_token("nobody", &hash(9), now + Duration::days(1))
+            .await,
+        "a token for no one",
+    );
+    s.insert_token("nurse-a", &hash(1), now + Duration::days(1))
+        .await
+        .unwrap();
+    s.insert_token("nurse-a", &hash(2), now - Duration::minutes(1))
+        .await
+        .unwrap();
+    s.insert_token("pat-1", &hash(3), now + Duration::days(1))
+        .await
+        .unwrap();
+    let who = s.authenticate(&hash(1), now).await.unwrap().unwrap();
+    assert_eq!(
+        (who.user_id.as_str(), who.role.as_str(), who.teams.clone()),
+        (
+            "nurse-a",
+            "nurse",
+            vec!["ward-a".to_string(), "ward-b".to_string()]
+        )
+    );
+    assert_eq!(
+        s.authenticate(&hash(2), now).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        s.authenticate(&hash(7), now).await.unwrap(),
+        None,
+        "unknown"
+    );
+    let me = s.authenticate(&hash(3), now).await.unwrap().unwrap();
+    assert_eq!(me.patient_id.as_deref(), Some("p1"));
+    // Teams are replaced, not added to.
+    s.upsert_user("nurse-a", "nurse", None, &["ward-c".into()])
+        .await
+        .unwrap();
+    let who = s.authenticate(&hash(1), now).await.unwrap().unwrap();
+    assert_eq!(who.teams, vec!["ward-c".to_string()]);
+    assert_eq!(s.revoke_tokens("nurse-a").await.unwrap(), 2);
+    assert_eq!(
+        s.authenticate(&hash(1), now).await.unwrap(),
+        None,
+        "revoked"
+    );
+    assert!(s.disable_user("pat-1").await.unwrap());
+    assert!(!s.disable_user("pat-1").await.unwrap(), "already disabled");
+    assert_eq!(
+        s.authenticate(&hash(3), now).await.unwrap(),
+        None,
+        "disabled"
+    );
+    let users = s.users().await.unwrap();
+    let listed: Vec<(&str, bool)> = users.iter().map(|u| (u.id.as_str(), u.disabled)).collect();
+    assert_eq!(listed, vec![("nurse-a", false), ("pat-1", true)]);
+
+    for (i, status) in [200, 404, 401].into_iter().enumerate() {
+        s.audit(&AuditEntry {
+            user_id: (status != 401).then(|| "nurse-a".to_string()),
+            action: "GET".into(),
+            resource: format!("/api/v1/patients/p{i}"),
+            patient_id: (status == 200).then(|| "p1".to_string()),
+            status,
+            client: Some("127.0.0.1".into()),
+            detail: serde_json::json!({"n": i}),
+        })
+        .await
+        .unwrap();
+    }
+    let newest = s.audit_entries(2).await.unwrap();
+    let seen: Vec<(i32, serde_json::Value)> = newest
+        .iter()
+        .map(|r| (r.entry.status, r.entry.detail.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (401, serde_json::json!({"n": 2})),
+            (404, serde_json::json!({"n": 1}))
+        ]
+    );
+    assert!(newest[0].id > newest[1].id && newest[0].at >= newest[1].at);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_the_store_contract() {
     let db = Db::create("conformance").await;
     let store = PgStore::connect(&db.url, 4).await.unwrap();
     store.migrate().await.unwrap();
     conformance(&store).await;
+    access_conformance(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +310,12 @@ async fn sqlite_keeps_the_store_contract() {
     let path = dir.path().join("data").join("wardwatch.db");
     let store = SqliteStore::open(&path).await.unwrap();
     conformance(&store).await;
+    access_conformance(&store).await;
+    // The audit trail is append-only: the database itself refuses changes.
+    let changed = sqlx::query("UPDATE audit_log SET status = 200")
+        .execute(store.pool())
+        .await;
+    assert!(changed.is_err(), "{changed:?}");
     // WAL mode, so readers never block the writer.
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(store.pool())

@@ -71,6 +71,26 @@ pub struct PatientView {
 
 const ROLES: [&str; 5] = ["admin", "clinician", "nurse", "patient", "proxy"];
 
+/// The rules every backend applies to a user before storing it.
+pub(crate) fn check_user(id: &str, role: &str, patient: Option<&str>) -> Result<(), StoreError> {
+    if id.trim().is_empty() {
+        return Err(StoreError::Rejected("user id must not be empty".into()));
+    }
+    if !ROLES.contains(&role) {
+        return Err(StoreError::Rejected(format!(
+            "role must be one of {}, not {role:?}",
+            ROLES.join(", ")
+        )));
+    }
+    if matches!(role, "patient" | "proxy") != patient.is_some() {
+        return Err(StoreError::Rejected(
+            "patients and proxies need --patient (whose record); other roles must not have one"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// Creates or updates a user with their teams (replaced).
     pub async fn upsert_user(
@@ -80,21 +100,7 @@ impl PgStore {
         patient: Option<&str>,
         teams: &[String],
     ) -> Result<(), StoreError> {
-        if id.trim().is_empty() {
-            return Err(StoreError::Rejected("user id must not be empty".into()));
-        }
-        if !ROLES.contains(&role) {
-            return Err(StoreError::Rejected(format!(
-                "role must be one of {}, not {role:?}",
-                ROLES.join(", ")
-            )));
-        }
-        if matches!(role, "patient" | "proxy") != patient.is_some() {
-            return Err(StoreError::Rejected(
-                "patients and proxies need --patient (whose record); other roles must not have one"
-                    .into(),
-            ));
-        }
+        check_user(id, role, patient)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, role, patient_id) VALUES ($1, $2, $3) \
