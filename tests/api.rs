@@ -214,6 +214,51 @@ async fn lists_writes_tokens_and_the_audit_follow_each_callers_reach() {
         .call(M::GET, "/api/v1/alerts?state=open", Some(&clin_t), None)
         .await;
     assert_eq!(ids(&theirs), vec![alert_b]);
+    // Another team's busy day (600 newer alerts) never pushes a nurse's own
+    // alert out of her list: the reach is applied before the list's limit.
+    sqlx::query(
+        "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, tier, summary) \
+         SELECT 'pb', 'ward-b', 'clinical', 'low', 'resolved', now(), '{}', 0, 'past' \
+         FROM generate_series(1, 600)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (_, _, mine) = api
+        .call(M::GET, "/api/v1/alerts", Some(&nurse_t), None)
+        .await;
+    assert_eq!(ids(&mine), vec![alert_a]);
+    let severity: String = sqlx::query_scalar("SELECT severity FROM alerts WHERE id = $1")
+        .bind(alert_a)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let (_, _, same) = api
+        .call(
+            M::GET,
+            &format!("/api/v1/alerts?severity={severity}"),
+            Some(&nurse_t),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&same), vec![alert_a]);
+    let other = if severity == "low" { "high" } else { "low" };
+    let (_, _, none) = api
+        .call(
+            M::GET,
+            &format!("/api/v1/alerts?severity={other}"),
+            Some(&nurse_t),
+            None,
+        )
+        .await;
+    assert!(ids(&none).is_empty());
+    let (_, _, bs) = api
+        .call(M::GET, "/api/v1/alerts?team=ward-b", Some(&nurse_t), None)
+        .await;
+    assert!(
+        ids(&bs).is_empty(),
+        "another team's alerts, even when asked for"
+    );
 
     // Writes: another team's alert does not exist for the caller.
     let ack = |id: i64| format!("/api/v1/alerts/{id}/acknowledge");

@@ -237,6 +237,17 @@ pub struct AlertRow {
     pub acknowledged_by: Option<String>,
 }
 
+/// Which alerts to list; `None` fields do not filter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlertFilter<'a> {
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: Option<&'a str>,
+    /// Only these teams' alerts (`None`: every team).
+    pub teams: Option<&'a [String]>,
+    /// Only this severity.
+    pub severity: Option<&'a str>,
+}
+
 const ALERT_COLUMNS: &str = "a.id, a.patient_id, a.team_id, a.kind, a.severity, a.state, a.tier, \
      COALESCE(a.policy->'tiers'->a.tier->>'name', ''), a.summary, a.opened_at, \
      ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
@@ -1060,11 +1071,33 @@ impl PgStore {
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AlertRow>, StoreError> {
+        self.find_alerts(
+            &AlertFilter {
+                state,
+                ..AlertFilter::default()
+            },
+            limit,
+        )
+        .await
+    }
+
+    /// Alerts matching `filter`, newest first. The teams filter is applied
+    /// in the query, before the limit, so one team's busy day never pushes
+    /// another team's alerts out of its list.
+    pub async fn find_alerts(
+        &self,
+        filter: &AlertFilter<'_>,
+        limit: i64,
+    ) -> Result<Vec<AlertRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ALERT_COLUMNS} FROM alerts a WHERE ($1::text IS NULL OR a.state = $1) \
-             ORDER BY a.id DESC LIMIT $2"
+             AND ($2::text[] IS NULL OR a.team_id = ANY($2)) \
+             AND ($3::text IS NULL OR a.severity = $3) \
+             ORDER BY a.id DESC LIMIT $4"
         )))
-        .bind(state)
+        .bind(filter.state)
+        .bind(filter.teams)
+        .bind(filter.severity)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
