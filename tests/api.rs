@@ -252,6 +252,25 @@ async fn lists_writes_tokens_and_the_audit_follow_each_callers_reach() {
         )
         .await;
     assert!(ids(&none).is_empty());
+    // Nor does a busy week of her own team's resolved alerts hide an open
+    // one from the board's query.
+    sqlx::query(
+        "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, tier, summary) \
+         SELECT 'pa', 'ward-a', 'technical', 'low', 'resolved', now(), '{}', 0, 'past' \
+         FROM generate_series(1, 600)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (_, _, board) = api
+        .call(
+            M::GET,
+            "/api/v1/alerts?state=unresolved",
+            Some(&nurse_t),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&board), vec![alert_a]);
     let (_, _, bs) = api
         .call(M::GET, "/api/v1/alerts?team=ward-b", Some(&nurse_t), None)
         .await;

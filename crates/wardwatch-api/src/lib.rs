@@ -399,12 +399,15 @@ async fn list_alerts(
         return refuse(&state, &c, None, Problem::not_found("resource")).await;
     }
     if let Some(s) = &q.state {
-        if !matches!(s.as_str(), "open" | "acknowledged" | "resolved") {
+        if !matches!(
+            s.as_str(),
+            "open" | "acknowledged" | "resolved" | "unresolved"
+        ) {
             return refuse(
                 &state,
                 &c,
                 None,
-                Problem::bad_request("state must be open, acknowledged or resolved"),
+                Problem::bad_request("state must be open, acknowledged, resolved or unresolved"),
             )
             .await;
         }

@@ -240,7 +240,8 @@ pub struct AlertRow {
 /// Which alerts to list; `None` fields do not filter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AlertFilter<'a> {
-    /// `open`, `acknowledged` or `resolved`.
+    /// `open`, `acknowledged`, `resolved`, or `unresolved` (open or
+    /// acknowledged: what a ward board shows, however many are resolved).
     pub state: Option<&'a str>,
     /// Only these teams' alerts (`None`: every team).
     pub teams: Option<&'a [String]>,
@@ -1090,7 +1091,8 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<AlertRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts a WHERE ($1::text IS NULL OR a.state = $1) \
+            "SELECT {ALERT_COLUMNS} FROM alerts a WHERE ($1::text IS NULL OR a.state = $1 \
+               OR ($1 = 'unresolved' AND a.state <> 'resolved')) \
              AND ($2::text[] IS NULL OR a.team_id = ANY($2)) \
              AND ($3::text IS NULL OR a.severity = $3) \
              ORDER BY a.id DESC LIMIT $4"
