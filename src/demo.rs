@@ -41,6 +41,22 @@ const NURSE: &str = "demo-nurse";
 
 /// Runs the demo until `stop`.
 pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result<()> {
+    // `serve` waits for a database that is down (production: the broker
+    // holds the readings meanwhile); a demo should say at once what it needs.
+    match tokio::time::timeout(Duration::from_secs(10), crate::serve::try_connect(&cfg)).await {
+        Ok(Ok(store)) => store.pool().close().await,
+        Ok(Err(e)) => {
+            return Err(e.context(format!(
+                "the demo needs PostgreSQL at {} until the embedded store runs the engine: \
+                 install it (apt install postgresql) or set WARDWATCH_DATABASE_URL",
+                redact(&cfg.database.url)
+            )))
+        }
+        Err(_) => anyhow::bail!(
+            "no answer from PostgreSQL at {} within 10 s; set WARDWATCH_DATABASE_URL",
+            redact(&cfg.database.url)
+        ),
+    }
     let engine_stop = CancellationToken::new();
     let engine = tokio::spawn(crate::serve::run(cfg.clone(), engine_stop.clone()));
     let http = cfg.http.addr;
@@ -180,4 +196,15 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
     Some((status, body))
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }

@@ -108,3 +108,30 @@ async fn the_demo_serves_the_board_with_alerts_and_stops_cleanly_on_sigint() {
     );
     assert!(db.count("SELECT count(*) FROM readings").await > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_postgresql_the_demo_says_what_it_needs() {
+    let port = free_port();
+    let out = wardwatch()
+        .arg("demo")
+        .current_dir(repo())
+        .env_remove("WARDWATCH_MQTT_URL")
+        .env(
+            "WARDWATCH_DATABASE_URL",
+            format!("postgres://ward:s3cret@127.0.0.1:{port}/wardwatch"),
+        )
+        .env("WARDWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "WARDWATCH_MQTT_EMBEDDED_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .output()
+        .expect("wardwatch demo");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the demo needs PostgreSQL"), "{err}");
+    assert!(
+        !err.contains("s3cret"),
+        "the password stays out of messages: {err}"
+    );
+}
