@@ -1161,6 +1161,18 @@ async fn patients_are_enrolled_moved_and_discharged_with_every_change_audited() 
     })
     .await;
 
+    // A transfer to a team nobody runs (a typo) is refused.
+    let (s, _, body) = post(
+        "/api/v1/patients/pn/transfer",
+        &nurse,
+        json!({"team": "ward-bb", "reason": "typo"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(
+        detail(&body).contains("nobody would see this patient"),
+        "{body}"
+    );
     // Transfer: the patient and the open alert move to ward B.
     let (s, _, body) = post(
         "/api/v1/patients/pn/transfer",

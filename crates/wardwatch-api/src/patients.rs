@@ -68,6 +68,9 @@ pub(crate) async fn enrol(
         Ok(e) => e,
         Err(p) => return refuse(&state, &c, None, p).await,
     };
+    if let Err(p) = team_exists(&state, &enrolment.team).await {
+        return refuse(&state, &c, None, p).await;
+    }
     let id = enrolment.id.as_str().to_string();
     if let Err(e) = state
         .store
@@ -93,6 +96,38 @@ pub(crate) async fn enrol(
         })),
     )
         .into_response()
+}
+
+/// A patient may only be put on a team someone runs: one with its own
+/// policy file or with at least one member. A typo would otherwise leave
+/// the patient on nobody's board.
+async fn team_exists(state: &ApiState, team: &str) -> Result<(), Problem> {
+    let configured = state
+        .catalog
+        .teams
+        .as_ref()
+        .is_some_and(|ts| ts.iter().any(|t| t.id == team));
+    if configured {
+        return Ok(());
+    }
+    let staffed = state
+        .store
+        .users()
+        .await
+        .map_err(store_problem)?
+        .iter()
+        .any(|u| !u.disabled && u.teams.iter().any(|t| t == team));
+    if staffed {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Not possible",
+            format!(
+                "team {team:?} has no policy file and no members: nobody would see this patient"
+            ),
+        ))
+    }
 }
 
 fn check_enrolment(state: &ApiState, b: EnrolBody) -> Result<Enrolment, Problem> {
@@ -178,6 +213,9 @@ pub(crate) async fn transfer(
     let Ok(patient) = PatientId::new(p.id.clone()) else {
         return refuse(&state, &c, pid, Problem::not_found("patient")).await;
     };
+    if let Err(e) = team_exists(&state, &b.team).await {
+        return refuse(&state, &c, pid, e).await;
+    }
     let policy = state.catalog.team_policy(&b.team);
     match state
         .store
