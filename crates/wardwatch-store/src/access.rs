@@ -265,6 +265,19 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// SQL for the start of `time`'s bucket of `width` (an SQL interval):
+    /// `time_bucket` on TimescaleDB, `date_bin` from the epoch otherwise, so
+    /// both paths give the same buckets.
+    fn bucket_of_time(&self, width: &str) -> String {
+        if self.timescale {
+            format!("time_bucket({width}, time)")
+        } else {
+            format!("date_bin({width}, time, TIMESTAMPTZ '1970-01-01 00:00:00+00')")
+        }
+    }
+}
+
 /// A stored reading as the API returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadingRow {
@@ -343,11 +356,7 @@ impl PgStore {
         to: DateTime<Utc>,
         bucket_secs: i64,
     ) -> Result<Vec<BucketRow>, StoreError> {
-        let bucket = if self.timescale {
-            "time_bucket(make_interval(secs => $5), time)"
-        } else {
-            "date_bin(make_interval(secs => $5), time, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
-        };
+        let bucket = self.bucket_of_time("make_interval(secs => $5)");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {bucket} AS b, count(*), min(value), max(value), avg(value) FROM readings \
              WHERE patient_id = $1 AND vital = $2 AND time >= $3 AND time < $4 \
@@ -460,11 +469,7 @@ impl PgStore {
         patients: &[String],
         vitals: &[&str],
     ) -> Result<Vec<(String, String, DateTime<Utc>, f64)>, StoreError> {
-        let bucket = if self.timescale {
-            "time_bucket(interval '1 hour', time)"
-        } else {
-            "date_bin(interval '1 hour', time, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
-        };
+        let bucket = self.bucket_of_time("interval '1 hour'");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
              WHERE patient_id = ANY($1) AND vital = ANY($2) AND time > now() - interval '24 hours' \
