@@ -14,6 +14,10 @@
 # BATCH_DELAY_MS=N overrides ingest.batch_max_delay_ms for the run.
 # BROKER=mosquitto (default), embedded (the engine's own broker, no [mqtt]
 # url) or both (Mosquitto then embedded, same load, same invocation).
+# STORE=postgres (default), sqlite (the embedded store, a fresh file per run)
+# or both. BROKER=both STORE=both runs all four pairs, so the embedded
+# defaults (embedded broker + SQLite) and Mosquitto + PostgreSQL are
+# measured side by side in one invocation.
 # Environment: WARDWATCH_BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres).
 # Prints the loadgen summary (JSON) and the engine's commit figures.
 set -euo pipefail
@@ -24,6 +28,7 @@ DURATION=${3:-60}
 PACK=${4:-10}
 RULES=${RULES:-both}
 BROKER=${BROKER:-mosquitto}
+STORE=${STORE:-postgres}
 PROBES=${PROBES:-0}
 BATCH_DELAY_MS=${BATCH_DELAY_MS:-}
 ADMIN=${WARDWATCH_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -83,8 +88,13 @@ if [ -n "$BATCH_DELAY_MS" ]; then
 fi
 
 run() {
-  local rules=$1 broker=$2
-  psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ww_bench_e2e WITH (FORCE)" >/dev/null
+  local rules=$1 broker=$2 store=$3 db_url
+  if [ "$store" = sqlite ]; then
+    db_url="sqlite://$work/ww-$rules-$broker.db"
+  else
+    db_url="$DB_URL"
+    psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ww_bench_e2e WITH (FORCE)" >/dev/null
+  fi
   http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   if [ "$broker" = embedded ]; then
     eport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -96,21 +106,21 @@ run() {
   fi
   WARDWATCH_MQTT_URL="$engine_url" \
   WARDWATCH_MQTT_EMBEDDED_LISTEN="127.0.0.1:$eport" \
-  WARDWATCH_DATABASE_URL="$DB_URL" \
+  WARDWATCH_DATABASE_URL="$db_url" \
   WARDWATCH_HTTP_ADDR="127.0.0.1:$http" \
   WARDWATCH_MQTT_CLIENT_ID="wardwatch-bench" \
   WARDWATCH_RULES_ENABLED="$rules" \
   WARDWATCH_ALERTING_ENABLED="$rules" \
   WARDWATCH_TEAMS_DIR="$work/teams" \
   WARDWATCH_BENCH_SECRET="bench-secret" \
-    "$BIN" serve --config "$work/wardwatch.toml" 2> "$work/engine-$rules-$broker.log" & engine_pid=$!
+    "$BIN" serve --config "$work/wardwatch.toml" 2> "$work/engine-$rules-$broker-$store.log" & engine_pid=$!
   for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  echo "== broker: $broker, rules enabled: $rules"
+  echo "== broker: $broker, store: $store, rules enabled: $rules"
   "$BIN" loadgen --mqtt-url "$loadgen_url" \
-    --database-url "$DB_URL" --devices "$DEVICES" --rate "$RATE" --duration "$DURATION" \
+    --database-url "$db_url" --devices "$DEVICES" --rate "$RATE" --duration "$DURATION" \
     --pack-size "$PACK" --settle 30 --json \
     $( [ "$rules" = true ] && [ "$PROBES" -gt 0 ] && echo "--probes $PROBES --probe-webhook-port $probe_port" ) 2>/dev/null
   sleep "${SCRAPE_DELAY:-0}"
@@ -130,8 +140,15 @@ case "$BROKER" in
   mosquitto|embedded) brokers="$BROKER" ;;
   *) echo "BROKER must be mosquitto, embedded or both" >&2; exit 2 ;;
 esac
+case "$STORE" in
+  both) stores="postgres sqlite" ;;
+  postgres|sqlite) stores="$STORE" ;;
+  *) echo "STORE must be postgres, sqlite or both" >&2; exit 2 ;;
+esac
 for b in $brokers; do
-  for r in $rules_runs; do
-    run "$r" "$b"
+  for st in $stores; do
+    for r in $rules_runs; do
+      run "$r" "$b" "$st"
+    done
   done
 done

@@ -33,7 +33,7 @@ use wardwatch_store::alerts::{
     AlertAction, ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
     PendingFlagEvent, SnoozeRow,
 };
-use wardwatch_store::PgStore;
+use wardwatch_store::{AlertStore, Backend, EscalationStore};
 
 use crate::config::Config;
 
@@ -49,7 +49,7 @@ pub use wardwatch_alerting::feed::{AlertFeed, FeedEvent};
 /// their transaction had not committed yet are re-read for a while (gaps),
 /// so an event that commits late still reaches the feed.
 pub async fn follow_alert_events(
-    store: PgStore,
+    store: Backend,
     feed: AlertFeed,
     wake: Arc<Notify>,
     poll: Duration,
@@ -133,7 +133,7 @@ pub struct Alerting {
 impl Alerting {
     /// Loads the teams (an invalid file stops start-up, naming file, line
     /// and field) and starts the loops.
-    pub fn start(cfg: &Config, store: PgStore, shutdown: CancellationToken) -> Result<Self> {
+    pub fn start(cfg: &Config, store: Backend, shutdown: CancellationToken) -> Result<Self> {
         let teams = Arc::new(load_teams(&cfg.alerting.teams_dir)?);
         info!(message = "Teams loaded.", teams = teams.iter().count(), dir = %cfg.alerting.teams_dir.display());
         let (host, port, credentials) = SessionConfig::parse_url(&cfg.broker_url())?;
@@ -363,7 +363,7 @@ fn decide(
 }
 
 async fn apply_loop(
-    store: PgStore,
+    store: Backend,
     teams: Arc<Teams>,
     wake: Arc<Notify>,
     send_wake: Arc<Notify>,
@@ -408,7 +408,7 @@ async fn apply_loop(
 }
 
 async fn escalation_loop(
-    store: PgStore,
+    store: Backend,
     teams: Arc<Teams>,
     send_wake: Arc<Notify>,
     every: Duration,
@@ -497,7 +497,7 @@ fn message(d: &ClaimedDelivery) -> AlertMessage {
 /// digests of their updates, one per target. Pages are never digested:
 /// a first notification, a worsening or an escalation goes out at once.
 async fn storm_guard(
-    store: &PgStore,
+    store: &Backend,
     teams: &Teams,
     claimed: Vec<ClaimedDelivery>,
     now: DateTime<Utc>,
@@ -590,7 +590,7 @@ struct Sending {
 }
 
 async fn delivery_loop(
-    store: PgStore,
+    store: Backend,
     teams: Arc<Teams>,
     channels: Channels,
     wake: Arc<Notify>,
@@ -654,7 +654,7 @@ async fn delivery_loop(
 }
 
 async fn record(
-    store: &PgStore,
+    store: &Backend,
     teams: &Teams,
     d: &ClaimedDelivery,
     result: Result<(), String>,

@@ -90,11 +90,48 @@ impl Default for EmbeddedBrokerConfig {
     }
 }
 
+/// The embedded store's file when no database URL is set, relative to the
+/// working directory.
+pub const EMBEDDED_DATABASE: &str = "data/wardwatch.db";
+
+/// Where the engine keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A PostgreSQL URL.
+    Postgres(String),
+    /// An SQLite file: for trials and small sites.
+    Sqlite(std::path::PathBuf),
+}
+
+impl DatabaseConfig {
+    /// The configured database: PostgreSQL, or the embedded SQLite file.
+    pub fn target(&self) -> DatabaseTarget {
+        database_target(&self.url)
+    }
+}
+
+/// Reads a database URL: empty means the embedded store.
+pub fn database_target(url: &str) -> DatabaseTarget {
+    let url = url.trim();
+    if url.is_empty() {
+        return DatabaseTarget::Sqlite(EMBEDDED_DATABASE.into());
+    }
+    match url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Some(path) => DatabaseTarget::Sqlite(path.into()),
+        None => DatabaseTarget::Postgres(url.to_string()),
+    }
+}
+
 /// `[database]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// PostgreSQL URL. Env: `WARDWATCH_DATABASE_URL`.
+    /// PostgreSQL URL (`postgres://…`), or `sqlite://<file>`; empty for
+    /// the embedded SQLite store in [`EMBEDDED_DATABASE`]. Env:
+    /// `WARDWATCH_DATABASE_URL`.
     pub url: String,
     /// Pool size.
     pub max_connections: u32,
@@ -105,7 +142,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            url: "postgres://postgres@127.0.0.1:5432/wardwatch".into(),
+            url: String::new(),
             max_connections: 8,
             write_method: WriteMethod::Unnest,
         }
@@ -535,6 +572,26 @@ mod tests {
         assert!(e.to_string().contains("in-flight window"), "{e}");
         cfg.ingest.batch_max_messages = 30;
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn no_database_url_means_the_embedded_store() {
+        assert_eq!(
+            Config::default().database.target(),
+            DatabaseTarget::Sqlite(EMBEDDED_DATABASE.into())
+        );
+        assert_eq!(
+            database_target("sqlite:///var/lib/ww.db"),
+            DatabaseTarget::Sqlite("/var/lib/ww.db".into())
+        );
+        assert_eq!(
+            database_target("sqlite:ww.db"),
+            DatabaseTarget::Sqlite("ww.db".into())
+        );
+        assert_eq!(
+            database_target(" postgres://x/y "),
+            DatabaseTarget::Postgres("postgres://x/y".into())
+        );
     }
 
     #[test]

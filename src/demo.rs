@@ -6,6 +6,7 @@
 //! engine (which commits and acknowledges what it holds).
 
 use std::time::Duration;
+use wardwatch_store::prelude::*;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -43,17 +44,18 @@ const NURSE: &str = "demo-nurse";
 pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result<()> {
     // `serve` waits for a database that is down (production: the broker
     // holds the readings meanwhile); a demo should say at once what it needs.
+    // The embedded store (no URL) needs nothing.
     match tokio::time::timeout(Duration::from_secs(10), crate::serve::try_connect(&cfg)).await {
-        Ok(Ok(store)) => store.pool().close().await,
+        Ok(Ok(store)) => store.close().await,
         Ok(Err(e)) => {
             return Err(e.context(format!(
-                "the demo needs PostgreSQL at {} until the embedded store runs the engine: \
-                 install it (apt install postgresql) or set WARDWATCH_DATABASE_URL",
+                "the demo cannot open its database {}: start PostgreSQL, or leave \
+                 [database] url empty (and WARDWATCH_DATABASE_URL unset) for the embedded store",
                 redact(&cfg.database.url)
             )))
         }
         Err(_) => anyhow::bail!(
-            "no answer from PostgreSQL at {} within 10 s; set WARDWATCH_DATABASE_URL",
+            "no answer from the database {} within 10 s; set WARDWATCH_DATABASE_URL",
             redact(&cfg.database.url)
         ),
     }
@@ -80,7 +82,7 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
             Utc::now() + chrono::Duration::days(1),
         )
         .await?;
-    store.pool().close().await;
+    store.close().await;
     let board = match http.ip() {
         ip if ip.is_unspecified() => format!("http://127.0.0.1:{}/", http.port()),
         _ => format!("http://{http}/"),
@@ -108,8 +110,22 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
         prefix: "demo-".into(),
         json: false,
     };
-    let sim = tokio::spawn(simulate::run(sim_args, sim_stop.clone()));
-    stop.cancelled().await;
+    let mut sim = tokio::spawn(simulate::run(sim_args, sim_stop.clone()));
+    // The simulator runs until stopped; if it ends first, the board would
+    // stay empty for no visible reason: stop the demo and say why.
+    let ended_early = tokio::select! {
+        _ = stop.cancelled() => None,
+        ended = &mut sim => Some(ended),
+    };
+    if let Some(ended) = ended_early {
+        engine_stop.cancel();
+        let _ = engine.await;
+        return match ended {
+            Ok(Ok(_)) => Err(anyhow::anyhow!("the simulator stopped on its own")),
+            Ok(Err(e)) => Err(e.context("the simulator failed")),
+            Err(e) => Err(anyhow::anyhow!("the simulator task failed: {e}")),
+        };
+    }
     info!(message = "Stopping the demo: the simulator first, then the engine.");
     sim_stop.cancel();
     let published = match sim.await {
@@ -123,14 +139,19 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
             0
         }
     };
-    // The embedded broker keeps messages in memory: let the engine take
-    // what was published before it stops (bounded wait).
+    // The embedded broker keeps messages in memory: let the engine take,
+    // commit and acknowledge (acknowledged only after commit) what was
+    // published before it stops (bounded wait).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let received = received_messages(http).await.unwrap_or(0.0);
-        if received >= published as f64 || tokio::time::Instant::now() >= deadline {
+        let received = counter(http, "wardwatch_messages_received_total").await;
+        let acked = counter(http, "wardwatch_acks_sent_total").await;
+        if (received >= published as f64 && acked >= received)
+            || tokio::time::Instant::now() >= deadline
+        {
             println!(
-                "Demo stopped: {published} messages published, {received} received by the engine."
+                "Demo stopped: {published} messages published, {received} received by the engine, \
+                 {acked} committed and acknowledged."
             );
             break;
         }
@@ -164,13 +185,15 @@ async fn wait_until_healthy(
     }
 }
 
-/// `wardwatch_messages_received_total` from the engine's own metrics page.
-async fn received_messages(http: std::net::SocketAddr) -> Option<f64> {
-    let (_, body) = get(http, "/metrics").await?;
+/// A counter from the engine's own metrics page (0 until it appears).
+async fn counter(http: std::net::SocketAddr, name: &str) -> f64 {
+    let Some((_, body)) = get(http, "/metrics").await else {
+        return 0.0;
+    };
     body.lines()
-        .find(|l| l.starts_with("wardwatch_messages_received_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A minimal HTTP/1.1 GET on loopback (no client library needed for two probes).

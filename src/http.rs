@@ -9,21 +9,21 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use wardwatch_store::Backend;
 
 #[derive(Clone)]
 struct AppState {
     metrics: PrometheusHandle,
-    pool: PgPool,
+    store: Backend,
 }
 
 /// Serves until `shutdown` is cancelled. The listener is injected so tests can bind port 0.
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
-    pool: PgPool,
+    store: Backend,
     api: Option<Router>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -42,7 +42,7 @@ pub async fn serve(
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
-        .with_state(AppState { metrics, pool });
+        .with_state(AppState { metrics, store });
     if let Some(api) = api {
         app = app.merge(api);
     }
@@ -55,11 +55,7 @@ pub async fn serve(
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
-    let db = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&s.pool),
-    )
-    .await;
+    let db = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
     match db {
         Ok(Ok(_)) => (
             StatusCode::OK,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use wardwatch_ingest::session::SessionConfig;
-use wardwatch_store::PgStore;
+use wardwatch_store::{Backend, MaintenanceStore};
 
 /// The deployment a synthetic fleet or ward runs against: its broker, and
 /// its database for enrolment and for counting what was stored.
@@ -32,18 +32,15 @@ pub struct TargetArgs {
         default_value = "mqtt://127.0.0.1:1883"
     )]
     pub mqtt_url: String,
-    /// The engine's database.
-    #[arg(
-        long,
-        env = "WARDWATCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/wardwatch"
-    )]
+    /// The engine's database: a PostgreSQL URL, `sqlite://<file>`, or
+    /// empty for the embedded store's file (as the engine reads it).
+    #[arg(long, env = "WARDWATCH_DATABASE_URL", default_value = "")]
     pub database_url: String,
 }
 
 impl TargetArgs {
     /// A small pool on the target's database (created and migrated if new).
-    pub async fn store(&self) -> Result<PgStore> {
+    pub async fn store(&self) -> Result<Backend> {
         let mut cfg = Config::default();
         cfg.database.url = self.database_url.clone();
         cfg.database.max_connections = 2;
@@ -375,13 +372,13 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         end_to_end_rate: stored as f64 / e2e.max(1e-9),
         probes,
     };
-    store.pool().close().await;
+    store.close().await;
     Ok(summary)
 }
 
 /// Polls the store until every reading is there or nothing changed for `settle` seconds.
 async fn wait_for_store(
-    store: &PgStore,
+    store: &Backend,
     patients: &[String],
     expected: i64,
     settle: u64,

@@ -1,6 +1,7 @@
 //! `wardwatch`: the command line. Parses, configures, calls the library.
 
 use std::path::PathBuf;
+use wardwatch_store::prelude::*;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -648,7 +649,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-async fn admin_store(cfg: &Config) -> Result<wardwatch_store::PgStore> {
+async fn admin_store(cfg: &Config) -> Result<wardwatch_store::Backend> {
     serve::try_connect(cfg)
         .await
         .context("connecting to the database (WARDWATCH_DATABASE_URL)")

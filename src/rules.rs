@@ -34,7 +34,7 @@ use wardwatch_rules::threshold::{Severity, Threshold};
 use wardwatch_store::rules::{
     FlagChange, FlagRecord, LimitRow, PatientFilter, PatientRow, ReplayRow,
 };
-use wardwatch_store::{NewReading, PgStore, StoreError};
+use wardwatch_store::{Backend, NewReading, RulesStore, StoreError};
 
 use crate::config::RulesConfig;
 
@@ -149,7 +149,7 @@ impl Rules {
     /// only then returns, so ingest starts on rebuilt state.
     pub async fn start(
         cfg: &RulesConfig,
-        store: PgStore,
+        store: Backend,
         on_flags: Option<Arc<tokio::sync::Notify>>,
         shutdown: CancellationToken,
     ) -> Result<Option<Self>> {
@@ -279,7 +279,7 @@ fn horizons(rules: &RuleSet, replay_mins: u64) -> Vec<(Vital, i64)> {
 
 /// Replays stored readings in one-hour slices, oldest first. Returns how many.
 async fn replay(
-    store: &PgStore,
+    store: &Backend,
     shards: &mut Shards,
     horizons: &[(Vital, i64)],
     now: DateTime<Utc>,
@@ -335,7 +335,7 @@ fn rule_reading_from_replay(r: &ReplayRow) -> Option<RuleReading> {
 
 struct Router {
     shards: Shards,
-    store: PgStore,
+    store: Backend,
     /// Highest settings version seen.
     version: i64,
     /// The settings version applied per patient (refreshes re-read a short
@@ -575,7 +575,7 @@ fn publish_stats(shards: &Shards) {
 
 /// Records flags in batches, retrying while the database is unavailable.
 async fn write_flags(
-    store: PgStore,
+    store: Backend,
     mut flags: mpsc::Receiver<PatientFlag>,
     on_flags: Option<Arc<tokio::sync::Notify>>,
     stop: CancellationToken,

@@ -8,10 +8,10 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use wardwatch_store::{PgStore, StorageMode};
+use wardwatch_store::{Backend, MaintenanceStore, PgStore, SqliteStore, StorageMode};
 
 use crate::alerting::Alerting;
-use crate::config::Config;
+use crate::config::{Config, DatabaseTarget};
 use crate::pipeline::{self, Batching};
 use crate::rules::Rules;
 use crate::{http, telemetry};
@@ -34,10 +34,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let Some(mut store) = store else {
         return Ok(());
     };
-    let mode = store
-        .prepare_storage(&cfg.timescale())
-        .await
-        .context("preparing storage")?;
+    let mode = match &mut store {
+        Backend::Pg(pg) => pg
+            .prepare_storage(&cfg.timescale())
+            .await
+            .context("preparing storage")?,
+        Backend::Sqlite(_) => {
+            warn!(
+                message = "Embedded SQLite store: for trials and small sites only; set [database] url to use PostgreSQL.",
+                store = ?cfg.database.target()
+            );
+            StorageMode::Plain
+        }
+    };
     telemetry::storage_mode(mode);
     tokio::spawn(maintenance(
         store.clone(),
@@ -78,7 +87,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let http_task = tokio::spawn(http::serve(
         listener,
         metrics,
-        store.pool().clone(),
+        store.clone(),
         Some(api),
         shutdown.clone(),
     ));
@@ -117,7 +126,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         .await
         .context("HTTP task")?
         .context("HTTP server")?;
-    store.pool().close().await;
+    store.close().await;
     if !healthy {
         anyhow::bail!("an ingest task failed; exiting so a supervisor restarts the engine");
     }
@@ -150,7 +159,7 @@ fn api_catalog(cfg: &Config) -> wardwatch_api::Catalog {
 /// Connects, creates the database if it is missing, and migrates. Waits for
 /// an unreachable database (the broker keeps messages meanwhile) rather than
 /// exiting. `None` when shut down while waiting.
-pub async fn connect_store(cfg: &Config, shutdown: &CancellationToken) -> Result<Option<PgStore>> {
+pub async fn connect_store(cfg: &Config, shutdown: &CancellationToken) -> Result<Option<Backend>> {
     let mut backoff = Duration::from_millis(250);
     loop {
         match try_connect(cfg).await {
@@ -171,15 +180,26 @@ pub async fn connect_store(cfg: &Config, shutdown: &CancellationToken) -> Result
     }
 }
 
-/// One connection attempt: connect (creating the database if absent) and migrate.
-pub async fn try_connect(cfg: &Config) -> Result<PgStore> {
-    create_database_if_missing(&cfg.database.url).await?;
-    let store = PgStore::connect(&cfg.database.url, cfg.database.max_connections)
-        .await
-        .context("connecting to PostgreSQL")?
-        .with_write_method(cfg.database.write_method);
-    store.migrate().await.context("running migrations")?;
-    Ok(store)
+/// One connection attempt: connect (creating the database if absent) and
+/// migrate. No URL: the embedded SQLite file, created if absent.
+pub async fn try_connect(cfg: &Config) -> Result<Backend> {
+    match cfg.database.target() {
+        DatabaseTarget::Sqlite(path) => {
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening the embedded store {}", path.display()))?;
+            Ok(Backend::Sqlite(store))
+        }
+        DatabaseTarget::Postgres(url) => {
+            create_database_if_missing(&url).await?;
+            let store = PgStore::connect(&url, cfg.database.max_connections)
+                .await
+                .context("connecting to PostgreSQL")?
+                .with_write_method(cfg.database.write_method);
+            store.migrate().await.context("running migrations")?;
+            Ok(Backend::Pg(store))
+        }
+    }
 }
 
 async fn create_database_if_missing(url: &str) -> Result<()> {
@@ -217,7 +237,7 @@ async fn create_database_if_missing(url: &str) -> Result<()> {
 
 /// Periodic housekeeping: the retention sweep on plain PostgreSQL (TimescaleDB
 /// runs its own policy) and, on both paths, expiry of relative-time anchors.
-async fn maintenance(store: PgStore, mode: StorageMode, cfg: Config, shutdown: CancellationToken) {
+async fn maintenance(store: Backend, mode: StorageMode, cfg: Config, shutdown: CancellationToken) {
     let mut tick =
         tokio::time::interval(Duration::from_secs(cfg.storage.sweep_interval_secs.max(1)));
     loop {

@@ -19,7 +19,7 @@ use wardwatch_core::{DeviceId, PatientId};
 use wardwatch_ingest::session::SessionConfig;
 use wardwatch_sim::{Ward, WardPlan};
 use wardwatch_store::rules::Setting;
-use wardwatch_store::{PgStore, Store};
+use wardwatch_store::{Backend, RecordStore, RulesStore, Store, ViewStore};
 
 use crate::loadgen::TargetArgs;
 
@@ -122,7 +122,7 @@ impl SimulateArgs {
 /// Enrols the ward: each patient on their pathway, COPD on SpO2 Scale 2
 /// (audited as the simulator's decision), each device lent from four days
 /// ago so the weight history is attributed. Safe to repeat.
-pub async fn enrol(store: &PgStore, ward: &Ward, team: &str) -> Result<()> {
+pub async fn enrol(store: &Backend, ward: &Ward, team: &str) -> Result<()> {
     let from = ward.started() - chrono::Duration::days(4);
     for p in ward.patients() {
         let patient = PatientId::new(p.patient_id.clone())?;
@@ -158,7 +158,7 @@ pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSumma
     let mut ward = Ward::new(args.plan()?, Utc::now());
     let store = args.target.store().await?;
     enrol(&store, &ward, &args.team).await?;
-    store.pool().close().await;
+    store.close().await;
 
     let (host, port, creds) = SessionConfig::parse_url(&args.target.mqtt_url)?;
     let mut opts = MqttOptions::new(format!("{}sim-{}", args.prefix, args.seed), host, port);

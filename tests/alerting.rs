@@ -833,7 +833,7 @@ async fn the_live_feed_carries_every_alert_change_whoever_made_it() {
     let (feed, mut rx) = tokio::sync::broadcast::channel(64);
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(wardwatch::alerting::follow_alert_events(
-        store,
+        wardwatch_store::Backend::Pg(store),
         feed,
         Arc::new(tokio::sync::Notify::new()),
         Duration::from_millis(100),

@@ -1,7 +1,9 @@
-//! `wardwatch demo` from the checkout: with no broker configured it runs
-//! its own, serves the board, prints a working sign-in token, shows the
-//! simulated ward's alerts to the demo nurse, and stops cleanly on SIGINT
-//! after the engine has received everything that was published.
+//! `wardwatch demo` as a newcomer runs it: from the checkout's files, with no
+//! broker and no database configured, it runs its own broker and the
+//! embedded SQLite store, serves the board, prints a working sign-in token,
+//! shows the simulated ward's alerts to the demo nurse, and stops cleanly on
+//! SIGINT after the engine has received everything that was published, with
+//! every received message committed.
 
 mod common;
 
@@ -10,8 +12,11 @@ use std::process::Stdio;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_serves_the_board_with_alerts_and_stops_cleanly_on_sigint() {
-    let db = Db::create("demo").await;
+async fn from_a_clean_checkout_with_no_services_the_demo_serves_alerts_and_stops_cleanly() {
+    // A clean checkout's configuration, in a directory of its own: the
+    // store goes to ./data/wardwatch.db there, no service is configured.
+    let checkout = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("config"), &checkout.path().join("config"));
     let (http, mqtt) = (free_port(), free_port());
     let mut child = wardwatch()
         .args([
@@ -25,9 +30,9 @@ async fn the_demo_serves_the_board_with_alerts_and_stops_cleanly_on_sigint() {
             "--ramp-secs",
             "5",
         ])
-        .current_dir(repo())
+        .current_dir(checkout.path())
         .env_remove("WARDWATCH_MQTT_URL")
-        .env("WARDWATCH_DATABASE_URL", &db.url)
+        .env_remove("WARDWATCH_DATABASE_URL")
         .env("WARDWATCH_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env(
             "WARDWATCH_MQTT_EMBEDDED_LISTEN",
@@ -99,18 +104,48 @@ async fn the_demo_serves_the_board_with_alerts_and_stops_cleanly_on_sigint() {
     }
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
-    // "Demo stopped: N messages published, N received by the engine."
+    // "Demo stopped: N messages published, N received by the engine, N
+    // committed and acknowledged."
     let words: Vec<&str> = stopped.split_whitespace().collect();
-    assert!(words.len() > 6, "{stopped}");
+    assert!(words.len() > 12, "{stopped}");
+    assert_ne!(words[2], "0", "{stopped}");
     assert_eq!(
-        words[2], words[5],
-        "everything published was received: {stopped}"
+        (words[2], words[2]),
+        (words[5], words[10]),
+        "everything published was received, committed and acknowledged: {stopped}"
     );
-    assert!(db.count("SELECT count(*) FROM readings").await > 0);
+    // And it is in the file: every simulated patient's readings.
+    let file = checkout.path().join("data/wardwatch.db");
+    let pool = sqlite_pool(&file).await;
+    let readings: i64 = sqlx::query_scalar("SELECT count(*) FROM readings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let patients: i64 = sqlx::query_scalar("SELECT count(DISTINCT patient_id) FROM readings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        readings > 0 && patients == 10,
+        "{readings} readings of {patients} patients"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_postgresql_the_demo_says_what_it_needs() {
+async fn with_postgresql_configured_but_down_the_demo_says_what_it_needs() {
     let port = free_port();
     let out = wardwatch()
         .arg("demo")
@@ -129,7 +164,8 @@ async fn without_postgresql_the_demo_says_what_it_needs() {
         .expect("wardwatch demo");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the demo needs PostgreSQL"), "{err}");
+    assert!(err.contains("the demo cannot open its database"), "{err}");
+    assert!(err.contains("leave [database] url empty"), "{err}");
     assert!(
         !err.contains("s3cret"),
         "the password stays out of messages: {err}"

@@ -1,6 +1,7 @@
-//! The embedded MQTT broker: with no broker URL the engine runs its own,
-//! connects to it like to any broker, and a simulated ward published to it
-//! alerts for its deteriorations and for no stable patient.
+//! The embedded defaults: with no broker URL the engine runs its own broker
+//! and connects to it like to any broker; with the embedded SQLite store as
+//! well, a simulated ward published to it alerts for its deteriorations and
+//! for no stable patient, exactly as on Mosquitto and PostgreSQL.
 
 mod common;
 
@@ -32,6 +33,47 @@ async fn with_no_broker_url_the_engine_runs_its_own_and_the_simulated_ward_alert
     let expected = simulated_deteriorations();
     let got = clinical_alerts_for(&db, &expected).await;
     assert_eq!(got, expected, "no stable patient alerts");
+    assert!(engine.terminate(), "a clean exit on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_broker_and_sqlite_the_simulated_ward_alerts_for_its_deteriorations_only() {
+    let (_dir, file, url) = sqlite_target("embedded-sqlite");
+    let port = free_port();
+    let mut engine = Engine::start_with(
+        "",
+        &url,
+        &unique("eng"),
+        &[(
+            "WARDWATCH_MQTT_EMBEDDED_LISTEN",
+            format!("127.0.0.1:{port}").as_str(),
+        )],
+    )
+    .await;
+    assert!(
+        engine.log().contains("Embedded SQLite store"),
+        "says plainly that it is the embedded store"
+    );
+    let summary = simulate(&format!("mqtt://127.0.0.1:{port}"), &url, 11, 15);
+    let expected = simulated_deteriorations();
+    let got = sqlite_clinical_alerts_for(&file, &expected).await;
+    assert_eq!(got, expected, "no stable patient alerts");
+    // The same ward's stable patients kept sending throughout.
+    let pool = sqlite_pool(&file).await;
+    let senders: i64 = sqlx::query_scalar("SELECT count(DISTINCT patient_id) FROM readings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(senders, 10, "{summary}");
+    // Escalation runs on SQLite too: each alert was paged (outbox rows).
+    let paged: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT a.id) FROM alerts a JOIN deliveries d ON d.alert_id = a.id \
+         WHERE a.kind = 'clinical' AND d.purpose = 'page'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(paged >= 3, "every clinical alert was paged: {paged}");
     assert!(engine.terminate(), "a clean exit on SIGTERM");
 }
 

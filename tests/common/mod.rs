@@ -654,6 +654,48 @@ pub fn simulated_deteriorations() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// An embedded-store file in a fresh temporary directory, as a database URL
+/// the engine takes (`sqlite://…`); the directory lives as long as the guard.
+pub fn sqlite_target(tag: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("wardwatch-{tag}-"))
+        .tempdir()
+        .expect("temp dir");
+    let file = dir.path().join("wardwatch.db");
+    let url = format!("sqlite://{}", file.display());
+    (dir, file, url)
+}
+
+/// A read connection to an embedded-store file the engine writes.
+pub async fn sqlite_pool(file: &Path) -> sqlx::SqlitePool {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .busy_timeout(Duration::from_secs(10));
+    sqlx::SqlitePool::connect_with(opts)
+        .await
+        .expect("open the embedded store")
+}
+
+/// [`clinical_alerts_for`] on an embedded-store file.
+pub async fn sqlite_clinical_alerts_for(
+    file: &Path,
+    expected: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeSet<String> {
+    let pool = sqlite_pool(file).await;
+    eventually("an alert for each deterioration", || async {
+        let got: std::collections::BTreeSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT patient_id FROM alerts WHERE kind = 'clinical'",
+        )
+        .fetch_all(&pool)
+        .await
+        .ok()?
+        .into_iter()
+        .collect();
+        expected.is_subset(&got).then_some(got)
+    })
+    .await
+}
+
 /// Waits until every patient in `expected` has a clinical alert; returns
 /// everyone who has one then.
 pub async fn clinical_alerts_for(

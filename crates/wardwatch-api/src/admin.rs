@@ -12,6 +12,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use wardwatch_core::{DeviceId, PatientId};
+use wardwatch_store::prelude::*;
 use wardwatch_store::records::{DeviceRow, UserRow};
 use wardwatch_store::Store;
 

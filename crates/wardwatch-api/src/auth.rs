@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use wardwatch_store::prelude::*;
 
 use axum::http::HeaderMap;
 use chrono::Utc;

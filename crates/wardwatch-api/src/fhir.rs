@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
 use wardwatch_store::access::ReadingRow;
+use wardwatch_store::prelude::*;
 
 use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
 

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use wardwatch_store::prelude::*;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -46,7 +47,7 @@ use wardwatch_alerting::feed::AlertFeed;
 use wardwatch_alerting::policy::Teams;
 use wardwatch_store::access::{AuditEntry, Principal};
 use wardwatch_store::alerts::AlertRow;
-use wardwatch_store::{NewReading, PgStore, StoreError};
+use wardwatch_store::{Backend, NewReading, StoreError};
 
 pub use auth::{new_token, token_hash, FailedAuth};
 pub use problem::Problem;
@@ -55,7 +56,7 @@ pub use problem::Problem;
 #[derive(Clone)]
 pub struct ApiState {
     /// The store.
-    pub store: PgStore,
+    pub store: Backend,
     /// The live feed of alert changes.
     pub feed: Option<AlertFeed>,
     /// Failed authentications per client address (rate limit).
@@ -681,7 +682,7 @@ async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
 /// patients (all for admins), re-read every 30 s so enrolments and
 /// transfers show without a reconnect.
 struct ReadingReach {
-    store: PgStore,
+    store: Backend,
     /// `None` for admins.
     teams: Option<Vec<String>>,
     patients: std::collections::HashSet<String>,

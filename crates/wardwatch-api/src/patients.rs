@@ -18,6 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use wardwatch_core::{NhsNumber, PatientId, Vital, VitalValue};
+use wardwatch_store::prelude::*;
 use wardwatch_store::records::{Enrolment, ManualEntry};
 use wardwatch_store::rules::{LimitRow, Setting};
 

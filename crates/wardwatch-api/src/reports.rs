@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use wardwatch_store::prelude::*;
 
 use crate::{record, refuse, store_problem, ApiState, Caller, Problem};
 

@@ -8,6 +8,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
 use wardwatch_rules::news2::{self, Acvpu, Observations, OxygenSource, Score, SpO2Scale};
+use wardwatch_store::prelude::*;
 
 use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
 

@@ -1143,7 +1143,7 @@ async fn join_flag(conn: &mut PgConnection, alert_id: i64, flag_id: i64) -> Resu
     Ok(())
 }
 
-fn nonempty(s: &str, what: &str) -> Result<String, StoreError> {
+pub(crate) fn nonempty(s: &str, what: &str) -> Result<String, StoreError> {
     let s = s.trim();
     if s.is_empty() {
         return Err(StoreError::Rejected(format!("{what} must not be empty")));

@@ -30,6 +30,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod backend;
 pub mod batch;
 pub mod postgres;
 pub mod records;
@@ -42,6 +43,18 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 use wardwatch_core::{DeviceId, PatientId};
+
+pub use backend::{
+    AccessStore, AlertStore, Backend, EscalationStore, MaintenanceStore, RecordStore, RulesStore,
+    ViewStore,
+};
+/// Every store trait, for callers holding a [`Backend`].
+pub mod prelude {
+    pub use crate::{
+        AccessStore, AlertStore, EscalationStore, MaintenanceStore, RecordStore, RulesStore, Store,
+        ViewStore,
+    };
+}
 
 pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading};
 pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
@@ -97,87 +110,6 @@ impl From<sqlx::Error> for StoreError {
             }
             _ => Self::Database(e),
         }
-    }
-}
-
-/// Users, their tokens and the audit trail: what the API's access control
-/// needs, on every backend.
-pub trait AccessStore: Clone + Send + Sync + 'static {
-    /// Creates or updates a user with their teams (replaced).
-    fn upsert_user(
-        &self,
-        id: &str,
-        role: &str,
-        patient: Option<&str>,
-        teams: &[String],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Stores a token's hash for an active user.
-    fn insert_token(
-        &self,
-        user: &str,
-        hash: &[u8],
-        expires_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Revokes every token of a user; returns how many.
-    fn revoke_tokens(&self, user: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// The principal behind a token hash, if the token is valid at `now`.
-    fn authenticate(
-        &self,
-        hash: &[u8],
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<access::Principal>, StoreError>> + Send;
-    /// Appends an audit entry.
-    fn audit(&self, e: &access::AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The newest audit entries, newest first.
-    fn audit_entries(
-        &self,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<access::AuditRow>, StoreError>> + Send;
-    /// Every user with their teams.
-    fn users(&self) -> impl Future<Output = Result<Vec<records::UserRow>, StoreError>> + Send;
-    /// Disables a user and revokes their tokens; false if there was no active one.
-    fn disable_user(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
-impl AccessStore for PgStore {
-    async fn upsert_user(
-        &self,
-        id: &str,
-        role: &str,
-        patient: Option<&str>,
-        teams: &[String],
-    ) -> Result<(), StoreError> {
-        PgStore::upsert_user(self, id, role, patient, teams).await
-    }
-    async fn insert_token(
-        &self,
-        user: &str,
-        hash: &[u8],
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        PgStore::insert_token(self, user, hash, expires_at).await
-    }
-    async fn revoke_tokens(&self, user: &str) -> Result<u64, StoreError> {
-        PgStore::revoke_tokens(self, user).await
-    }
-    async fn authenticate(
-        &self,
-        hash: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<Option<access::Principal>, StoreError> {
-        PgStore::authenticate(self, hash, now).await
-    }
-    async fn audit(&self, e: &access::AuditEntry) -> Result<(), StoreError> {
-        PgStore::audit(self, e).await
-    }
-    async fn audit_entries(&self, limit: i64) -> Result<Vec<access::AuditRow>, StoreError> {
-        PgStore::audit_entries(self, limit).await
-    }
-    async fn users(&self) -> Result<Vec<records::UserRow>, StoreError> {
-        PgStore::users(self).await
-    }
-    async fn disable_user(&self, id: &str) -> Result<bool, StoreError> {
-        PgStore::disable_user(self, id).await
     }
 }
 

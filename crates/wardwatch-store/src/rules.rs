@@ -85,7 +85,7 @@ pub enum Setting {
 }
 
 impl Setting {
-    fn column(&self) -> &'static str {
+    pub(crate) fn column(&self) -> &'static str {
         match self {
             Self::Pathway(_) => "pathway",
             Self::Spo2Scale(_) => "spo2_scale",
@@ -96,7 +96,7 @@ impl Setting {
         }
     }
 
-    fn text(&self) -> Option<String> {
+    pub(crate) fn text(&self) -> Option<String> {
         match self {
             Self::Pathway(p) => Some(p.clone()),
             Self::Spo2Scale(s) => Some(s.to_string()),
@@ -251,7 +251,7 @@ fn limit_row(r: &sqlx::postgres::PgRow, first: usize) -> Result<LimitRow, sqlx::
     })
 }
 
-fn limit_text(l: &LimitRow) -> String {
+pub(crate) fn limit_text(l: &LimitRow) -> String {
     let side = |x: Option<f64>| x.map_or("none".to_string(), |v| v.to_string());
     format!(
         "low {} high {} severity {} persist {} readings or {} s, clear {} inside for {} s",

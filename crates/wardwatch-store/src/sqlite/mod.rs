@@ -28,6 +28,11 @@ use wardwatch_core::{DeviceId, PatientId, QuarantineReason};
 use crate::batch::{plan, Assignment, AssignmentIndex, QuarantineRow, ReadingRow};
 use crate::{BatchOutcome, IngestMessage, MessageKey, NewReading, Store, StoreError};
 
+mod alerts;
+mod records;
+mod rules;
+mod views;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// SQLite-backed store.
@@ -38,7 +43,7 @@ pub struct SqliteStore {
 
 /// Data errors (a constraint the rows broke) are not worth retrying; the
 /// rest (busy, locked, I/O, disk full) are the database's state: retry.
-fn classify(e: sqlx::Error) -> StoreError {
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if !matches!(db.kind(), sqlx::error::ErrorKind::Other) => {
             StoreError::Database(e)
@@ -50,6 +55,17 @@ fn classify(e: sqlx::Error) -> StoreError {
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
         _ => StoreError::Database(e),
     }
+}
+
+/// Starts a write transaction holding the write lock from `BEGIN`. A
+/// deferred transaction that reads and then writes fails at once
+/// (`SQLITE_BUSY_SNAPSHOT`, which the busy timeout cannot wait out) when
+/// another connection committed in between: the demo's simulator, the CLI
+/// or a second engine on the same file.
+pub(crate) async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
 }
 
 impl SqliteStore {
@@ -252,7 +268,7 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     async fn write_batch(&self, messages: &[IngestMessage]) -> Result<BatchOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = begin_write(&self.pool).await?;
         let index = Self::load_assignments(&mut tx, messages).await?;
         let (readings, quarantine) = plan(messages, &index);
         let new_readings = Self::insert_readings(&mut tx, &readings).await?;
@@ -299,7 +315,7 @@ impl Store for SqliteStore {
         patient: &PatientId,
         from: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = begin_write(&self.pool).await?;
         let known: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE id = ?")
             .bind(patient.as_str())
             .fetch_optional(&mut *tx)
@@ -362,7 +378,7 @@ impl Store for SqliteStore {
         device: &DeviceId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = begin_write(&self.pool).await?;
         let open: Option<DateTime<Utc>> = sqlx::query_scalar(
             "SELECT valid_from FROM device_assignments WHERE device_id = ? AND valid_to IS NULL",
         )
@@ -404,7 +420,7 @@ impl crate::AccessStore for SqliteStore {
         teams: &[String],
     ) -> Result<(), StoreError> {
         crate::access::check_user(id, role, patient)?;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = begin_write(&self.pool).await?;
         sqlx::query(
             "INSERT INTO users (id, role, patient_id) VALUES (?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET role = excluded.role, patient_id = excluded.patient_id",
@@ -590,7 +606,7 @@ impl crate::AccessStore for SqliteStore {
 
     async fn disable_user(&self, id: &str) -> Result<bool, StoreError> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = begin_write(&self.pool).await?;
         let res =
             sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL")
                 .bind(now)
@@ -608,5 +624,95 @@ impl crate::AccessStore for SqliteStore {
         .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(res.rows_affected() > 0)
+    }
+}
+
+impl crate::MaintenanceStore for SqliteStore {
+    async fn sweep_retention(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM readings WHERE rowid IN \
+             (SELECT rowid FROM readings WHERE time < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn purge_anchors(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM relative_time_anchors WHERE anchor < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn count_readings_of_patients(&self, patients: &[String]) -> Result<i64, StoreError> {
+        let list = serde_json::to_string(patients)
+            .map_err(|e| StoreError::Rejected(format!("patient list: {e}")))?;
+        sqlx::query_scalar(
+            "SELECT count(*) FROM readings WHERE patient_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(list)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn enrol_bulk(
+        &self,
+        team: &str,
+        pairs: &[(String, String)],
+        from: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        for (patient, device) in pairs {
+            sqlx::query(
+                "INSERT INTO patients (id, team_id) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id",
+            )
+            .bind(patient)
+            .bind(team)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            sqlx::query("INSERT INTO devices (id) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind(device)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            // Ends an open loan at `from` (or just after it began, so the
+            // half-open interval stays non-empty).
+            let open: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT id, valid_from FROM device_assignments WHERE device_id = $1 AND valid_to IS NULL",
+            )
+            .bind(device)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if let Some((id, valid_from)) = open {
+                let end = from.max(valid_from + chrono::Duration::microseconds(1));
+                sqlx::query("UPDATE device_assignments SET valid_to = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(end)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
+            sqlx::query(
+                "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
+            )
+            .bind(device)
+            .bind(patient)
+            .bind(from)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(())
     }
 }

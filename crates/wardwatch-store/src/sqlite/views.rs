@@ -1,0 +1,413 @@
+//! What the API reads on SQLite: patients' views, readings, buckets and
+//! trends (the twin of the reads in [`crate::access`]) and team reports
+//! (the twin of [`crate::reports`]).
+//!
+//! PostgreSQL keeps times to the microsecond (sqlx truncates what it binds)
+//! and computes durations exactly; here times are text, so durations and the
+//! report's clipping are computed in Rust on microsecond-truncated instants,
+//! giving the same figures. Buckets are epoch-aligned, as `date_bin` from
+//! 1970-01-01 is, on whole epoch seconds (the widths are whole seconds).
+
+use super::{classify, SqliteStore};
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::access::{BucketRow, PatientView, ReadingRow, TeamPatient};
+use crate::reports::{Adherence, AlertCount, TeamReport, TimeToAck};
+use crate::StoreError;
+
+/// A list parameter as JSON text (for `json_each`).
+fn json_list<T: serde::Serialize + ?Sized>(list: &T) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Rejected(format!("a list parameter: {e}")))
+}
+
+/// A stored value that is not what this backend wrote.
+fn decode_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+}
+
+/// The argument errors PostgreSQL raises (SQLSTATE 22023, a data error).
+fn invalid(what: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::InvalidArgument(what.into()))
+}
+
+/// An instant as PostgreSQL stores one bound by sqlx: whole microseconds.
+fn trunc_us(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Seconds from `a` to `b` as PostgreSQL's `EXTRACT(EPOCH FROM b - a)::float8`
+/// gives them: the exact microsecond difference, rounded once to a double.
+fn secs_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    (b.timestamp_micros() - a.timestamp_micros()) as f64 / 1e6
+}
+
+/// A bucket's start from its epoch seconds.
+fn bucket_start(secs: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| invalid("a bucket start out of the range of times"))
+}
+
+/// SQL for the epoch second starting `time`'s bucket of `width` seconds (an
+/// SQL expression): a floor division (`unixepoch` already floors to the
+/// second), as `date_bin(width, time, '1970-01-01')` does.
+fn bucket_of_time(width: &str) -> String {
+    format!("(unixepoch(time) - ((unixepoch(time) % {width}) + {width}) % {width})")
+}
+
+/// PostgreSQL's `percentile_cont(p)` over sorted values: linear
+/// interpolation between the rows around `p * (n - 1)`.
+fn percentile_cont(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rownum = p * (sorted.len() - 1) as f64;
+    let (first, second) = (rownum.floor(), rownum.ceil());
+    let lo = *sorted.get(first as usize)?;
+    if second > first {
+        let hi = *sorted.get(second as usize)?;
+        Some(lo + (hi - lo) * (rownum - first))
+    } else {
+        Some(lo)
+    }
+}
+
+fn reading_row(r: &SqliteRow) -> Result<ReadingRow, sqlx::Error> {
+    Ok(ReadingRow {
+        vital: r.try_get(0)?,
+        time: r.try_get(1)?,
+        value: r.try_get(2)?,
+        device_id: r.try_get(3)?,
+        source: r.try_get(4)?,
+    })
+}
+
+impl crate::ViewStore for SqliteStore {
+    async fn patient_view(&self, id: &str) -> Result<Option<PatientView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL, nhs_number, \
+             date_of_birth, (SELECT json_group_array(device_id ORDER BY device_id) \
+               FROM device_assignments WHERE patient_id = p.id AND valid_to IS NULL) \
+             FROM patients p WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let devices: String = r.try_get(7).map_err(classify)?;
+        Ok(Some(PatientView {
+            id: r.try_get(0).map_err(classify)?,
+            team_id: r.try_get(1).map_err(classify)?,
+            pathway: r.try_get(2).map_err(classify)?,
+            spo2_scale: r.try_get(3).map_err(classify)?,
+            discharged: r.try_get(4).map_err(classify)?,
+            nhs_number: r.try_get(5).map_err(classify)?,
+            date_of_birth: r.try_get(6).map_err(classify)?,
+            devices: serde_json::from_str(&devices).map_err(decode_error)?,
+        }))
+    }
+
+    async fn readings_of(
+        &self,
+        patient: &str,
+        vital: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ReadingRow>, StoreError> {
+        // PostgreSQL refuses a negative LIMIT; SQLite would read "no limit".
+        if limit < 0 {
+            return Err(invalid("LIMIT must not be negative"));
+        }
+        let rows = sqlx::query(
+            "SELECT vital, time, value, device_id, source FROM readings \
+             WHERE patient_id = $1 AND ($2 IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
+             ORDER BY time, vital LIMIT $5",
+        )
+        .bind(patient)
+        .bind(vital)
+        .bind(trunc_us(from))
+        .bind(trunc_us(to))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(reading_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn reading_buckets(
+        &self,
+        patient: &str,
+        vital: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<BucketRow>, StoreError> {
+        // date_bin's own refusal; SQLite would divide by zero into NULL.
+        if bucket_secs <= 0 {
+            return Err(invalid("stride must be greater than zero"));
+        }
+        let bucket = bucket_of_time("$5");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {bucket} AS b, count(*), min(value), max(value), avg(value) FROM readings \
+             WHERE patient_id = $1 AND vital = $2 AND time >= $3 AND time < $4 \
+             GROUP BY b ORDER BY b"
+        )))
+        .bind(patient)
+        .bind(vital)
+        .bind(trunc_us(from))
+        .bind(trunc_us(to))
+        .bind(bucket_secs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(BucketRow {
+                start: bucket_start(r.try_get(0).map_err(classify)?)?,
+                count: r.try_get(1).map_err(classify)?,
+                min: r.try_get(2).map_err(classify)?,
+                max: r.try_get(3).map_err(classify)?,
+                avg: r.try_get(4).map_err(classify)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn latest_readings(
+        &self,
+        patients: &[String],
+    ) -> Result<Vec<(String, String, f64, DateTime<Utc>)>, StoreError> {
+        // DISTINCT ON (patient_id, vital) ... ORDER BY time DESC.
+        let rows = sqlx::query(
+            "SELECT patient_id, vital, value, time FROM ( \
+               SELECT patient_id, vital, value, time, row_number() OVER \
+                 (PARTITION BY patient_id, vital ORDER BY time DESC) AS n \
+               FROM readings WHERE patient_id IN (SELECT value FROM json_each($1)) AND time > $2) \
+             WHERE n = 1 ORDER BY patient_id, vital",
+        )
+        .bind(json_list(patients)?)
+        .bind(trunc_us(Utc::now() - Duration::days(7)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+
+    async fn patients_of_teams(&self, teams: &[String]) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM patients WHERE team_id IN (SELECT value FROM json_each($1)) \
+               AND discharged_at IS NULL ORDER BY id",
+        )
+        .bind(json_list(teams)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn team_patients(&self, team: &str) -> Result<Vec<TeamPatient>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.pathway, p.spo2_scale, p.care_plan_oxygen, \
+               (SELECT a.severity FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved' \
+                 ORDER BY CASE a.severity WHEN 'emergency' THEN 1 WHEN 'high' THEN 2 \
+                   WHEN 'medium' THEN 3 WHEN 'low' THEN 4 ELSE 5 END LIMIT 1), \
+               EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id AND f.rule = 'no_data' \
+                 AND f.cleared_at IS NULL) \
+             FROM patients p WHERE p.team_id = $1 AND p.discharged_at IS NULL ORDER BY p.id",
+        )
+        .bind(team)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TeamPatient {
+                    id: r.try_get(0)?,
+                    pathway: r.try_get(1)?,
+                    spo2_scale: r.try_get(2)?,
+                    care_plan_oxygen: r.try_get(3)?,
+                    alert_severity: r.try_get(4)?,
+                    silent: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+
+    async fn hourly_trends(
+        &self,
+        patients: &[String],
+        vitals: &[&str],
+    ) -> Result<Vec<(String, String, DateTime<Utc>, f64)>, StoreError> {
+        let bucket = bucket_of_time("3600");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
+             WHERE patient_id IN (SELECT value FROM json_each($1)) \
+               AND vital IN (SELECT value FROM json_each($2)) AND time > $3 \
+             GROUP BY patient_id, vital, h ORDER BY patient_id, vital, h"
+        )))
+        .bind(json_list(patients)?)
+        .bind(json_list(vitals)?)
+        .bind(trunc_us(Utc::now() - Duration::hours(24)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push((
+                r.try_get(0).map_err(classify)?,
+                r.try_get(1).map_err(classify)?,
+                bucket_start(r.try_get(2).map_err(classify)?)?,
+                r.try_get(3).map_err(classify)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn team_report(
+        &self,
+        team: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        expected_interval_mins: &HashMap<String, u32>,
+    ) -> Result<TeamReport, StoreError> {
+        let (from, to, now) = (trunc_us(from), trunc_us(to), trunc_us(Utc::now()));
+
+        // Patients monitored in the period, clipped to it (and to now): the
+        // clipping is done here, as created_at is written by SQLite itself
+        // (a "Z" suffix) and would not compare as text with bound times.
+        let patients = sqlx::query(
+            "SELECT id, pathway, created_at, discharged_at FROM patients \
+             WHERE team_id = $1 ORDER BY id",
+        )
+        .bind(team)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut adherence = Vec::with_capacity(patients.len());
+        let mut monitored_secs = 0.0;
+        for r in &patients {
+            let created: DateTime<Utc> = r.try_get(2).map_err(classify)?;
+            let discharged: Option<DateTime<Utc>> = r.try_get(3).map_err(classify)?;
+            let (created, discharged) = (trunc_us(created), discharged.map(trunc_us));
+            if created >= to || discharged.is_some_and(|d| d <= from) {
+                continue;
+            }
+            let id: String = r.try_get(0).map_err(classify)?;
+            let pathway: String = r.try_get(1).map_err(classify)?;
+            let start = created.max(from);
+            let stop = discharged.map_or(to, |d| d.min(to)).min(now);
+            let secs = secs_between(start, stop).max(0.0);
+            let received: i64 = sqlx::query_scalar(
+                "SELECT count(DISTINCT time) FROM readings WHERE patient_id = $1 \
+                   AND time >= $2 AND time < $3 AND source <> 'manual'",
+            )
+            .bind(&id)
+            .bind(start)
+            .bind(stop)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+            monitored_secs += secs;
+            let expected = expected_interval_mins
+                .get(&pathway)
+                .filter(|m| **m > 0)
+                .map(|m| (secs / (f64::from(*m) * 60.0)).floor() as i64);
+            adherence.push(Adherence {
+                patient_id: id,
+                pathway,
+                monitored_hours: secs / 3600.0,
+                received,
+                expected,
+            });
+        }
+
+        let alerts = sqlx::query(
+            "SELECT a.kind, r.rule, a.severity, count(*) FROM alerts a \
+             JOIN (SELECT DISTINCT af.alert_id AS alert_id, f.rule AS rule FROM alert_flags af \
+               JOIN flags f ON f.id = af.flag_id) r ON r.alert_id = a.id \
+             WHERE a.team_id = $1 AND a.opened_at >= $2 AND a.opened_at < $3 \
+             GROUP BY a.kind, r.rule, a.severity ORDER BY a.kind, r.rule, a.severity",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(|r| {
+            Ok(AlertCount {
+                kind: r.try_get(0)?,
+                rule: r.try_get(1)?,
+                severity: r.try_get(2)?,
+                count: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(classify)?;
+
+        // Time to acknowledge: percentile_cont and max over exact durations.
+        let opened_rows = sqlx::query(
+            "SELECT opened_at, acknowledged_at FROM alerts \
+             WHERE team_id = $1 AND opened_at >= $2 AND opened_at < $3",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut waits = Vec::with_capacity(opened_rows.len());
+        for r in &opened_rows {
+            let opened: DateTime<Utc> = r.try_get(0).map_err(classify)?;
+            let acked: Option<DateTime<Utc>> = r.try_get(1).map_err(classify)?;
+            if let Some(acked) = acked {
+                waits.push(secs_between(trunc_us(opened), trunc_us(acked)));
+            }
+        }
+        waits.sort_by(f64::total_cmp);
+        let opened = opened_rows.len() as i64;
+        let acknowledged = waits.len() as i64;
+
+        let esc = sqlx::query(
+            "SELECT count(*), count(DISTINCT e.alert_id) FROM alert_events e \
+             JOIN alerts a ON a.id = e.alert_id \
+             WHERE a.team_id = $1 AND e.kind = 'escalated' AND e.at >= $2 AND e.at < $3 \
+               AND CAST(e.detail ->> 'tier' AS INTEGER) > CAST(e.detail ->> 'from_tier' AS INTEGER)",
+        )
+        .bind(team)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+
+        Ok(TeamReport {
+            adherence,
+            patient_days: monitored_secs / 86_400.0,
+            alerts,
+            alerts_opened: opened,
+            time_to_ack: TimeToAck {
+                acknowledged,
+                unacknowledged: opened - acknowledged,
+                p50_secs: percentile_cont(&waits, 0.5),
+                p90_secs: percentile_cont(&waits, 0.9),
+                max_secs: waits.last().copied(),
+            },
+            escalations: esc.try_get(0).map_err(classify)?,
+            alerts_escalated: esc.try_get(1).map_err(classify)?,
+        })
+    }
+}
