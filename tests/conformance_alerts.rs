@@ -35,55 +35,6 @@ fn rejected<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
     assert!(matches!(r, Err(StoreError::Rejected(_))), "{what}: {r:?}");
 }
 
-/// Raw SQL for the fixtures and for looking at rows no trait returns.
-trait Raw {
-    async fn exec(&self, sql: String);
-    async fn int(&self, sql: String) -> i64;
-    async fn text(&self, sql: String) -> Option<String>;
-}
-
-impl Raw for PgStore {
-    async fn exec(&self, sql: String) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    async fn int(&self, sql: String) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-    async fn text(&self, sql: String) -> Option<String> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
-
-impl Raw for SqliteStore {
-    async fn exec(&self, sql: String) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    async fn int(&self, sql: String) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-    async fn text(&self, sql: String) -> Option<String> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
-
 /// Opens a flag; returns its id.
 async fn flag<S: Raw>(
     s: &S,

@@ -43,55 +43,6 @@ fn rejected<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) -> String 
     }
 }
 
-/// Raw SQL for the fixtures and for looking at rows no trait returns.
-trait Raw {
-    async fn exec(&self, sql: String);
-    async fn int(&self, sql: String) -> i64;
-    async fn texts(&self, sql: String) -> Vec<Option<String>>;
-}
-
-impl Raw for PgStore {
-    async fn exec(&self, sql: String) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    async fn int(&self, sql: String) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-    async fn texts(&self, sql: String) -> Vec<Option<String>> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_all(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
-
-impl Raw for SqliteStore {
-    async fn exec(&self, sql: String) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    async fn int(&self, sql: String) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-    async fn texts(&self, sql: String) -> Vec<Option<String>> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_all(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
-
 /// A reading as ingest stores it.
 async fn reading<S: Raw>(s: &S, patient: &str, vital: &str, at: DateTime<Utc>, value: f64) {
     s.exec(format!(

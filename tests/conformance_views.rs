@@ -33,27 +33,13 @@ fn lit(at: DateTime<Utc>) -> String {
     format!("'{}'", at.to_rfc3339_opts(SecondsFormat::AutoSi, false))
 }
 
-/// Raw SQL for the fixtures no trait writes.
-trait Raw {
-    async fn exec(&self, sql: String);
-    async fn id(&self, sql: String) -> i64;
-    /// Sets a patient's `created_at` as the backend's own default writes it.
+/// Sets a patient's `created_at` as the backend's own column default
+/// writes it (the two defaults differ in shape).
+trait CreatedAt: Raw {
     async fn created_at(&self, patient: &str, at: DateTime<Utc>);
 }
 
-impl Raw for PgStore {
-    async fn exec(&self, sql: String) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    async fn id(&self, sql: String) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
+impl CreatedAt for PgStore {
     async fn created_at(&self, patient: &str, at: DateTime<Utc>) {
         self.exec(format!(
             "UPDATE patients SET created_at = {} WHERE id = '{patient}'",
@@ -63,19 +49,7 @@ impl Raw for PgStore {
     }
 }
 
-impl Raw for SqliteStore {
-    async fn exec(&self, sql: String) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    async fn id(&self, sql: String) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
+impl CreatedAt for SqliteStore {
     async fn created_at(&self, patient: &str, at: DateTime<Utc>) {
         // The column default's shape: "Z", six fraction digits here.
         let text = at.format("%Y-%m-%dT%H:%M:%S%.6fZ");
@@ -177,7 +151,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 /// Patients, devices, readings, alerts, flags and escalations, relative to `b`.
-async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc>) {
+async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTime<Utc>) {
     let m = Duration::minutes;
     // pa: COPD, scale 2, on oxygen, two devices now (a third returned).
     s.enrol_patient(
@@ -315,12 +289,12 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
             cleared = if open { "NULL".into() } else { lit(b + m(1)) },
         )
     };
-    let f1 = s.id(flag("pa", "news2", false, false)).await;
-    let f2 = s.id(flag("pa", "threshold:spo2:0", false, false)).await;
-    let f3 = s.id(flag("pa", "no_data", true, true)).await;
-    let f4 = s.id(flag("pb", "news2", false, false)).await;
-    let f5 = s.id(flag("pa", "news2", false, false)).await;
-    let fc = s.id(flag("pc", "news2", false, false)).await;
+    let f1 = s.int(flag("pa", "news2", false, false)).await;
+    let f2 = s.int(flag("pa", "threshold:spo2:0", false, false)).await;
+    let f3 = s.int(flag("pa", "no_data", true, true)).await;
+    let f4 = s.int(flag("pb", "news2", false, false)).await;
+    let f5 = s.int(flag("pa", "news2", false, false)).await;
+    let fc = s.int(flag("pc", "news2", false, false)).await;
 
     // Alerts: (patient, team, kind, severity, state, opened, wait to ack).
     let alert = |p: &str,
@@ -341,7 +315,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
     };
     let secs = |s: i64| Some(Duration::seconds(s));
     let a1 = s
-        .id(alert(
+        .int(alert(
             "pa",
             "ward-a",
             "clinical",
@@ -352,7 +326,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
         ))
         .await;
     let a2 = s
-        .id(alert(
+        .int(alert(
             "pa",
             "ward-a",
             "clinical",
@@ -362,7 +336,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
             Some(Duration::milliseconds(120_500)),
         ))
         .await;
-    s.id(alert(
+    s.int(alert(
         "pa",
         "ward-a",
         "clinical",
@@ -373,7 +347,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
     ))
     .await;
     let a4 = s
-        .id(alert(
+        .int(alert(
             "pa",
             "ward-a",
             "technical",
@@ -384,7 +358,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
         ))
         .await;
     let a5 = s
-        .id(alert(
+        .int(alert(
             "pa",
             "ward-a",
             "clinical",
@@ -395,7 +369,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
         ))
         .await;
     let a6 = s
-        .id(alert(
+        .int(alert(
             "pb",
             "ward-a",
             "clinical",
@@ -406,7 +380,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
         ))
         .await;
     // Outside the period, or another team's.
-    s.id(alert(
+    s.int(alert(
         "pa",
         "ward-a",
         "clinical",
@@ -416,7 +390,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
         secs(5),
     ))
     .await;
-    s.id(alert(
+    s.int(alert(
         "pa",
         "ward-a",
         "delivery",
@@ -427,7 +401,7 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
     ))
     .await;
     let ac = s
-        .id(alert(
+        .int(alert(
             "pc",
             "ward-b",
             "clinical",
@@ -461,18 +435,18 @@ async fn setup<S: Store + RulesStore + RecordStore + Raw>(s: &S, b: DateTime<Utc
             lit(at)
         )
     };
-    s.id(event(a1, "escalated", 1, 0, b + m(5))).await;
-    s.id(event(a1, "escalated", 2, 1, b + m(6))).await;
-    s.id(event(a2, "escalated", 1, 1, b + m(11))).await; // a repeat round
-    s.id(event(a2, "acknowledged", 2, 1, b + m(12))).await;
-    s.id(event(a5, "escalated", 1, 0, b + m(180))).await; // at the end
-    s.id(event(a6, "escalated", 1, 0, b + m(55))).await;
-    s.id(event(ac, "escalated", 1, 0, b + m(5))).await; // another team
+    s.int(event(a1, "escalated", 1, 0, b + m(5))).await;
+    s.int(event(a1, "escalated", 2, 1, b + m(6))).await;
+    s.int(event(a2, "escalated", 1, 1, b + m(11))).await; // a repeat round
+    s.int(event(a2, "acknowledged", 2, 1, b + m(12))).await;
+    s.int(event(a5, "escalated", 1, 0, b + m(180))).await; // at the end
+    s.int(event(a6, "escalated", 1, 0, b + m(55))).await;
+    s.int(event(ac, "escalated", 1, 0, b + m(5))).await; // another team
 }
 
 /// Everything the views answer for the fixture, checked against concrete
 /// values; returned for the cross-backend comparison.
-async fn check<S: Store + RulesStore + RecordStore + ViewStore + Raw>(
+async fn check<S: Store + RulesStore + RecordStore + ViewStore + CreatedAt>(
     s: &S,
     b: DateTime<Utc>,
 ) -> String {

@@ -7,6 +7,10 @@
 
 #![allow(dead_code)]
 
+mod raw;
+#[allow(unused_imports)]
+pub use raw::Raw;
+
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
