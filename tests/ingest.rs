@@ -435,15 +435,25 @@ async fn a_device_may_publish_only_under_its_own_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
+    kill_9_mid_stream(&Db::create("kill9").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_store_kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
+    kill_9_mid_stream(&SqliteDb::create("kill9")).await;
+}
+
+/// Kills the engine mid-stream and restarts it: every reading is stored
+/// exactly once (redelivered messages, relative SenML times included).
+async fn kill_9_mid_stream(db: &impl Counted) {
     let broker = Broker::start().await;
-    let db = Db::create("kill9").await;
     let client_id = unique("eng");
-    let mut engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    let mut engine = Engine::start(&broker.engine_url(), db.url(), &client_id).await;
     let devices = 20;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     for d in 0..devices {
         enrol(
-            &db.url,
+            db.url(),
             &format!("pk-{d}"),
             "ward-k",
             &format!("dk-{d}"),
@@ -489,7 +499,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
         before < expected,
         "the kill happened before everything was stored"
     );
-    let engine2 = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    let engine2 = Engine::start(&broker.engine_url(), db.url(), &client_id).await;
     eventually("every reading stored after restart", || async {
         (db.count("SELECT count(*) FROM readings").await >= expected).then_some(())
     })
@@ -585,12 +595,22 @@ async fn readings_published_while_the_engine_is_down_are_stored_when_it_returns(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_acknowledges_what_it_committed_and_loses_nothing() {
+    sigterm_mid_stream(&Db::create("sigterm").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_store_sigterm_mid_stream_acknowledges_what_it_committed() {
+    sigterm_mid_stream(&SqliteDb::create("sigterm")).await;
+}
+
+/// SIGTERM while batches are in flight: what was committed was acknowledged
+/// before the engine left, so a restart stores only the rest, once.
+async fn sigterm_mid_stream(db: &impl Counted) {
     let broker = Broker::start().await;
-    let db = Db::create("sigterm").await;
     let client_id = unique("eng");
-    let mut engine = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
+    let mut engine = Engine::start(&broker.engine_url(), db.url(), &client_id).await;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(3));
-    enrol(&db.url, "pat-t", "ward-t", "ox-t", &from);
+    enrol(db.url(), "pat-t", "ward-t", "ox-t", &from);
     let mut p = broker.loadgen_publisher().await;
     let base = now_secs() - 7200.0; // n readings a second apart, all in the past
     let n = 5000i64;
@@ -617,8 +637,11 @@ async fn sigterm_mid_stream_acknowledges_what_it_committed_and_loses_nothing() {
         stored_before < n,
         "SIGTERM came before the end of the stream"
     );
-    let engine2 = Engine::start(&broker.engine_url(), &db.url, &client_id).await;
-    db.wait_for_readings(n, "every reading stored").await;
+    let engine2 = Engine::start(&broker.engine_url(), db.url(), &client_id).await;
+    eventually("every reading stored", || async {
+        (db.count("SELECT count(*) FROM readings").await >= n).then_some(())
+    })
+    .await;
     // Everything committed before the SIGTERM was acknowledged before the
     // DISCONNECT, so the broker redelivered none of it.
     assert_eq!(

@@ -658,6 +658,58 @@ pub fn simulated_deteriorations() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Where an engine under test keeps its data, and how a test counts rows
+/// there: the same checks on PostgreSQL and the embedded SQLite store.
+#[allow(async_fn_in_trait)]
+pub trait Counted {
+    /// The engine's database URL.
+    fn url(&self) -> &str;
+    /// One integer from a query.
+    async fn count(&self, sql: &str) -> i64;
+}
+
+impl Counted for Db {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    async fn count(&self, sql: &str) -> i64 {
+        Db::count(self, sql).await
+    }
+}
+
+/// An embedded-store file for an engine under test.
+pub struct SqliteDb {
+    _dir: tempfile::TempDir,
+    pub file: PathBuf,
+    pub url: String,
+}
+
+impl SqliteDb {
+    pub fn create(tag: &str) -> SqliteDb {
+        let (dir, file, url) = sqlite_target(tag);
+        SqliteDb {
+            _dir: dir,
+            file,
+            url,
+        }
+    }
+}
+
+impl Counted for SqliteDb {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    async fn count(&self, sql: &str) -> i64 {
+        let pool = sqlite_pool(&self.file).await;
+        let n = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+        n
+    }
+}
+
 /// An embedded-store file in a fresh temporary directory, as a database URL
 /// the engine takes (`sqlite://…`); the directory lives as long as the guard.
 pub fn sqlite_target(tag: &str) -> (tempfile::TempDir, PathBuf, String) {
