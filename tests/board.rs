@@ -15,16 +15,28 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
+    board_round(&Db::create("board").await, "board").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_store_the_board_works_the_same() {
+    board_round(&SqliteDb::create("board"), "board-sqlite").await;
+}
+
+/// Signs in, sees the alert arrive, acknowledges it (mouse and keyboard),
+/// with the accessibility checks on the way.
+async fn board_round(db: &impl Counted, shot: &str) {
     let board = repo().join("tests/board");
     assert!(
         board.join("node_modules/playwright-core").exists(),
         "run scripts/test.sh (it installs tests/board's packages and Debian's chromium)"
     );
-    let (broker, db, engine) = stack("board").await;
+    let broker = Broker::start().await;
+    let engine = Engine::start(&broker.engine_url(), db.url(), &unique("eng")).await;
     let from = (Utc::now() - ChronoDuration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    enrol(&db.url, "pat-7", "ward-a", "patch-7", &from);
+    enrol(db.url(), "pat-7", "ward-a", "patch-7", &from);
     admin(
-        &db.url,
+        db.url(),
         &[
             "user",
             "add",
@@ -36,12 +48,12 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
             "ward-a",
         ],
     );
-    let token = admin(&db.url, &["token", "create", "--user", "nurse-ann"])
+    let token = admin(db.url(), &["token", "create", "--user", "nurse-ann"])
         .trim()
         .to_string();
     let out_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("board");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let screenshot = out_dir.join("ward-board.png");
+    let screenshot = out_dir.join(format!("ward-{shot}.png"));
     let _ = std::fs::remove_file(&screenshot);
 
     let mut child = Command::new("node")
@@ -103,10 +115,13 @@ async fn a_nurse_sees_an_alert_arrive_on_the_board_and_acknowledges_it() {
         std::fs::metadata(&screenshot).unwrap().len() > 10_000,
         "a real screenshot"
     );
-    let acked: String = sqlx::query_scalar("SELECT state FROM alerts WHERE patient_id = 'pat-7'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(acked, "acknowledged");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM alerts WHERE patient_id = 'pat-7' AND state = 'acknowledged'"
+        )
+        .await,
+        1,
+        "acknowledged in the store"
+    );
     drop(engine);
 }
