@@ -13,6 +13,17 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_a_clean_checkout_with_no_services_the_demo_serves_alerts_and_stops_cleanly() {
+    demo_round("-INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_stops_as_cleanly_on_sigterm() {
+    demo_round("-TERM").await;
+}
+
+/// Runs the demo from a clean copy of the checkout's config, checks the
+/// board, token and alerts, then stops it with `signal`.
+async fn demo_round(signal: &str) {
     // A clean checkout's configuration, in a directory of its own: the
     // store goes to ./data/wardwatch.db there, no service is configured.
     let checkout = tempfile::tempdir().unwrap();
@@ -93,7 +104,7 @@ async fn from_a_clean_checkout_with_no_services_the_demo_serves_alerts_and_stops
     .await;
 
     let _ = std::process::Command::new("kill")
-        .arg("-INT")
+        .arg(signal)
         .arg(child.id().to_string())
         .status();
     let mut stopped = String::new();
