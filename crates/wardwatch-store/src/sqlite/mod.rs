@@ -100,6 +100,9 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The assignments of every device in the batch, in two queries (a
+    /// device missing from the index is unknown; one with an empty list is
+    /// known but was never lent).
     async fn load_assignments(
         conn: &mut SqliteConnection,
         messages: &[IngestMessage],
@@ -109,65 +112,101 @@ impl SqliteStore {
             .flat_map(|m| m.readings.iter().map(|r| r.device_id.as_str()))
             .collect();
         let mut index = AssignmentIndex::new();
-        for device in devices {
-            let known: Option<String> = sqlx::query_scalar("SELECT id FROM devices WHERE id = ?")
-                .bind(device)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(classify)?;
-            if known.is_none() {
-                continue;
-            }
-            let rows = sqlx::query(
-                "SELECT patient_id, valid_from, valid_to FROM device_assignments WHERE device_id = ?",
-            )
-            .bind(device)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(classify)?;
-            let mut list = Vec::with_capacity(rows.len());
-            for r in rows {
-                list.push(Assignment {
-                    patient_id: r.try_get(0).map_err(classify)?,
-                    valid_from: r.try_get(1).map_err(classify)?,
-                    valid_to: r.try_get(2).map_err(classify)?,
-                });
-            }
-            index.insert(device.to_string(), list);
+        if devices.is_empty() {
+            return Ok(index);
+        }
+        let list = serde_json::to_string(&devices)
+            .map_err(|e| StoreError::Rejected(format!("device list: {e}")))?;
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM devices WHERE id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(&list)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+        for device in known {
+            index.insert(device, Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT device_id, patient_id, valid_from, valid_to FROM device_assignments \
+             WHERE device_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(&list)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+        for r in rows {
+            let device: String = r.try_get(0).map_err(classify)?;
+            let assignment = Assignment {
+                patient_id: r.try_get(1).map_err(classify)?,
+                valid_from: r.try_get(2).map_err(classify)?,
+                valid_to: r.try_get(3).map_err(classify)?,
+            };
+            index.entry(device).or_default().push(assignment);
         }
         Ok(index)
     }
 
+    /// Inserts the readings in multi-row statements (each statement is a
+    /// round trip to sqlx's SQLite worker thread) and returns those that
+    /// were new, in batch order; `RETURNING` names the rows a conflict did
+    /// not skip.
     async fn insert_readings(
         conn: &mut SqliteConnection,
         rows: &[ReadingRow<'_>],
     ) -> Result<Vec<NewReading>, StoreError> {
+        /// 7 parameters a row: well inside SQLite's 32,766.
+        const ROWS_PER_STATEMENT: usize = 200;
         let mut new = Vec::with_capacity(rows.len());
-        for r in rows {
-            let rd = r.reading;
-            let done = sqlx::query(
-                "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(rd.time)
-            .bind(r.patient_id)
-            .bind(rd.device_id.as_str())
-            .bind(rd.vital.as_str())
-            .bind(rd.value)
-            .bind(rd.received_at)
-            .bind(rd.source.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-            if done.rows_affected() == 1 {
-                new.push(NewReading {
-                    patient_id: r.patient_id.to_string(),
-                    vital: rd.vital,
-                    value: rd.value,
-                    time: rd.time,
-                    update_interval_secs: rd.update_interval_secs,
-                    received_at: rd.received_at,
-                });
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO readings (time, patient_id, device_id, vital, value, received_at, source) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                let rd = r.reading;
+                row.push_bind(rd.time)
+                    .push_bind(r.patient_id)
+                    .push_bind(rd.device_id.as_str())
+                    .push_bind(rd.vital.as_str())
+                    .push_bind(rd.value)
+                    .push_bind(rd.received_at)
+                    .push_bind(rd.source.as_str());
+            });
+            insert.push(" ON CONFLICT DO NOTHING RETURNING patient_id, vital, time, device_id");
+            let returned = insert
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(classify)?;
+            let mut inserted = HashSet::with_capacity(returned.len());
+            for r in &returned {
+                let key: (String, String, DateTime<Utc>, String) = (
+                    r.try_get(0).map_err(classify)?,
+                    r.try_get(1).map_err(classify)?,
+                    r.try_get(2).map_err(classify)?,
+                    r.try_get(3).map_err(classify)?,
+                );
+                inserted.insert(key);
+            }
+            for r in chunk {
+                let rd = r.reading;
+                // Removed when matched: a reading twice in one batch is new once.
+                let key = (
+                    r.patient_id.to_string(),
+                    rd.vital.as_str().to_string(),
+                    rd.time,
+                    rd.device_id.as_str().to_string(),
+                );
+                if inserted.remove(&key) {
+                    new.push(NewReading {
+                        patient_id: r.patient_id.to_string(),
+                        vital: rd.vital,
+                        value: rd.value,
+                        time: rd.time,
+                        update_interval_secs: rd.update_interval_secs,
+                        received_at: rd.received_at,
+                    });
+                }
             }
         }
         Ok(new)
