@@ -40,9 +40,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
             .await
             .context("preparing storage")?,
         Backend::Sqlite(_) => {
+            // The absolute path: a relative one depends on where the engine
+            // was started, and an operator must know which file holds the data.
+            let file = match cfg.database.target() {
+                DatabaseTarget::Sqlite(path) => std::path::absolute(&path).unwrap_or(path),
+                DatabaseTarget::Postgres(_) => std::path::PathBuf::new(),
+            };
             warn!(
                 message = "Embedded SQLite store: for trials and small sites only; set [database] url to use PostgreSQL.",
-                store = ?cfg.database.target()
+                file = %file.display()
             );
             StorageMode::Plain
         }

@@ -1,4 +1,5 @@
-//! Durable storage for wardwatch behind one small trait, [`Store`].
+//! Durable storage for wardwatch behind store traits that both backends,
+//! PostgreSQL and embedded SQLite, implement.
 //!
 //! # Layout
 //! - [`Store`]: what the engine needs from storage: write a batch of decoded
@@ -20,13 +21,12 @@
 //!   compression and retention when the extension exists, plain tables and a
 //!   retention sweep when it does not.
 //!
-//! - [`sqlite`]: the embedded SQLite backend (`./data/wardwatch.db`, WAL),
-//!   so far for [`Store`] (ingest) and [`AccessStore`] (users, tokens,
-//!   audit); one conformance suite (`tests/store_conformance.rs`) runs
-//!   against both backends.
-//!
-//! The ingest pipeline is generic over [`Store`]; the rules, alerting and
-//! API still use [`PgStore`] directly until their tables join the trait.
+//! - [`sqlite`]: the embedded SQLite backend (`./data/wardwatch.db`, WAL)
+//!   for trials and small sites, implementing every trait.
+//! - [`backend`]: the traits beyond ingest and [`Backend`], the one store
+//!   type the engine holds (PostgreSQL or SQLite). One conformance suite
+//!   (`tests/store_conformance.rs`, `tests/conformance_*.rs`) runs against
+//!   both backends.
 
 pub mod access;
 pub mod alerts;

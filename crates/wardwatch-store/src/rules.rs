@@ -379,6 +379,11 @@ impl PgStore {
             });
         }
         let ids: Vec<&str> = out.iter().map(|p| p.id.as_str()).collect();
+        let position: std::collections::HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
         let limits = sqlx::query(
             "SELECT patient_id, vital, low, high, severity, persist_readings, persist_secs, \
              clear_margin, clear_hold_secs FROM patient_limits WHERE patient_id = ANY($1) \
@@ -389,11 +394,13 @@ impl PgStore {
         .await?;
         for r in limits {
             let patient: String = r.try_get(0)?;
-            let Ok(i) = out.binary_search_by(|p| p.id.as_str().cmp(patient.as_str())) else {
-                continue;
-            };
-            if let Some(p) = out.get_mut(i) {
-                p.limits.push(limit_row(&r, 1)?);
+            // By position, not by searching `out`: the database's collation
+            // (en_US, say) need not sort ids as Rust compares bytes, and a
+            // missed search would drop a personal limit without a word.
+            if let Some(&i) = position.get(patient.as_str()) {
+                if let Some(p) = out.get_mut(i) {
+                    p.limits.push(limit_row(&r, 1)?);
+                }
             }
         }
         Ok(out)

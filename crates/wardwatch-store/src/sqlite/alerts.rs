@@ -754,18 +754,32 @@ impl crate::AlertStore for SqliteStore {
 
     /// PostgreSQL does this in one statement (a data-modifying CTE); here
     /// the flags are handed back first, then the snoozes marked ended, in
-    /// one transaction. `EXISTS` gives each open flag one event however
-    /// many of its snoozes ended (PostgreSQL's `DISTINCT ON (f.id)`).
+    /// one transaction.
     async fn end_snoozes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Runs every second: most seconds no snooze ends, so a read on the
+        // partial index answers without taking the write lock.
+        let ending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM snoozes WHERE ended_at IS NULL AND until <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        if !ending {
+            return Ok(0);
+        }
         let mut tx = begin_write(&self.pool).await?;
+        // From the ending snoozes to their open flags (not a scan of every
+        // flag); GROUP BY gives each flag one event however many ended.
         let handed = sqlx::query(
             "INSERT INTO flag_events (flag_id, patient_id, rule, state, severity, at, summary, evidence, \
                recorded_at) \
              SELECT f.id, f.patient_id, f.rule, 'updated', f.severity, $1, 'snooze ended; ' || f.summary, \
                     f.evidence, $2 \
-             FROM flags f WHERE f.cleared_at IS NULL AND EXISTS (SELECT 1 FROM snoozes s \
-               WHERE s.ended_at IS NULL AND s.until <= $1 AND s.patient_id = f.patient_id AND s.rule = f.rule) \
-             ORDER BY f.id",
+             FROM snoozes s JOIN flags f ON f.patient_id = s.patient_id AND f.rule = s.rule \
+               AND f.cleared_at IS NULL \
+             WHERE s.ended_at IS NULL AND s.until <= $1 \
+             GROUP BY f.id ORDER BY f.id",
         )
         .bind(now)
         .bind(Utc::now())

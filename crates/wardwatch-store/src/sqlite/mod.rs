@@ -2,19 +2,17 @@
 //! store for trials and small sites, behind the same [`Store`] trait as
 //! PostgreSQL and checked by the same conformance tests.
 //!
-//! So far it implements the ingest contract ([`Store`]: readings,
-//! quarantine, relative time anchors, device names, patients and device
-//! assignments) and access control ([`crate::AccessStore`]: users, tokens,
-//! the audit trail); the rules' and alerting's tables are PostgreSQL-only
-//! until they join a trait.
+//! This module holds the ingest contract ([`Store`]: readings, quarantine,
+//! relative time anchors, device names, patients and device assignments),
+//! access control ([`crate::AccessStore`]) and housekeeping; the alerts and
+//! outbox, the rules' tables, records and views are in the submodules.
 //!
-//! One connection does all the writing: SQLite allows one writer at a time,
-//! and a single connection makes every batch transaction take the write lock
-//! up front instead of failing to upgrade a read lock under contention.
+//! One connection does all the work: SQLite allows one writer at a time,
+//! and write transactions take the write lock at `BEGIN` ([`begin_write`])
+//! so another process on the same file makes them wait, never fail.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -41,11 +39,20 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// Data errors (a constraint the rows broke) are not worth retrying; the
-/// rest (busy, locked, I/O, disk full) are the database's state: retry.
+/// Data errors (a constraint the rows broke, including the append-only
+/// triggers' aborts) are not worth retrying; the rest (busy, locked, I/O,
+/// disk full) are the database's state: retry.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+    // SQLITE_CONSTRAINT's primary code, whatever its extended code.
+    const CONSTRAINT: i32 = 19;
     match &e {
-        sqlx::Error::Database(db) if !matches!(db.kind(), sqlx::error::ErrorKind::Other) => {
+        sqlx::Error::Database(db)
+            if !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                || db
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| c & 0xff == CONSTRAINT) =>
+        {
             StoreError::Database(e)
         }
         sqlx::Error::Database(_)
@@ -78,9 +85,14 @@ impl SqliteStore {
                 StoreError::Rejected(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(classify)?
+        if path.as_os_str().is_empty() {
+            return Err(StoreError::Rejected(
+                "the SQLite store needs a file name (sqlite://<file>)".into(),
+            ));
+        }
+        // By file name, not a URL: no percent-decoding, no `?` options.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -271,12 +283,15 @@ impl SqliteStore {
         for ((device, name), at) in seen {
             sqlx::query(
                 "INSERT INTO device_names (device_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (device_id, name) DO UPDATE SET last_seen = excluded.last_seen",
+                 ON CONFLICT (device_id, name) DO UPDATE SET last_seen = excluded.last_seen \
+                 WHERE device_names.last_seen < ?",
             )
             .bind(device)
             .bind(name)
             .bind(at)
             .bind(at)
+            // As on PostgreSQL: refreshed at most hourly, never backwards.
+            .bind(at - chrono::Duration::hours(1))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
