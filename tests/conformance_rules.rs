@@ -870,3 +870,68 @@ async fn sqlite_keeps_the_records_contract() {
     let (_dir, store) = sqlite().await;
     records_check(&store).await;
 }
+
+/// Every patient's personal limits reach them, whatever order the
+/// database sorts ids in (an `en-US` collation puts `alice` before `Bob`;
+/// byte order does not).
+async fn limits_check<S: Store + RulesStore>(s: &S) {
+    let ids = ["alice", "Bob", "carol", "Dave", "p-2", "p1", "P3"];
+    for id in ids {
+        s.enrol(&pid(id), "ward-a", Some("general"), None)
+            .await
+            .unwrap();
+        s.set_limit(
+            &pid(id),
+            &limit("spo2", Some(88.0), Some(92.0)),
+            "dr who",
+            "COPD",
+        )
+        .await
+        .unwrap();
+    }
+    let rows = s.patient_rows(PatientFilter::All).await.unwrap();
+    for id in ids {
+        let row = rows.iter().find(|p| p.id == id).expect("enrolled");
+        assert_eq!(
+            row.limits,
+            vec![limit("spo2", Some(88.0), Some(92.0))],
+            "{id}'s limit"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_with_a_language_collation_gives_every_patient_their_limits() {
+    let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
+    let name = format!("ww_collation_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' \
+         LOCALE 'C.UTF-8'"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let url = format!("{}/{name}", pg_admin_url().rsplit_once('/').unwrap().0);
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    limits_check(&store).await;
+    store.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_gives_every_patient_their_limits() {
+    let (_dir, store) = sqlite().await;
+    limits_check(&store).await;
+}
