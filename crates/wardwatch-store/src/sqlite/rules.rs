@@ -245,6 +245,13 @@ impl crate::RulesStore for SqliteStore {
             });
         }
         let ids: Vec<&str> = out.iter().map(|p| p.id.as_str()).collect();
+        // By id, as on PostgreSQL: never a search that assumes the
+        // database sorts ids as Rust compares them.
+        let position: std::collections::HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
         let limits = sqlx::query(
             "SELECT patient_id, vital, low, high, severity, persist_readings, persist_secs, \
              clear_margin, clear_hold_secs FROM patient_limits \
@@ -256,10 +263,7 @@ impl crate::RulesStore for SqliteStore {
         .map_err(classify)?;
         for r in limits {
             let patient: String = r.try_get(0).map_err(classify)?;
-            let Ok(i) = out.binary_search_by(|p| p.id.as_str().cmp(patient.as_str())) else {
-                continue;
-            };
-            if let Some(p) = out.get_mut(i) {
+            if let Some(p) = position.get(&patient).and_then(|&i| out.get_mut(i)) {
                 p.limits.push(limit_row(&r, 1)?);
             }
         }
