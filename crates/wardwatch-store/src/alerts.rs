@@ -39,6 +39,17 @@ pub struct PendingFlagEvent {
     pub summary: String,
 }
 
+impl PendingFlagEvent {
+    /// What an alert event records of the flag event behind it: one shape
+    /// on every backend, since the trail is read across them.
+    pub fn detail(&self) -> Value {
+        serde_json::json!({
+            "flag_id": self.flag_id, "rule": self.rule, "state": self.state,
+            "severity": self.severity, "summary": self.summary, "event_id": self.event_id,
+        })
+    }
+}
+
 /// The open or acknowledged alert of a patient and kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenAlertRow {
@@ -447,10 +458,7 @@ impl PgStore {
         now: DateTime<Utc>,
         out: &mut AppliedEvents,
     ) -> Result<(Option<i64>, Option<String>), StoreError> {
-        let detail = serde_json::json!({
-            "flag_id": ev.flag_id, "rule": ev.rule, "state": ev.state, "severity": ev.severity,
-            "summary": ev.summary, "event_id": ev.event_id,
-        });
+        let detail = ev.detail();
         match action {
             AlertAction::Open {
                 kind: k,

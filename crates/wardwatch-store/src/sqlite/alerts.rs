@@ -209,10 +209,7 @@ async fn apply_action(
     now: DateTime<Utc>,
     out: &mut AppliedEvents,
 ) -> Result<(Option<i64>, Option<String>), StoreError> {
-    let detail = serde_json::json!({
-        "flag_id": ev.flag_id, "rule": ev.rule, "state": ev.state, "severity": ev.severity,
-        "summary": ev.summary, "event_id": ev.event_id,
-    });
+    let detail = ev.detail();
     match action {
         AlertAction::Open {
             kind: k,
