@@ -45,17 +45,22 @@ pub fn load_teams(dir: &std::path::Path) -> Result<Teams> {
 pub use wardwatch_alerting::feed::{AlertFeed, FeedEvent};
 
 /// Follows `alert_events` (whoever wrote them: this engine, another one,
-/// the CLI) into `feed`, from the newest event at start. Ids skipped because
+/// the CLI) into `feed`, after event id `from`, or from the newest event at
+/// start when `None` (the feed is live-only). Ids skipped because
 /// their transaction had not committed yet are re-read for a while (gaps),
 /// so an event that commits late still reaches the feed.
 pub async fn follow_alert_events(
     store: Backend,
+    from: Option<i64>,
     feed: AlertFeed,
     wake: Arc<Notify>,
     poll: Duration,
     shutdown: CancellationToken,
 ) {
     let mut after = loop {
+        if let Some(id) = from {
+            break id;
+        }
         match store.last_alert_event_id().await {
             Ok(id) => break id,
             Err(e) => {
@@ -184,6 +189,7 @@ impl Alerting {
         let tasks = vec![
             tokio::spawn(follow_alert_events(
                 store.clone(),
+                None,
                 feed.clone(),
                 Arc::new(Notify::new()),
                 FEED_POLL,
@@ -462,11 +468,16 @@ async fn escalation_loop(
             })
         };
         match store.escalate_due(now, 100, plan).await {
-            Ok(ids) if ids.is_empty() => {}
             Ok(ids) => {
-                metrics::counter!("wardwatch_escalations_total").increment(ids.len() as u64);
-                info!(message = "Alerts escalated (not acknowledged in time).", alerts = ?ids);
-                send_wake.notify_one();
+                if !ids.is_empty() {
+                    metrics::counter!("wardwatch_escalations_total").increment(ids.len() as u64);
+                    info!(message = "Alerts escalated (not acknowledged in time).", alerts = ?ids);
+                    send_wake.notify_one();
+                }
+                // Every alert due by `now` has been escalated: how far the
+                // clock of escalation has got (a stalled loop stops it).
+                metrics::gauge!("wardwatch_escalation_checked_at_seconds")
+                    .set(now.timestamp_millis() as f64 / 1000.0);
             }
             Err(e) => warn!(message = "Escalation pass failed; retrying.", error = %e),
         }

@@ -13,21 +13,28 @@ use std::net::SocketAddr;
 use anyhow::{bail, Result};
 
 /// Starts the embedded broker on `listen` and waits until it accepts
-/// connections. Refuses at once, with the reason, when the port is taken
-/// (a system broker, another engine).
-#[cfg(feature = "embedded-broker")]
+/// connections; returns the address it listens on (port 0 picks a free
+/// one). Refuses at once, with the reason, when the port is taken (a system
+/// broker, another engine).
+///
 /// `max_payload` is the largest packet it forwards: keep it at the engine's
 /// own limit, so the engine (not the broker) refuses and quarantines an
 /// oversized message.
-pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Result<()> {
+#[cfg(feature = "embedded-broker")]
+pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Result<SocketAddr> {
     use std::collections::HashMap;
     use std::net::TcpListener;
 
     use anyhow::Context;
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-    TcpListener::bind(listen)
+    let probe = TcpListener::bind(listen)
         .with_context(|| format!("the embedded MQTT broker cannot listen on {listen} (port in use?); set [mqtt.embedded] listen or [mqtt] url"))?;
+    // rumqttd binds by address, so a requested port 0 is resolved here.
+    let listen = probe
+        .local_addr()
+        .context("the embedded broker's address")?;
+    drop(probe);
     let server = ServerSettings {
         name: "wardwatch-embedded".into(),
         listen,
@@ -68,12 +75,13 @@ pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Res
             }
         })
         .context("starting the embedded MQTT broker's thread")?;
-    wait_until_listening(listen)
+    wait_until_listening(listen)?;
+    Ok(listen)
 }
 
 /// Without the feature there is no embedded broker: say how to get one.
 #[cfg(not(feature = "embedded-broker"))]
-pub fn start(_listen: SocketAddr, _max_payload: usize, _max_inflight: usize) -> Result<()> {
+pub fn start(_listen: SocketAddr, _max_payload: usize, _max_inflight: usize) -> Result<SocketAddr> {
     bail!("no [mqtt] url is configured and this build has no embedded broker (built without the `embedded-broker` feature): set WARDWATCH_MQTT_URL")
 }
 

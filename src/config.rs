@@ -523,6 +523,7 @@ impl Config {
             max_packet_bytes: self.mqtt.max_packet_bytes,
             reconnect_min: Duration::from_millis(self.mqtt.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.mqtt.reconnect_max_ms),
+            status: Default::default(),
         })
     }
 

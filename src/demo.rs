@@ -60,8 +60,30 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
         ),
     }
     let engine_stop = CancellationToken::new();
-    let engine = tokio::spawn(crate::serve::run(cfg.clone(), engine_stop.clone()));
-    let http = cfg.http.addr;
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let mut engine = tokio::spawn(crate::serve::run(
+        cfg.clone(),
+        engine_stop.clone(),
+        Some(bound_tx),
+    ));
+    // The engine's real addresses (a configured port 0 is a free port).
+    let bound = tokio::select! {
+        b = bound_rx => b.ok(),
+        ended = &mut engine => {
+            return match ended {
+                Ok(Err(engine_error)) => Err(engine_error),
+                _ => Err(anyhow::anyhow!("the engine stopped while starting")),
+            };
+        }
+    };
+    let Some(bound) = bound else {
+        engine_stop.cancel();
+        return match engine.await {
+            Ok(Err(engine_error)) => Err(engine_error),
+            _ => Err(anyhow::anyhow!("the engine stopped while starting")),
+        };
+    };
+    let http = bound.http;
     if let Err(e) = wait_until_healthy(http, &stop, &engine).await {
         engine_stop.cancel();
         return match engine.await {
@@ -95,7 +117,7 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
     let sim_stop = CancellationToken::new();
     let sim_args = SimulateArgs {
         target: crate::loadgen::TargetArgs {
-            mqtt_url: cfg.broker_url(),
+            mqtt_url: bound.broker_url.clone(),
             database_url: cfg.database.url.clone(),
         },
         patients: args.patients,

@@ -1,6 +1,7 @@
 //! The HTTP listener: the operator endpoints (`GET /healthz`, `GET /metrics`)
 //! and, when given, the API's routes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,12 +12,15 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use wardwatch_ingest::session::LinkStatus;
 use wardwatch_store::Backend;
 
 #[derive(Clone)]
 struct AppState {
     metrics: PrometheusHandle,
     store: Backend,
+    /// The ingest session's link to the broker.
+    link: Arc<LinkStatus>,
 }
 
 /// Serves until `shutdown` is cancelled. The listener is injected so tests can bind port 0.
@@ -24,6 +28,7 @@ pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
     store: Backend,
+    link: Arc<LinkStatus>,
     api: Option<Router>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -42,7 +47,11 @@ pub async fn serve(
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
-        .with_state(AppState { metrics, store });
+        .with_state(AppState {
+            metrics,
+            store,
+            link,
+        });
     if let Some(api) = api {
         app = app.merge(api);
     }
@@ -54,20 +63,38 @@ pub async fn serve(
     .await
 }
 
+/// Healthy means able to do the job: the database answers and the broker
+/// has confirmed the device subscriptions (a message published before the
+/// SUBACK may never reach us). Each part is reported on its own.
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     let db = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
-    match db {
-        Ok(Ok(_)) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"ok","database":"ok"}"#,
-        ),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"degraded","database":"unreachable"}"#,
-        ),
-    }
+    let database = if matches!(db, Ok(Ok(_))) {
+        "ok"
+    } else {
+        "unreachable"
+    };
+    let mqtt = if s.link.subscribed() {
+        "subscribed"
+    } else if s.link.connected() {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    let ok = database == "ok" && mqtt == "subscribed";
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "database": database,
+        "mqtt": mqtt,
+    });
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -338,7 +338,7 @@ fn real_main() -> Result<()> {
 
 async fn run(command: Command, cfg: Config) -> Result<()> {
     match command {
-        Command::Serve => serve::run(cfg, shutdown::on_signal()).await,
+        Command::Serve => serve::run(cfg, shutdown::on_signal(), None).await,
         Command::Migrate => {
             serve::try_connect(&cfg).await?;
             println!("database ready");

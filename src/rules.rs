@@ -571,6 +571,7 @@ fn publish_stats(shards: &Shards) {
         .absolute(s.missing_pathway.load(Relaxed));
     metrics::counter!("wardwatch_rules_flags_emitted_total").absolute(s.flags.load(Relaxed));
     metrics::gauge!("wardwatch_rules_patients").set(shards.patients() as f64);
+    metrics::gauge!("wardwatch_rules_clock_seconds").set(shards.clock() as f64);
 }
 
 /// Records flags in batches, retrying while the database is unavailable.

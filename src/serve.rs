@@ -16,11 +16,27 @@ use crate::pipeline::{self, Batching};
 use crate::rules::Rules;
 use crate::{http, telemetry};
 
-/// Runs the engine until `shutdown` is cancelled.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+/// Where a running engine listens, once it has bound (port 0 in the
+/// configuration picks a free port, so only the engine knows).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The HTTP listener (board, API, health, metrics).
+    pub http: std::net::SocketAddr,
+    /// The broker the engine's session uses (the embedded one's real port).
+    pub broker_url: String,
+}
+
+/// Runs the engine until `shutdown` is cancelled; `bound`, when given,
+/// learns the addresses it listens on as soon as they are bound.
+pub async fn run(
+    mut cfg: Config,
+    shutdown: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> Result<()> {
     let metrics = telemetry::init_metrics()?;
     if cfg.embedded_broker() {
-        crate::broker::start(
+        // Port 0 picks a free port; the session connects to the one taken.
+        cfg.mqtt.embedded.listen = crate::broker::start(
             cfg.mqtt.embedded.listen,
             cfg.mqtt.max_packet_bytes,
             cfg.mqtt.max_inflight,
@@ -89,11 +105,20 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let listener = TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
-    info!(message = "HTTP listening.", addr = %listener.local_addr()?);
+    let http_addr = listener.local_addr()?;
+    info!(message = "HTTP listening.", addr = %http_addr);
+    if let Some(bound) = bound {
+        let _ = bound.send(Bound {
+            http: http_addr,
+            broker_url: cfg.broker_url(),
+        });
+    }
+    let session = cfg.session()?;
     let http_task = tokio::spawn(http::serve(
         listener,
         metrics,
         store.clone(),
+        session.status.clone(),
         Some(api),
         shutdown.clone(),
     ));
@@ -113,7 +138,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         None
     };
     let healthy = pipeline::run(
-        cfg.session()?,
+        session,
         store.clone(),
         cfg.validation(),
         batching,

@@ -119,12 +119,71 @@ fn describe() {
         "wardwatch_mqtt_connection_errors_total",
         "MQTT connection failures and drops."
     );
+    describe_gauge!(
+        "wardwatch_escalation_checked_at_seconds",
+        Unit::Seconds,
+        "Unix time up to which every due escalation has been made (the last completed escalation pass)."
+    );
     // Pre-register every reason so dashboards and alerts see zeros, not gaps.
     for r in QuarantineReason::ALL {
         metrics::counter!("wardwatch_quarantined_total", "reason" => r.as_str()).increment(0);
     }
-    metrics::counter!("wardwatch_readings_stored_total").increment(0);
-    metrics::counter!("wardwatch_messages_received_total").increment(0);
+    // Every counter exists from the start, at zero: a dashboard sees a
+    // flat line rather than a gap, and a check that reads a counter can
+    // tell "none yet" from "not exported" (a missing series is an error).
+    for name in [
+        "wardwatch_messages_received_total",
+        "wardwatch_readings_stored_total",
+        "wardwatch_readings_duplicate_total",
+        "wardwatch_acks_sent_total",
+        "wardwatch_acks_dropped_on_reconnect_total",
+        "wardwatch_mqtt_connections_total",
+        "wardwatch_mqtt_connection_errors_total",
+        "wardwatch_mqtt_subscription_failures_total",
+        "wardwatch_ingest_task_failures_total",
+        "wardwatch_alerting_task_failures_total",
+        "wardwatch_alert_flag_events_total",
+        "wardwatch_alert_flags_snoozed_total",
+        "wardwatch_escalations_total",
+        "wardwatch_digests_total",
+        "wardwatch_undeliverable_total",
+        "wardwatch_rules_invalid_limits_total",
+        "wardwatch_rules_readings_total",
+        "wardwatch_rules_replayed_readings_total",
+        "wardwatch_rules_unknown_patient_total",
+        "wardwatch_rules_missing_pathway_total",
+        "wardwatch_rules_flags_emitted_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    describe_gauge!(
+        "wardwatch_rules_clock_seconds",
+        Unit::Seconds,
+        "Unix time up to which every rules shard has decided its time-driven rules (no_data)."
+    );
+    // Gauges read 0 until their part of the engine first reports.
+    for name in [
+        "wardwatch_escalation_checked_at_seconds",
+        "wardwatch_rules_clock_seconds",
+        "wardwatch_rules_patients",
+        "wardwatch_rules_settings_version",
+        "wardwatch_acks_pending",
+        "wardwatch_ingest_queue_depth",
+    ] {
+        metrics::gauge!(name).set(0.0);
+    }
+    for kind in ["transient", "refused"] {
+        metrics::counter!("wardwatch_store_errors_total", "kind" => kind).increment(0);
+    }
+    for outcome in ["applied", "refused"] {
+        metrics::counter!("wardwatch_rules_reloads_total", "outcome" => outcome).increment(0);
+    }
+    for outcome in ["ok", "error"] {
+        metrics::counter!("wardwatch_flag_writes_total", "outcome" => outcome).increment(0);
+    }
+    for reason in ["rate_limited", "missing", "invalid"] {
+        metrics::counter!("wardwatch_api_auth_failures_total", "reason" => reason).increment(0);
+    }
 }
 
 /// A batch committed.

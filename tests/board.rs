@@ -1,10 +1,11 @@
 //! The ward board in a real headless Chromium (Debian's `chromium`, driven
 //! by `playwright-core` from `tests/board/`): sign in with a token, watch an
-//! alert appear after a reading is published over MQTT, acknowledge it, see
-//! the state change, and save a screenshot under the test's output folder.
-//! On the way it checks WCAG 2.1 A/AA with axe-core (sign-in screen, board
-//! with an alert, tablet width), acknowledges with the keyboard alone, and
-//! checks the page fits a 768 px tablet.
+//! alert appear for each of two patients after their readings are published
+//! over MQTT, acknowledge one by keyboard alone and one by mouse, resolve
+//! each with an outcome (by mouse, then by keyboard), see every state
+//! change, and save screenshots under the test's output folder. On the way
+//! it checks WCAG 2.1 A/AA with axe-core (sign-in screen, board with
+//! alerts, tablet width) and that the page fits a 768 px tablet.
 
 mod common;
 
@@ -23,8 +24,8 @@ async fn on_the_embedded_store_the_board_works_the_same() {
     board_round(&SqliteDb::create("board"), "board-sqlite").await;
 }
 
-/// Signs in, sees the alert arrive, acknowledges it (mouse and keyboard),
-/// with the accessibility checks on the way.
+/// Signs in, sees the alerts arrive, acknowledges and resolves them by
+/// mouse and by keyboard, with the accessibility checks on the way.
 async fn board_round(db: &impl Counted, shot: &str) {
     let board = repo().join("tests/board");
     assert!(
@@ -35,6 +36,7 @@ async fn board_round(db: &impl Counted, shot: &str) {
     let engine = Engine::start(&broker.engine_url(), db.url(), &unique("eng")).await;
     let from = (Utc::now() - ChronoDuration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
     enrol(db.url(), "pat-7", "ward-a", "patch-7", &from);
+    enrol(db.url(), "pat-8", "ward-a", "patch-8", &from);
     admin(
         db.url(),
         &[
@@ -74,54 +76,75 @@ async fn board_round(db: &impl Counted, shot: &str) {
         "the sign-in screen"
     );
     assert_eq!(next_line(&mut rx).await, "READY");
-    // A septic picture arrives over MQTT.
+    // A septic picture arrives over MQTT for each patient.
     let mut p = broker.loadgen_publisher().await;
     let bt = Utc::now().timestamp() as f64 - 30.0;
-    p.publish(
-        &readings_topic("patch-7"),
-        format!(
-            r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},{{"n":"spo2","u":"%","v":94}},
-                {{"n":"systolic_bp","u":"mm[Hg]","v":100}},{{"n":"heart_rate","u":"/min","v":115}},
-                {{"n":"body_temperature","u":"Cel","v":38.6}},{{"n":"consciousness","vs":"A"}}]"#
-        ),
-    )
-    .await;
+    for device in ["patch-7", "patch-8"] {
+        p.publish(
+            &readings_topic(device),
+            format!(
+                r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},{{"n":"spo2","u":"%","v":94}},
+                    {{"n":"systolic_bp","u":"mm[Hg]","v":100}},{{"n":"heart_rate","u":"/min","v":115}},
+                    {{"n":"body_temperature","u":"Cel","v":38.6}},{{"n":"consciousness","vs":"A"}}]"#
+            ),
+        )
+        .await;
+    }
     p.flush().await;
-    assert_eq!(
-        next_line(&mut rx).await,
-        "ALERT pat-7 emergency NEWS2 9 (high)",
-        "the alert and the patient's row with the current NEWS2"
-    );
+    for patient in ["pat-7", "pat-8"] {
+        assert_eq!(
+            next_line(&mut rx).await,
+            format!("ALERT {patient} emergency NEWS2 9 (high)"),
+            "the alert and the patient's row with the current NEWS2"
+        );
+    }
     assert_eq!(
         next_line(&mut rx).await,
         "A11Y board 0",
-        "the board with an open alert"
+        "the board with open alerts"
     );
     assert_eq!(
         next_line(&mut rx).await,
-        "KEYBOARD reached focus-visible",
-        "Tab reaches the acknowledge button, with a visible focus ring"
+        "KEYBOARD ACK pat-7 reached focus-visible acknowledged by nurse-ann",
+        "Tab reaches the acknowledge button, with a visible focus ring; Enter acknowledges"
     );
-    let done = next_line(&mut rx).await;
-    assert_eq!(done, "DONE acknowledged by nurse-ann");
+    assert_eq!(
+        next_line(&mut rx).await,
+        "MOUSE ACK pat-8 acknowledged by nurse-ann",
+        "a click acknowledges"
+    );
     assert_eq!(
         next_line(&mut rx).await,
         "TABLET 0 fits",
         "a 768 px tablet: no violations, no sideways scrolling"
     );
+    assert_eq!(
+        next_line(&mut rx).await,
+        "MOUSE RESOLVE pat-8 advice_given gone",
+        "resolved by mouse with the chosen outcome, and off the list"
+    );
+    assert_eq!(
+        next_line(&mut rx).await,
+        "KEYBOARD RESOLVE pat-7 visit_arranged gone",
+        "resolved by keyboard alone with the chosen outcome, and off the list"
+    );
+    assert_eq!(next_line(&mut rx).await, "DONE");
     let status = child.wait().unwrap();
     assert!(status.success());
     assert!(
         std::fs::metadata(&screenshot).unwrap().len() > 10_000,
         "a real screenshot"
     );
-    assert_eq!(
-        db.count(
-            "SELECT count(*) FROM alerts WHERE patient_id = 'pat-7' AND state = 'acknowledged'"
-        )
-        .await,
-        1,
-        "acknowledged in the store"
-    );
+    for (patient, outcome) in [("pat-7", "visit_arranged"), ("pat-8", "advice_given")] {
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM alerts WHERE patient_id = '{patient}' AND state = 'resolved' \
+                 AND acknowledged_by = 'nurse-ann' AND resolved_by = 'nurse-ann' AND outcome = '{outcome}'"
+            ))
+            .await,
+            1,
+            "{patient}: acknowledged and resolved with {outcome} in the store"
+        );
+    }
     drop(engine);
 }

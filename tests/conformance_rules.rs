@@ -834,11 +834,13 @@ async fn records_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
     assert!(s.reading_notes("p1", t(0), t(30)).await.unwrap().is_empty());
 }
 
-async fn pg(tag: &str) -> PgStore {
+/// A migrated store on a fresh database; the database lives (and is
+/// dropped) with the returned guard.
+async fn pg(tag: &str) -> (Db, PgStore) {
     let db = Db::create(tag).await;
     let store = PgStore::connect(&db.url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    store
+    (db, store)
 }
 
 async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -851,7 +853,8 @@ async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_the_rules_contract() {
-    rules_check(&pg("rules").await).await;
+    let (_db, store) = pg("rules").await;
+    rules_check(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -862,7 +865,8 @@ async fn sqlite_keeps_the_rules_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_the_records_contract() {
-    records_check(&pg("records").await).await;
+    let (_db, store) = pg("records").await;
+    records_check(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

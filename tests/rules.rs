@@ -245,25 +245,28 @@ async fn a_restart_rebuilds_state_raising_no_storm_and_keeping_every_deteriorati
     .await;
 
     let engine = Engine::start(&broker.engine_url(), &db.url, &client).await;
+    let started = Utc::now().timestamp();
     // The replay found the missed deterioration and raised it.
     assert_eq!(
         wait_for_events(&db, "missed", rule, 1).await,
         vec!["raised"]
     );
-    // Let several clock ticks pass after the rebuild.
     let patients = engine.metric("wardwatch_rules_patients").await;
     assert!(patients >= 22.0, "every patient loaded: {patients}");
     let replayed = engine
         .metric("wardwatch_rules_replayed_readings_total")
         .await;
     assert!(replayed >= 26.0, "stored readings replayed: {replayed}");
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let no_data = db
-        .count("SELECT count(*) FROM flags WHERE rule = 'no_data'")
-        .await;
-    assert_eq!(no_data, 0, "no no_data storm after a restart");
+    // Every shard's clock has run two seconds past the rebuild: a storm of
+    // overdue no_data deadlines would have been raised by now.
+    eventually("the rules' clock past the rebuild", || async {
+        (engine.metric("wardwatch_rules_clock_seconds").await >= (started + 2) as f64).then_some(())
+    })
+    .await;
     // The open flag was kept, not raised again; a further low reading
-    // updates it.
+    // updates it. Its event is written after anything those ticks raised
+    // (one flag writer, in order), so it is also the sentinel for the
+    // no_data check.
     assert_eq!(events(&db, "sick", rule).await, vec!["raised"]);
     let t = now_secs();
     p.publish(
@@ -276,6 +279,10 @@ async fn a_restart_rebuilds_state_raising_no_storm_and_keeping_every_deteriorati
         wait_for_events(&db, "sick", rule, 2).await,
         vec!["raised", "updated"]
     );
+    let no_data = db
+        .count("SELECT count(*) FROM flags WHERE rule = 'no_data'")
+        .await;
+    assert_eq!(no_data, 0, "no no_data storm after a restart");
     assert_eq!(
         db.count("SELECT count(*) FROM flags WHERE patient_id = 'sick'")
             .await,
@@ -319,7 +326,8 @@ async fn sighup_reloads_the_pathways_and_an_invalid_file_keeps_the_running_rules
     // An invalid edit: refused with file, line and field; the rules stay.
     let file = dir.path().join("covid-oximetry.toml");
     let good = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, good.replace("low = 92.5", "low = \"ninety\"")).unwrap();
+    let invalid = edit(&good, "low = 92.5", "low = \"ninety\"");
+    std::fs::write(&file, invalid).unwrap();
     sighup(engine.pid());
     eventually("reload refused", || async {
         let log = engine.log();
@@ -331,24 +339,43 @@ async fn sighup_reloads_the_pathways_and_an_invalid_file_keeps_the_running_rules
     assert!(log.contains("line"), "names the line: {log}");
     assert!(log.contains("low"), "names the field: {log}");
 
-    // SpO2 95 twice: no flag under the running (valid) rules.
+    // SpO2 93 twice: only the running (valid) rules flag it (urgent review
+    // below 94.5), so a flag proves they were kept; an engine that dropped
+    // its rules, or fell back to another pathway, raises nothing.
     let mut p = broker.loadgen_publisher().await;
     let t0 = now_secs() - 600.0;
     for k in 0..2 {
         let t = t0 + f64::from(k) * 60.0;
         p.publish(
             &readings_topic("ox-1"),
+            format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":93}}]"#),
+        )
+        .await;
+    }
+    p.flush().await;
+    assert_eq!(
+        wait_for_events(&db, "p1", "threshold:spo2:1", 1).await,
+        vec!["raised"],
+        "the kept rules flag SpO2 93"
+    );
+    // SpO2 95 twice for a second patient: above the kept limits, no flag.
+    enrol_on(&db, "p2", "covid-oximetry", "ox-2", &an_hour_ago());
+    for k in 0..2 {
+        let t = t0 + f64::from(k) * 60.0;
+        p.publish(
+            &readings_topic("ox-2"),
             format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":95}}]"#),
         )
         .await;
     }
     p.flush().await;
-    wait_evaluated(&engine, 2.0).await;
-    assert!(flags(&db, "p1").await.is_empty());
+    wait_evaluated(&engine, 4.0).await;
+    assert!(flags(&db, "p2").await.is_empty());
 
     // A valid edit: urgent review below 96 now. SIGHUP applies it without
     // a restart, and the same readings raise.
-    std::fs::write(&file, good.replace("low = 94.5", "low = 96")).unwrap();
+    let edited = edit(&good, "low = 94.5", "low = 96");
+    std::fs::write(&file, edited).unwrap();
     sighup(engine.pid());
     eventually("reload applied", || async {
         engine.log().contains("Rules reloaded").then_some(())
@@ -357,20 +384,20 @@ async fn sighup_reloads_the_pathways_and_an_invalid_file_keeps_the_running_rules
     for k in 2..4 {
         let t = t0 + f64::from(k) * 60.0;
         p.publish(
-            &readings_topic("ox-1"),
+            &readings_topic("ox-2"),
             format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":95}}]"#),
         )
         .await;
     }
     p.flush().await;
     assert_eq!(
-        wait_for_events(&db, "p1", "threshold:spo2:1", 1).await,
+        wait_for_events(&db, "p2", "threshold:spo2:1", 1).await,
         vec!["raised"]
     );
-    wait_evaluated(&engine, 4.0).await;
+    wait_evaluated(&engine, 6.0).await;
     assert_eq!(
         engine.metric("wardwatch_rules_readings_total").await,
-        4.0,
+        6.0,
         "no reading lost across the reloads"
     );
 
@@ -378,7 +405,11 @@ async fn sighup_reloads_the_pathways_and_an_invalid_file_keeps_the_running_rules
     let applied = engine
         .metric("wardwatch_rules_reloads_total{outcome=\"applied\"}")
         .await;
-    let extra = good.replace("name = \"covid-oximetry\"", "name = \"covid-oximetry-2\"");
+    let extra = edit(
+        &good,
+        "name = \"covid-oximetry\"",
+        "name = \"covid-oximetry-2\"",
+    );
     std::fs::write(dir.path().join("covid-oximetry-2.toml"), extra).unwrap();
     eventually("reload on file change", || async {
         let log = engine.log();

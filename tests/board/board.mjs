@@ -2,13 +2,19 @@
 // Protocol with the Rust test (tests/board.rs), one line each on stdout:
 //   "A11Y signin <n> <rules>": axe-core's WCAG 2.1 A/AA violations on the
 //     sign-in screen; then "READY" once signed in and live. The test then
-//     publishes a deteriorating reading; this waits for the alert row and
-//     prints "ALERT <patient> <severity> NEWS2 <score>", then
-//   "A11Y board <n> <rules>" with the alert showing,
-//   "KEYBOARD <reached|unreachable> <focus ring>": Tab reaches the alert's
-//     acknowledge button and Enter presses it,
-//   "DONE <state>" once the board shows the new state (screenshot saved),
-//   "TABLET <n> <fits|overflows>": violations and horizontal fit at 768 px.
+//     publishes two deteriorating patients' readings; this waits for both
+//     alert rows and prints "ALERT <patient> <severity> NEWS2 <score>" for
+//     each (patient order), then
+//   "A11Y board <n> <rules>" with the alerts showing,
+//   "KEYBOARD ACK <patient> <reached|unreachable> <focus ring> <state>": Tab
+//     reaches the first alert's acknowledge button and Enter presses it,
+//   "MOUSE ACK <patient> <state>": a click acknowledges the second,
+//   "TABLET <n> <fits|overflows>": violations and horizontal fit at 768 px,
+//   "MOUSE RESOLVE <patient> <outcome> <gone|shown>": the second alert
+//     resolved with a chosen outcome by mouse,
+//   "KEYBOARD RESOLVE <patient> <outcome> <gone|shown>": the first resolved
+//     by keyboard alone (Tab to the outcome, arrow keys, Tab, Enter),
+//   "DONE" with the screenshots saved.
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
@@ -41,43 +47,92 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForSelector("body[data-live=yes]", { timeout: 30000 });
   console.log("READY");
-  const row = page.locator("#alerts tbody tr").first();
-  await row.waitFor({ timeout: 60000 });
-  const patient = await row.locator("td").nth(1).textContent();
-  const severity = await row.locator(".sev").textContent();
-  // The patient's row follows the alert (it reloads on every alert event).
-  const cell = page.locator(`#patients tr[data-patient="${patient}"] .news2`).filter({ hasNotText: "not scored" });
-  await cell.waitFor({ timeout: 30000 });
-  const news2 = await cell.textContent();
-  console.log(`ALERT ${patient} ${severity} NEWS2 ${news2}`);
+  const rows = page.locator("#alerts tbody tr");
+  // (The board's CSP forbids eval, so waitForFunction cannot be used: poll.)
+  await rows.nth(1).waitFor({ timeout: 60000 });
+  const patients = [];
+  for (let i = 0; i < (await rows.count()); i++) patients.push(await rows.nth(i).locator("td").nth(1).textContent());
+  patients.sort();
+  for (const patient of patients) {
+    const row = page.locator(`#alerts tbody tr`, { has: page.locator("td", { hasText: patient }) });
+    const severity = await row.locator(".sev").textContent();
+    // The patient's row follows the alert (it reloads on every alert event).
+    const cell = page.locator(`#patients tr[data-patient="${patient}"] .news2`).filter({ hasNotText: "not scored" });
+    await cell.waitFor({ timeout: 30000 });
+    console.log(`ALERT ${patient} ${severity} NEWS2 ${await cell.textContent()}`);
+  }
   console.log(`A11Y board ${await wcag(page)}`);
+  const [first, second] = patients;
+  const alertRow = (p) => page.locator("#alerts tbody tr", { has: page.locator("td", { hasText: p }) });
+  const stateOf = async (p) => (await alertRow(p).locator(".state").textContent()).trim();
 
-  // Keyboard only: Tab to the acknowledge button, Enter to press it.
-  const name = `Acknowledge alert for patient ${patient}`;
-  let reached = false;
+  /** Tab (from the page's start) until the element with this accessible name has focus. */
+  async function tabTo(name) {
+    await page.evaluate(() => document.activeElement?.blur());
+    for (let i = 0; i < 120; i++) {
+      await page.keyboard.press("Tab");
+      if (await page.evaluate((n) => document.activeElement?.getAttribute("aria-label") === n, name)) return true;
+    }
+    return false;
+  }
+  const focusRing = () => page.evaluate(() => {
+    const s = getComputedStyle(document.activeElement);
+    return s.outlineStyle !== "none" && s.outlineWidth !== "0px" ? "focus-visible" : "no-focus-ring";
+  });
+
+  // Keyboard only: Tab to the first alert's acknowledge button, Enter.
+  const reached = await tabTo(`Acknowledge alert for patient ${first}`);
   let ring = "none";
-  for (let i = 0; i < 80 && !reached; i++) {
-    await page.keyboard.press("Tab");
-    reached = await page.evaluate((n) => document.activeElement?.getAttribute("aria-label") === n, name);
-  }
   if (reached) {
-    ring = await page.evaluate(() => {
-      const s = getComputedStyle(document.activeElement);
-      return s.outlineStyle !== "none" && s.outlineWidth !== "0px" ? "focus-visible" : "no-focus-ring";
-    });
+    ring = await focusRing();
     await page.keyboard.press("Enter");
+    await alertRow(first).locator(".state", { hasText: "acknowledged" }).waitFor({ timeout: 30000 });
   }
-  console.log(`KEYBOARD ${reached ? "reached" : "unreachable"} ${ring}`);
-  await page.locator("#alerts tbody tr .state", { hasText: "acknowledged" }).first().waitFor({ timeout: 30000 });
-  const state = await row.locator(".state").textContent();
+  console.log(`KEYBOARD ACK ${first} ${reached ? "reached" : "unreachable"} ${ring} ${await stateOf(first)}`);
+
+  // Mouse: a click on the second alert's acknowledge button.
+  await page.getByRole("button", { name: `Acknowledge alert for patient ${second}` }).click();
+  await alertRow(second).locator(".state", { hasText: "acknowledged" }).waitFor({ timeout: 30000 });
+  console.log(`MOUSE ACK ${second} ${await stateOf(second)}`);
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
-  console.log(`DONE ${state}`);
 
   // A tablet held upright: everything still fits without sideways scrolling.
   await page.setViewportSize({ width: 768, height: 1024 });
   const fits = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
   await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-tablet.png"), fullPage: true });
   console.log(`TABLET ${await wcag(page)} ${fits ? "fits" : "overflows"}`.replace(/ +/g, " "));
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  const gone = async (p) => {
+    try {
+      await alertRow(p).waitFor({ state: "detached", timeout: 30000 });
+      return "gone";
+    } catch {
+      return "shown";
+    }
+  };
+  // Mouse: pick an outcome from the list, click Resolve.
+  const outcome2 = page.getByRole("combobox", { name: `Outcome for patient ${second}` });
+  await outcome2.click();
+  await outcome2.selectOption("advice_given");
+  await page.getByRole("button", { name: `Resolve alert for patient ${second}` }).click();
+  console.log(`MOUSE RESOLVE ${second} advice_given ${await gone(second)}`);
+
+  // Keyboard only: Tab to the outcome, two arrow presses (reviewed no action
+  // -> advice given -> visit arranged), Tab to Resolve, Enter.
+  let chosen = "unreachable";
+  if (await tabTo(`Outcome for patient ${first}`)) {
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("ArrowDown");
+    chosen = await page.evaluate(() => document.activeElement.value);
+    await page.keyboard.press("Tab");
+    const onResolve = await page.evaluate((n) => document.activeElement?.getAttribute("aria-label") === n, `Resolve alert for patient ${first}`);
+    if (onResolve) await page.keyboard.press("Enter");
+    else chosen = "resolve-not-next";
+  }
+  console.log(`KEYBOARD RESOLVE ${first} ${chosen} ${await gone(first)}`);
+  await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-resolved.png"), fullPage: true });
+  console.log("DONE");
 } finally {
   await browser.close();
 }

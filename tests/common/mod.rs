@@ -39,11 +39,50 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A port that was free a moment ago. Only for servers that cannot bind
+/// port 0 and report it (Mosquitto): [`Broker::start`] retries on another
+/// port when the broker could not bind this one.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// The address a `wardwatch` process logged for its HTTP listener
+/// (`HTTP listening.`, human or JSON log), once it has bound.
+pub fn logged_http_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("HTTP listening."))?;
+    let rest = line
+        .split_once("addr=")
+        .or_else(|| line.split_once("\"addr\":\""))?
+        .1;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+}
+
+/// Whether an MQTT broker on `port` answers a CONNECT with CONNACK (a
+/// listening socket alone does not mean it is ready for sessions).
+pub async fn mqtt_answers(port: u16, user: &str, pass: &str) -> bool {
+    let mut o = MqttOptions::new(unique("ready"), "127.0.0.1", port);
+    o.set_credentials(user, pass);
+    let (client, mut el) = AsyncClient::new(o, 10);
+    let ok = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let _ = client.disconnect().await;
+    ok
 }
 
 /// Polls `f` until it returns `Some`, or panics after [`WAIT`] with `what`.
@@ -75,11 +114,56 @@ pub struct Broker {
 impl Broker {
     pub async fn start() -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let conf = std::fs::read_to_string(repo().join("config/mosquitto/mosquitto.conf"))
-            .expect("project mosquitto.conf");
         let d = dir.path();
         std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::copy(repo().join("config/mosquitto/acl"), d.join("acl")).unwrap();
+        let passwd = d.join("passwd");
+        let mut users = vec![(ENGINE_USER, ENGINE_PASS), (LOADGEN_USER, LOADGEN_PASS)];
+        users.extend(DEVICE_USERS.iter().map(|u| (*u, DEVICE_PASS)));
+        for (i, (u, p)) in users.iter().enumerate() {
+            let mut cmd = Command::new("mosquitto_passwd");
+            if i == 0 {
+                cmd.arg("-c");
+            }
+            let st = cmd
+                .arg("-b")
+                .arg(&passwd)
+                .arg(u)
+                .arg(p)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("mosquitto_passwd (Debian package mosquitto)");
+            assert!(st.success(), "mosquitto_passwd failed");
+        }
+        let mut b = Broker {
+            port: 0,
+            dir,
+            child: None,
+        };
+        // Mosquitto cannot bind port 0 and tell us which port it took, so a
+        // port found free may be taken by someone else before it binds:
+        // then it exits, and we try another.
+        for _ in 0..10 {
+            b.port = free_port();
+            b.write_config();
+            if b.spawn().await {
+                return b;
+            }
+        }
+        panic!(
+            "mosquitto did not start on any of 10 free ports: {}",
+            b.log()
+        );
+    }
+
+    /// The project's config, rewritten only for the port, file paths and
+    /// log destination.
+    fn write_config(&self) {
+        let conf = std::fs::read_to_string(repo().join("config/mosquitto/mosquitto.conf"))
+            .expect("project mosquitto.conf");
+        let d = self.dir.path();
+        let port = self.port;
         let mut out = String::new();
         for line in conf.lines() {
             let l = line.trim_start();
@@ -107,56 +191,47 @@ impl Broker {
             String::from_utf8_lossy(&me.stdout).trim()
         ));
         std::fs::write(d.join("mosquitto.conf"), out).unwrap();
-        std::fs::copy(repo().join("config/mosquitto/acl"), d.join("acl")).unwrap();
-        let passwd = d.join("passwd");
-        let mut users = vec![(ENGINE_USER, ENGINE_PASS), (LOADGEN_USER, LOADGEN_PASS)];
-        users.extend(DEVICE_USERS.iter().map(|u| (*u, DEVICE_PASS)));
-        for (i, (u, p)) in users.iter().enumerate() {
-            let mut cmd = Command::new("mosquitto_passwd");
-            if i == 0 {
-                cmd.arg("-c");
-            }
-            let st = cmd
-                .arg("-b")
-                .arg(&passwd)
-                .arg(u)
-                .arg(p)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("mosquitto_passwd (Debian package mosquitto)");
-            assert!(st.success(), "mosquitto_passwd failed");
-        }
-        let mut b = Broker {
-            port,
-            dir,
-            child: None,
-        };
-        b.spawn().await;
-        b
     }
 
-    async fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
+    /// Starts Mosquitto and waits until it answers an MQTT CONNECT; false
+    /// when it exited first (its port was taken).
+    async fn spawn(&mut self) -> bool {
+        let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto (Debian package mosquitto)");
-        self.child = Some(child);
-        let port = self.port;
-        eventually("mosquitto to listen", || async move {
-            TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if mqtt_answers(self.port, ENGINE_USER, ENGINE_PASS).await {
+                self.child = Some(child);
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "mosquitto did not answer on port {}: {}",
+                    self.port,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops the broker gracefully (it saves its persistence file) and starts it again.
     pub async fn restart(&mut self) {
+        self.stop();
+        self.resume().await;
+    }
+
+    /// Stops the broker gracefully (it saves its persistence file).
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -164,7 +239,16 @@ impl Broker {
                 .status();
             let _ = c.wait();
         }
-        self.spawn().await;
+    }
+
+    /// Starts a stopped broker again on its port, with its persisted state.
+    pub async fn resume(&mut self) {
+        assert!(
+            self.spawn().await,
+            "mosquitto could not restart on port {}: {}",
+            self.port,
+            self.log()
+        );
     }
 
     pub fn url(&self, user: &str, pass: &str) -> String {
@@ -246,11 +330,43 @@ impl Db {
         .await;
     }
 
+    /// One integer from a query; a failed query fails the test (a stand-in
+    /// value would pass `before < expected` and `== 0` checks).
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_one(&self.pool)
             .await
-            .unwrap_or(-1)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// A test's database goes with it (connections still open, an engine's
+/// included, are ended by `FORCE`); scripts/test.sh also sweeps any left by
+/// a run that was killed.
+impl Drop for Db {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on
+        // itself: a thread with its own runtime does the work.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(admin) = PgPool::connect(&pg_admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -307,40 +423,59 @@ impl Engine {
         client_id: &str,
         env: &[(&str, &str)],
     ) -> Engine {
-        let http = free_port();
-        let log = std::env::temp_dir().join(format!("wardwatch-{client_id}-{http}.log"));
+        let log = std::env::temp_dir().join(format!("wardwatch-{}.log", unique(client_id)));
         let file = std::fs::File::create(&log).expect("engine log");
         let mut cmd = wardwatch();
         cmd.arg("serve")
             .env("WARDWATCH_MQTT_URL", mqtt_url)
             .env("WARDWATCH_DATABASE_URL", db_url)
-            .env("WARDWATCH_HTTP_ADDR", format!("127.0.0.1:{http}"))
+            // The engine binds a free port itself and logs it: no race with
+            // another test for a port found free beforehand.
+            .env("WARDWATCH_HTTP_ADDR", "127.0.0.1:0")
             .env("WARDWATCH_MQTT_CLIENT_ID", client_id)
             .stdout(Stdio::null())
             .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start wardwatch serve");
+        let mut child = cmd.spawn().expect("start wardwatch serve");
+        let http = {
+            let log = log.clone();
+            let mut exited = None;
+            let port = tokio::time::timeout(WAIT, async {
+                loop {
+                    if let Some(port) = std::fs::read_to_string(&log)
+                        .ok()
+                        .and_then(|l| logged_http_port(&l))
+                    {
+                        return Some(port);
+                    }
+                    if let Ok(Some(status)) = child.try_wait() {
+                        exited = Some(status);
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            match port {
+                Ok(Some(port)) => port,
+                _ => panic!(
+                    "the engine logged no HTTP address (exit: {exited:?}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+            }
+        };
         let e = Engine {
             http,
             child: Some(child),
             log,
         };
-        let port = e.http;
-        eventually("engine /healthz", || async move {
-            http_get(port, "/healthz").await.filter(|(s, _)| *s == 200)
-        })
-        .await;
-        // Give the MQTT session a moment to subscribe.
-        eventually("engine MQTT connection", || {
-            let log = e.log.clone();
-            async move {
-                std::fs::read_to_string(&log)
-                    .ok()
-                    .filter(|l| l.contains("Connected to MQTT broker"))
-                    .map(|_| ())
-            }
+        // Healthy: the database answers and the broker confirmed the
+        // device subscriptions (SUBACK), so nothing published from now on
+        // can miss the engine.
+        eventually("engine /healthz: database ok, MQTT subscribed", || async {
+            http_get(http, "/healthz").await.filter(|(s, _)| *s == 200)
         })
         .await;
         e
@@ -374,26 +509,31 @@ impl Engine {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The engine's Prometheus exposition; a failed scrape fails the test
+    /// (an empty text would read as "every counter is zero").
     pub async fn metrics(&self) -> String {
-        http_get(self.http, "/metrics")
-            .await
-            .map(|(_, b)| b)
-            .unwrap_or_default()
+        match http_get(self.http, "/metrics").await {
+            Some((200, body)) => body,
+            other => panic!("scraping /metrics on port {} failed: {other:?}", self.http),
+        }
     }
 
-    /// The value of one metric line (exact name and labels) or 0.
+    /// The value of one metric line (exact name and labels). A series the
+    /// engine does not export fails the test: the engine registers every
+    /// counter at zero, so absence means a wrong name or a dead exporter.
     pub async fn metric(&self, series: &str) -> f64 {
-        parse_metric(&self.metrics().await, series)
+        let text = self.metrics().await;
+        parse_metric(&text, series)
+            .unwrap_or_else(|| panic!("the engine exports no series {series}; it has:\n{text}"))
     }
 }
 
-pub fn parse_metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+/// One series' value from a Prometheus exposition, `None` when absent.
+pub fn parse_metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
 }
 
 impl Drop for Engine {
@@ -581,6 +721,18 @@ pub fn readings_topic(device: &str) -> String {
 
 pub fn observations_topic(device: &str) -> String {
     format!("wardwatch/v1/devices/{device}/observations")
+}
+
+/// `text` with `from` replaced by `to`, failing the test unless `from`
+/// occurs exactly once: a config edit that silently matched nothing would
+/// leave the test running on the shipped settings.
+pub fn edit(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "the edit {from:?} -> {to:?} must match exactly once"
+    );
+    text.replacen(from, to, 1)
 }
 
 pub fn unique(tag: &str) -> String {

@@ -47,6 +47,34 @@ pub const SUBSCRIPTIONS: [&str; 2] = [
     "wardwatch/v1/devices/+/observations",
 ];
 
+/// What the session's link to the broker is doing now, for `/healthz` and
+/// for anyone who must know the engine can receive: connected alone is not
+/// enough, since a message published before the broker confirmed the
+/// subscription (SUBACK) may never be routed to us.
+#[derive(Debug, Default)]
+pub struct LinkStatus {
+    connected: std::sync::atomic::AtomicBool,
+    subscribed: std::sync::atomic::AtomicBool,
+}
+
+impl LinkStatus {
+    /// Connected to the broker (CONNACK received).
+    pub fn connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connected and every subscription confirmed by the broker.
+    pub fn subscribed(&self) -> bool {
+        self.connected() && self.subscribed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set(&self, connected: bool, subscribed: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.subscribed.store(subscribed, SeqCst);
+        self.connected.store(connected, SeqCst);
+    }
+}
+
 /// Host, port and optional (user, password) of a broker URL.
 pub type BrokerAddress = (String, u16, Option<(String, String)>);
 
@@ -73,6 +101,8 @@ pub struct SessionConfig {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// Where the session reports its link (shared with the health endpoint).
+    pub status: std::sync::Arc<LinkStatus>,
 }
 
 impl SessionConfig {
@@ -240,6 +270,7 @@ async fn run_connections(
             }
         };
         metrics::counter!("wardwatch_mqtt_connections_total").increment(1);
+        config.status.set(true, false);
         info!(
             message = "Connected to MQTT broker.",
             host = %config.host,
@@ -283,6 +314,7 @@ async fn run_connections(
                 |e| e.map_or_else(|e| e.to_string(), |_| "writer stopped".into()),
             )),
         };
+        config.status.set(false, false);
         match outcome {
             None => {
                 // Graceful: release every committed ack, then DISCONNECT, then
@@ -448,6 +480,9 @@ async fn run_reader(
                 if s.return_codes.contains(&SubscribeReasonCode::Failure) {
                     warn!(message = "The broker refused a subscription; check the engine user's ACL.", codes = ?s.return_codes);
                     metrics::counter!("wardwatch_mqtt_subscription_failures_total").increment(1);
+                } else {
+                    config.status.set(true, true);
+                    info!(message = "Subscribed to the device topics.", epoch);
                 }
             }
             Packet::PingResp => {}

@@ -934,22 +934,112 @@ mod tests {
             if tl >= 37.0 { prop_assert!(temperature(rt(th)) >= temperature(rt(tl))); }
         }
 
+        /// The total and band against the RCP chart itself, written here as
+        /// ranges (not by re-adding `score()`'s own breakdown). Inputs are
+        /// on the chart's grid (whole numbers; temperature in tenths), so no
+        /// rounding question arises; both SpO2 scales, air and oxygen.
         #[test]
-        fn the_total_is_the_sum_and_the_band_follows_it(
-            rr in 2.0f64..80.0, sp in 50.0f64..100.0, sbp in 40.0f64..300.0,
-            hr in 20.0f64..300.0, t in 25.0f64..45.0, o2: bool, c in 0u8..5,
+        fn the_total_and_band_match_the_rcp_chart(
+            rr in 2u32..80, sp in 50u32..=100, sbp in 40u32..300,
+            hr in 20u32..300, t10 in 250u32..450, o2: bool, c in 0u8..5, scale2: bool,
         ) {
             let obs = Observations {
-                respiration_rate: Some(rr), spo2: Some(sp), on_oxygen: Some((o2, OxygenSource::Reading)),
-                systolic_bp: Some(sbp), pulse: Some(hr), temperature: Some(t),
+                respiration_rate: Some(f64::from(rr)), spo2: Some(f64::from(sp)),
+                on_oxygen: Some((o2, OxygenSource::Reading)),
+                systolic_bp: Some(f64::from(sbp)), pulse: Some(f64::from(hr)),
+                temperature: Some(f64::from(t10) / 10.0),
                 consciousness: Acvpu::from_letter(&c.to_string()),
             };
-            let s = score(&obs, SpO2Scale::One).unwrap();
-            let sum: u8 = s.breakdown.iter().map(|x| x.score).sum();
-            prop_assert_eq!(s.total, sum);
-            prop_assert!(s.breakdown.iter().all(|x| x.score <= 3));
-            if s.total >= 7 { prop_assert_eq!(s.band, Band::High); }
-            if s.total <= 4 && s.breakdown.iter().any(|x| x.score == 3) { prop_assert_eq!(s.band, Band::LowMedium); }
+            let scale = if scale2 { SpO2Scale::Two } else { SpO2Scale::One };
+            let s = score(&obs, scale).unwrap();
+            let expected = chart(rr, sp, scale2, o2, sbp, hr, c, t10);
+            prop_assert_eq!(s.total, expected.iter().sum::<u8>());
+            for (sub, want) in s.breakdown.iter().zip(expected) {
+                prop_assert_eq!(sub.score, want, "{:?}", sub.parameter);
+            }
+            let any3 = expected.contains(&3);
+            let band = match s.total {
+                0 => Band::Zero,
+                7.. => Band::High,
+                5..=6 => Band::Medium,
+                _ if any3 => Band::LowMedium,
+                _ => Band::Low,
+            };
+            prop_assert_eq!(s.band, band);
         }
+    }
+
+    /// RCP NEWS2 chart 1 (2017), row by row, in chart order: respiration,
+    /// SpO2 (scale 1 or 2), air or oxygen, systolic BP, pulse,
+    /// consciousness (0 = Alert), temperature (tenths of a degree).
+    #[allow(clippy::too_many_arguments)]
+    fn chart(
+        rr: u32,
+        sp: u32,
+        scale2: bool,
+        o2: bool,
+        sbp: u32,
+        hr: u32,
+        c: u8,
+        t10: u32,
+    ) -> [u8; 7] {
+        let respiration = match rr {
+            ..=8 => 3,
+            9..=11 => 1,
+            12..=20 => 0,
+            21..=24 => 2,
+            _ => 3,
+        };
+        let spo2 = if !scale2 {
+            match sp {
+                ..=91 => 3,
+                92..=93 => 2,
+                94..=95 => 1,
+                _ => 0,
+            }
+        } else {
+            match (sp, o2) {
+                (..=83, _) => 3,
+                (84..=85, _) => 2,
+                (86..=87, _) => 1,
+                (88..=92, _) | (_, false) => 0,
+                (93..=94, true) => 1,
+                (95..=96, true) => 2,
+                (_, true) => 3,
+            }
+        };
+        let air_or_oxygen = if o2 { 2 } else { 0 };
+        let systolic = match sbp {
+            ..=90 => 3,
+            91..=100 => 2,
+            101..=110 => 1,
+            111..=219 => 0,
+            _ => 3,
+        };
+        let pulse = match hr {
+            ..=40 => 3,
+            41..=50 => 1,
+            51..=90 => 0,
+            91..=110 => 1,
+            111..=130 => 2,
+            _ => 3,
+        };
+        let consciousness = if c == 0 { 0 } else { 3 };
+        let temperature = match t10 {
+            ..=350 => 3,
+            351..=360 => 1,
+            361..=380 => 0,
+            381..=390 => 1,
+            _ => 2,
+        };
+        [
+            respiration,
+            spo2,
+            air_or_oxygen,
+            systolic,
+            pulse,
+            consciousness,
+            temperature,
+        ]
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -571,6 +571,9 @@ pub struct Shards {
     pub rules: Arc<ArcSwap<RuleSet>>,
     /// Shared counters.
     pub stats: Arc<ShardStats>,
+    /// Per shard, the latest clock tick it has fully handled (its flags
+    /// handed on), seconds; 0 before the first.
+    clocks: Vec<Arc<AtomicI64>>,
 }
 
 impl Shards {
@@ -587,17 +590,21 @@ impl Shards {
         let stats = Arc::new(ShardStats::default());
         let mut inputs = Vec::new();
         let mut workers = Vec::new();
+        let mut clocks = Vec::new();
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::channel(capacity.max(1));
             let worker = ShardWorker::new(rules.clone(), stats.clone());
             let flags = flags.clone();
+            let clock = Arc::new(AtomicI64::new(0));
+            let worker_clock = clock.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("rules-{i}"))
-                .spawn(move || run_worker(worker, rx, flags));
+                .spawn(move || run_worker(worker, rx, flags, worker_clock));
             if let Ok(handle) = spawned {
                 // Out of threads: fewer shards still evaluate everything.
                 inputs.push(tx);
                 workers.push(handle);
+                clocks.push(clock);
             }
         }
         let next_slot = vec![0; inputs.len()];
@@ -608,7 +615,19 @@ impl Shards {
             next_slot,
             rules,
             stats,
+            clocks,
         }
+    }
+
+    /// The clock time (s) up to which every shard has handled its ticks and
+    /// handed on the flags they raised (`no_data`): time-driven rules have
+    /// been decided up to here. 0 before every shard's first tick.
+    pub fn clock(&self) -> i64 {
+        self.clocks
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Shards running.
@@ -770,14 +789,23 @@ fn run_worker(
     mut worker: ShardWorker,
     mut inbox: mpsc::Receiver<ShardInput>,
     out: mpsc::Sender<PatientFlag>,
+    clock: Arc<AtomicI64>,
 ) {
     let mut flags = Vec::new();
     while let Some(input) = inbox.blocking_recv() {
+        let tick = match input {
+            ShardInput::Tick(now) => Some(now),
+            _ => None,
+        };
         worker.handle(input, &mut flags);
         for f in flags.drain(..) {
             if out.blocking_send(f).is_err() {
                 return;
             }
+        }
+        // Only once the tick's flags are on their way.
+        if let Some(now) = tick {
+            clock.store(now, Ordering::Release);
         }
     }
 }
