@@ -444,11 +444,19 @@ async fn on_the_embedded_store_kill_9_mid_stream_loses_nothing_and_duplicates_no
 }
 
 /// Kills the engine mid-stream and restarts it: every reading is stored
-/// exactly once (redelivered messages, relative SenML times included).
+/// exactly once (redelivered messages, relative SenML times included). The
+/// first engine reaches the broker through a proxy that, before the kill,
+/// swallows its PUBACKs: messages it committed are redelivered to the
+/// second, which must recognise each one.
 async fn kill_9_mid_stream(db: &impl Counted) {
     let broker = Broker::start().await;
+    let proxy = TcpProxy::start(broker.port).await;
     let client_id = unique("eng");
-    let mut engine = Engine::start(&broker.engine_url(), db.url(), &client_id).await;
+    let via_proxy = format!(
+        "mqtt://{ENGINE_USER}:{ENGINE_PASS}@127.0.0.1:{}",
+        proxy.port
+    );
+    let mut engine = Engine::start(&via_proxy, db.url(), &client_id).await;
     let devices = 20;
     let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
     for d in 0..devices {
@@ -464,6 +472,7 @@ async fn kill_9_mid_stream(db: &impl Counted) {
     let packs = 1500usize;
     let base = now_secs() - 3600.0;
     let mut expected = 0i64;
+    let mut swallowed_from = 0;
     for i in 0..packs {
         let dev = format!("dk-{}", i % devices);
         // Every 5th pack uses SenML times relative to receipt: a redelivery
@@ -485,9 +494,21 @@ async fn kill_9_mid_stream(db: &impl Counted) {
         expected += 2;
         p.publish(&readings_topic(&dev), payload).await;
         if i == packs / 3 {
-            // Let some messages get committed, then kill mid-stream.
+            // Some messages committed and acknowledged; then the engine's
+            // PUBACKs stop reaching the broker ...
             eventually("some readings stored", || async {
                 (db.count("SELECT count(*) FROM readings").await > 0).then_some(())
+            })
+            .await;
+            proxy.swallow_client_bytes();
+            swallowed_from = db.count("SELECT count(*) FROM readings").await;
+        }
+        if i == packs / 2 {
+            // ... more messages are committed, unacknowledged, and the
+            // engine is killed mid-stream.
+            eventually("more readings committed, unacknowledged", || async {
+                (db.count("SELECT count(*) FROM readings").await >= swallowed_from + 20)
+                    .then_some(())
             })
             .await;
             engine.kill9();
@@ -533,6 +554,12 @@ async fn kill_9_mid_stream(db: &impl Counted) {
         expected + 1
     );
     assert_eq!(db.count("SELECT count(*) FROM quarantine").await, 0);
+    // The path above was taken: committed messages came back and were
+    // recognised, not stored again.
+    assert!(
+        engine2.metric("wardwatch_readings_duplicate_total").await >= 20.0,
+        "committed but unacknowledged messages were redelivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

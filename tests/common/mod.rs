@@ -624,44 +624,74 @@ impl Drop for Publisher {
     }
 }
 
-/// A TCP proxy to PostgreSQL that a test can cut (dropping every connection
-/// and refusing new ones) and restore: a real outage as the engine sees it.
+/// A TCP proxy (to PostgreSQL or a broker) that a test can cut (dropping
+/// every connection and refusing new ones) and restore: a real outage as
+/// the engine sees it. It can also swallow what the client sends while
+/// still passing the server's bytes on: acknowledgements that never arrive.
 pub struct PgProxy {
     pub port: u16,
     up: Arc<AtomicBool>,
+    swallow: Arc<AtomicBool>,
     cut: Arc<Notify>,
 }
+
+/// The same proxy in front of a broker.
+pub type TcpProxy = PgProxy;
 
 impl PgProxy {
     pub async fn start(target_port: u16) -> PgProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let swallow = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(Notify::new());
-        let (up2, cut2) = (up.clone(), cut.clone());
+        let (up2, swallow2, cut2) = (up.clone(), swallow.clone(), cut.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
-                let cut3 = cut2.clone();
+                let (cut3, swallow3) = (cut2.clone(), swallow2.clone());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target_port)).await
-                    else {
+                    let Ok(outbound) = TcpStream::connect(("127.0.0.1", target_port)).await else {
                         return;
                     };
+                    let (mut in_r, mut in_w) = inbound.into_split();
+                    let (mut out_r, mut out_w) = outbound.into_split();
+                    let upstream = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match in_r.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if swallow3.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if out_w.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut out_r, &mut in_w);
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = upstream => {}
+                        _ = downstream => {}
                         _ = cut3.notified() => {}
                     }
                 });
             }
         });
-        PgProxy { port, up, cut }
+        PgProxy {
+            port,
+            up,
+            swallow,
+            cut,
+        }
     }
 
     pub fn cut(&self) {
@@ -671,6 +701,12 @@ impl PgProxy {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on the client's bytes are read and dropped (the server's
+    /// still reach it): for a broker, the engine's PUBACKs are lost.
+    pub fn swallow_client_bytes(&self) {
+        self.swallow.store(true, Ordering::SeqCst);
     }
 }
 
