@@ -13,7 +13,8 @@
 //   "MOUSE RESOLVE <patient> <outcome> <gone|shown>": the second alert
 //     resolved with a chosen outcome by mouse,
 //   "KEYBOARD RESOLVE <patient> <outcome> <gone|shown>": the first resolved
-//     by keyboard alone (Tab to the outcome, arrow keys, Tab, Enter),
+//     by keyboard alone (Tab to the outcome, arrow keys, a re-render of the
+//     list as a live event causes, Tab, Enter),
 //   "DONE" with the screenshots saved.
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
@@ -124,6 +125,9 @@ try {
   if (await tabTo(`Outcome for patient ${first}`)) {
     await page.keyboard.press("ArrowDown");
     await page.keyboard.press("ArrowDown");
+    // A live event re-renders the list at any moment (here, on purpose):
+    // the nurse's focus and her chosen outcome must survive it.
+    await page.evaluate(() => globalThis.render());
     chosen = await page.evaluate(() => document.activeElement.value);
     await page.keyboard.press("Tab");
     const onResolve = await page.evaluate((n) => document.activeElement?.getAttribute("aria-label") === n, `Resolve alert for patient ${first}`);
