@@ -42,16 +42,18 @@ struct Receiver {
 
 impl Receiver {
     async fn start(&self) -> u16 {
-        self.start_on(0).await
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        self.serve_on(listener)
     }
 
-    async fn start_on(&self, port: u16) -> u16 {
+    /// Serves on a listener bound earlier (so its port was never free for
+    /// anyone else in between).
+    fn serve_on(&self, listener: tokio::net::TcpListener) -> u16 {
         let app = axum::Router::new()
             .route("/{*path}", post(receive))
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await });
         port
@@ -934,8 +936,12 @@ async fn the_live_feed_carries_every_alert_change_whoever_made_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_the_alert_commits_but_before_it_is_delivered_resumes_from_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
-    // Nothing listens on the receiver's port yet: the page cannot go out.
-    let port = free_port();
+    // The receiver's port is bound but nobody answers yet: the page cannot
+    // go out (it times out), and no other process can take the port.
+    let held = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = held.local_addr().unwrap().port();
     teams_dir(&dir.path().join("teams"), port, "1h");
     let broker = Broker::start().await;
     let db = Db::create("alert_outbox").await;
@@ -958,7 +964,7 @@ async fn a_crash_after_the_alert_commits_but_before_it_is_delivered_resumes_from
     first.kill9();
     // The receiver comes up; a new engine resumes the outbox.
     let receiver = Receiver::default();
-    receiver.start_on(port).await;
+    receiver.serve_on(held);
     let second = engine(&broker, &db, dir.path(), &client).await;
     let page = eventually("page delivered after the restart", || async {
         receiver.unique("/tier0").into_iter().next()

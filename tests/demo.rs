@@ -28,7 +28,6 @@ async fn demo_round(signal: &str) {
     // store goes to ./data/wardwatch.db there, no service is configured.
     let checkout = tempfile::tempdir().unwrap();
     copy_dir(&repo().join("config"), &checkout.path().join("config"));
-    let (http, mqtt) = (free_port(), free_port());
     let mut child = wardwatch()
         .args([
             "demo",
@@ -44,18 +43,21 @@ async fn demo_round(signal: &str) {
         .current_dir(checkout.path())
         .env_remove("WARDWATCH_MQTT_URL")
         .env_remove("WARDWATCH_DATABASE_URL")
-        .env("WARDWATCH_HTTP_ADDR", format!("127.0.0.1:{http}"))
-        .env(
-            "WARDWATCH_MQTT_EMBEDDED_LISTEN",
-            format!("127.0.0.1:{mqtt}"),
-        )
+        // Free ports the demo picks itself: it prints the board's address.
+        .env("WARDWATCH_HTTP_ADDR", "127.0.0.1:0")
+        .env("WARDWATCH_MQTT_EMBEDDED_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("wardwatch demo");
     let mut rx = stdout_lines(child.stdout.take().unwrap());
     let board = next_line(&mut rx).await;
-    assert_eq!(board, format!("Ward board: http://127.0.0.1:{http}/"));
+    let http: u16 = board
+        .strip_prefix("Ward board: http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("the board's address: {board}"));
+    assert_ne!(http, 0, "the port the demo bound, not the one configured");
     assert!(next_line(&mut rx)
         .await
         .starts_with("Sign in as demo-nurse"));
@@ -166,11 +168,8 @@ async fn with_postgresql_configured_but_down_the_demo_says_what_it_needs() {
             "WARDWATCH_DATABASE_URL",
             format!("postgres://ward:s3cret@127.0.0.1:{port}/wardwatch"),
         )
-        .env("WARDWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env(
-            "WARDWATCH_MQTT_EMBEDDED_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("WARDWATCH_HTTP_ADDR", "127.0.0.1:0")
+        .env("WARDWATCH_MQTT_EMBEDDED_LISTEN", "127.0.0.1:0")
         .output()
         .expect("wardwatch demo");
     assert!(!out.status.success());

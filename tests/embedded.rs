@@ -7,24 +7,25 @@ mod common;
 
 use common::*;
 
-async fn embedded_engine(db: &Db, port: u16) -> Engine {
-    Engine::start_with(
+/// An engine on its own embedded broker (a free port it picks), and the
+/// broker's port as it logged it.
+async fn embedded_engine(db_url: &str) -> (Engine, u16) {
+    let engine = Engine::start_with(
         "",
-        &db.url,
+        db_url,
         &unique("eng"),
-        &[(
-            "WARDWATCH_MQTT_EMBEDDED_LISTEN",
-            format!("127.0.0.1:{port}").as_str(),
-        )],
+        &[("WARDWATCH_MQTT_EMBEDDED_LISTEN", "127.0.0.1:0")],
     )
-    .await
+    .await;
+    let port = logged_port(&engine.log(), "Embedded MQTT broker running", "listen")
+        .expect("the embedded broker's address in the log");
+    (engine, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_broker_url_the_engine_runs_its_own_and_the_simulated_ward_alerts() {
     let db = Db::create("embedded").await;
-    let port = free_port();
-    let mut engine = embedded_engine(&db, port).await;
+    let (mut engine, port) = embedded_engine(&db.url).await;
     assert!(
         engine.log().contains("Embedded MQTT broker running"),
         "says plainly that it is the embedded broker"
@@ -39,17 +40,7 @@ async fn with_no_broker_url_the_engine_runs_its_own_and_the_simulated_ward_alert
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_embedded_broker_and_sqlite_the_simulated_ward_alerts_for_its_deteriorations_only() {
     let (_dir, file, url) = sqlite_target("embedded-sqlite");
-    let port = free_port();
-    let mut engine = Engine::start_with(
-        "",
-        &url,
-        &unique("eng"),
-        &[(
-            "WARDWATCH_MQTT_EMBEDDED_LISTEN",
-            format!("127.0.0.1:{port}").as_str(),
-        )],
-    )
-    .await;
+    let (mut engine, port) = embedded_engine(&url).await;
     assert!(
         engine.log().contains("Embedded SQLite store"),
         "says plainly that it is the embedded store"
@@ -90,7 +81,7 @@ async fn a_taken_port_is_refused_with_the_reason() {
             format!("127.0.0.1:{port}"),
         )
         .env("WARDWATCH_DATABASE_URL", &db.url)
-        .env("WARDWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("WARDWATCH_HTTP_ADDR", "127.0.0.1:0")
         .output()
         .expect("wardwatch serve");
     assert!(!out.status.success());

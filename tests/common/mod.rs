@@ -52,10 +52,16 @@ pub fn free_port() -> u16 {
 /// The address a `wardwatch` process logged for its HTTP listener
 /// (`HTTP listening.`, human or JSON log), once it has bound.
 pub fn logged_http_port(log: &str) -> Option<u16> {
-    let line = log.lines().find(|l| l.contains("HTTP listening."))?;
+    logged_port(log, "HTTP listening.", "addr")
+}
+
+/// The port in field `field` of the first log line with `message` (human
+/// `field=host:port` or JSON `"field":"host:port"`).
+pub fn logged_port(log: &str, message: &str, field: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(message))?;
     let rest = line
-        .split_once("addr=")
-        .or_else(|| line.split_once("\"addr\":\""))?
+        .split_once(&format!("{field}="))
+        .or_else(|| line.split_once(&format!("\"{field}\":\"")))?
         .1;
     let addr: String = rest
         .chars()
