@@ -41,6 +41,20 @@ use crate::config::RulesConfig;
 /// Committed readings waiting for the rules, in batches (one per commit).
 pub type RulesFeed = mpsc::Sender<Vec<NewReading>>;
 
+/// The pathways in force, shared by the rules and the API (reloads swap it).
+pub type SharedRuleSet = Arc<arc_swap::ArcSwap<RuleSet>>;
+
+/// Loads and validates the pathway files, once, for everyone.
+pub fn load_shared_rule_set(dir: &Path) -> Result<SharedRuleSet> {
+    let rule_set = load_rule_set(dir)?;
+    info!(
+        message = "Pathways loaded.",
+        pathways = rule_set.pathways.len(),
+        dir = %dir.display()
+    );
+    Ok(Arc::new(arc_swap::ArcSwap::from_pointee(rule_set)))
+}
+
 /// Loads and validates the pathway files.
 pub fn load_rule_set(dir: &Path) -> Result<RuleSet> {
     let pathways =
@@ -150,18 +164,14 @@ impl Rules {
     pub async fn start(
         cfg: &RulesConfig,
         store: Backend,
+        pathways: SharedRuleSet,
         on_flags: Option<Arc<tokio::sync::Notify>>,
         shutdown: CancellationToken,
     ) -> Result<Option<Self>> {
-        let rule_set = load_rule_set(&cfg.pathways_dir)?;
-        info!(
-            message = "Rules loaded.",
-            pathways = rule_set.pathways.len(),
-            dir = %cfg.pathways_dir.display()
-        );
-        let replay_horizons = horizons(&rule_set, cfg.replay_mins);
+        let replay_horizons = horizons(&pathways.load(), cfg.replay_mins);
         let (flag_tx, flag_rx) = mpsc::channel(4096);
-        let mut shards = Shards::start(cfg.shard_count(), cfg.shard_inbox, rule_set, flag_tx);
+        let mut shards =
+            Shards::start_shared(cfg.shard_count(), cfg.shard_inbox, pathways, flag_tx);
         // The flag writer ends once the shards have stopped and it has
         // recorded everything they sent.
         let flag_writer = tokio::spawn(write_flags(
@@ -181,9 +191,15 @@ impl Rules {
         let today = Utc::now().date_naive();
         let mut version = 0;
         let mut applied = std::collections::HashMap::with_capacity(rows.len());
+        let mut pathway_of = std::collections::HashMap::with_capacity(rows.len());
+        let in_force = shards.rules.load_full();
         for row in &rows {
             version = version.max(row.settings_version);
             applied.insert(row.id.clone(), row.settings_version);
+            track_pathway(&mut pathway_of, row);
+            if !row.discharged && !in_force.pathways.contains_key(&row.pathway) {
+                missing_pathway(row);
+            }
             let config = Arc::new(patient_config(row, today));
             shards
                 .send(Input::Patient {
@@ -226,6 +242,7 @@ impl Rules {
                 store,
                 version,
                 applied,
+                pathway_of,
                 cfg: cfg.clone(),
                 fingerprint: fingerprint(&cfg.pathways_dir),
             },
@@ -341,6 +358,8 @@ struct Router {
     /// The settings version applied per patient (refreshes re-read a short
     /// overlap; unchanged patients are skipped).
     applied: std::collections::HashMap<String, i64>,
+    /// The pathway each monitored patient is on (a reload may not drop one).
+    pathway_of: std::collections::HashMap<String, String>,
     cfg: RulesConfig,
     /// The pathway files' names, sizes and modification times.
     fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
@@ -382,6 +401,7 @@ impl Router {
             self.applied.insert(row.id.clone(), row.settings_version);
             changed += 1;
             let config = Arc::new(patient_config(&row, today));
+            track_pathway(&mut self.pathway_of, &row);
             if !self
                 .shards
                 .rules
@@ -389,7 +409,7 @@ impl Router {
                 .pathways
                 .contains_key(&config.pathway)
             {
-                warn!(message = "Patient's pathway is not configured; the general pathway applies.", patient = %row.id, pathway = %config.pathway);
+                missing_pathway(&row);
             }
             self.shards
                 .send(Input::Patient {
@@ -427,7 +447,26 @@ impl Router {
     /// rules are kept.
     fn reload(&mut self, why: &str) {
         self.fingerprint = fingerprint(&self.cfg.pathways_dir);
-        match load_rule_set(&self.cfg.pathways_dir) {
+        let loaded = load_rule_set(&self.cfg.pathways_dir).and_then(|set| {
+            // No silent fallback: a set that drops a pathway patients are on
+            // is refused, so nobody is quietly moved to other rules.
+            let mut orphaned: Vec<(&String, &String)> = self
+                .pathway_of
+                .iter()
+                .filter(|(_, pw)| !set.pathways.contains_key(*pw))
+                .collect();
+            orphaned.sort();
+            if let Some((patient, pathway)) = orphaned.first() {
+                anyhow::bail!(
+                    "pathway {pathway:?} is missing from {} but {} monitored patient(s) are on it (e.g. {patient}); \
+                     move them to another pathway first",
+                    self.cfg.pathways_dir.display(),
+                    orphaned.iter().filter(|(_, p)| p == pathway).count()
+                );
+            }
+            Ok(set)
+        });
+        match loaded {
             Ok(set) => {
                 let n = set.pathways.len();
                 self.shards.reload(set);
@@ -446,6 +485,22 @@ impl Router {
             }
         }
     }
+}
+
+fn track_pathway(pathway_of: &mut std::collections::HashMap<String, String>, row: &PatientRow) {
+    if row.discharged {
+        pathway_of.remove(&row.id);
+    } else {
+        pathway_of.insert(row.id.clone(), row.pathway.clone());
+    }
+}
+
+/// A stored patient on a pathway the files do not define (enrolment and
+/// reload refuse that, so only a file removed while the engine was down
+/// gets here): said loudly, counted, and the general pathway's rules run
+/// rather than none.
+fn missing_pathway(row: &PatientRow) {
+    error!(message = "Patient's pathway is not configured; the general pathway applies until it is restored.", patient = %row.id, pathway = %row.pathway);
 }
 
 /// A cheap change detector for the pathway directory (no inotify needed,

@@ -90,6 +90,10 @@ pub async fn run(
         warn!(message = "Alerting is disabled (alerting.enabled = false): flags are recorded but no one is notified.");
         None
     };
+    // Pathways are checked before anything runs: an invalid file stops
+    // start-up (there is no running configuration to keep yet), whether or
+    // not the rules run, since enrolment checks names against them too.
+    let pathways = crate::rules::load_shared_rule_set(&cfg.rules.pathways_dir)?;
     let rules_feed = std::sync::Arc::new(std::sync::OnceLock::new());
     // Committed readings for the live board; bounded (a lagging viewer is
     // told to reload, ingest never waits for it).
@@ -98,7 +102,7 @@ pub async fn run(
         store: store.clone(),
         feed: alerting.as_ref().map(|a| a.feed.clone()),
         failed: Default::default(),
-        catalog: std::sync::Arc::new(api_catalog(&cfg)),
+        catalog: std::sync::Arc::new(api_catalog(&cfg, pathways.clone())?),
         rules: rules_feed.clone(),
         readings: Some(live.clone()),
     });
@@ -126,7 +130,14 @@ pub async fn run(
     // The rules rebuild their state before ingest starts.
     let rules = if cfg.rules.enabled {
         let wake = alerting.as_ref().map(|a| a.wake.clone());
-        let Some(rules) = Rules::start(&cfg.rules, store.clone(), wake, shutdown.clone()).await?
+        let Some(rules) = Rules::start(
+            &cfg.rules,
+            store.clone(),
+            pathways.clone(),
+            wake,
+            shutdown.clone(),
+        )
+        .await?
         else {
             return Ok(());
         };
@@ -165,26 +176,18 @@ pub async fn run(
     Ok(())
 }
 
-/// The pathways and teams the API checks requests against. Unreadable
-/// files leave them empty here: the rules and alerting refuse to start on
-/// them anyway, with the reason.
-fn api_catalog(cfg: &Config) -> wardwatch_api::Catalog {
-    let pathways = crate::rules::load_rule_set(&cfg.rules.pathways_dir)
-        .map(|set| {
-            set.pathways
-                .iter()
-                .map(|(name, p)| {
-                    let mins = u32::try_from(p.expected_interval_secs / 60).unwrap_or(0);
-                    (name.clone(), mins)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    wardwatch_api::Catalog {
+/// The pathways and teams the API checks requests against: the same
+/// pathways the rules run (shared, reloads included).
+fn api_catalog(
+    cfg: &Config,
+    pathways: crate::rules::SharedRuleSet,
+) -> Result<wardwatch_api::Catalog> {
+    // Unreadable team files: alerting refuses to start on them, with the reason.
+    Ok(wardwatch_api::Catalog {
         teams: crate::alerting::load_teams(&cfg.alerting.teams_dir).ok(),
         pathways,
         rules_enabled: cfg.rules.enabled,
-    }
+    })
 }
 
 /// Connects, creates the database if it is missing, and migrates. Waits for

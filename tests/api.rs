@@ -732,13 +732,12 @@ async fn the_current_news2_and_the_boards_patient_rows() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(score2["news2"].is_null());
+    let why = score2["not_scored"].as_str().unwrap();
     assert!(
-        score2["not_scored"]
-            .as_str()
-            .unwrap()
-            .contains("respiration"),
+        why.starts_with("unscorable: no complete NEWS2 set") && why.contains("respiration"),
         "{score2}"
     );
+    assert_eq!(score2["board"]["status"], "unscorable", "{score2}");
     let (s, _, _) = api
         .call(Method::GET, "/api/v1/patients/pa/score", Some(&clin), None)
         .await;

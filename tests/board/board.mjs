@@ -58,7 +58,9 @@ try {
     const row = page.locator(`#alerts tbody tr`, { has: page.locator("td", { hasText: patient }) });
     const severity = await row.locator(".sev").textContent();
     // The patient's row follows the alert (it reloads on every alert event).
-    const cell = page.locator(`#patients tr[data-patient="${patient}"] .news2`).filter({ hasNotText: "not scored" });
+    // A complete score reads "<total> (<band>)"; before it the cell says
+    // "unscorable" or "partial: …".
+    const cell = page.locator(`#patients tr[data-patient="${patient}"] .news2`).filter({ hasText: /^\d+ \(/ });
     await cell.waitFor({ timeout: 30000 });
     console.log(`ALERT ${patient} ${severity} NEWS2 ${await cell.textContent()}`);
   }

@@ -80,15 +80,34 @@ pub type ReadingFeed = tokio::sync::broadcast::Sender<Arc<Vec<NewReading>>>;
 pub struct Catalog {
     /// Team policies (a transfer hands open alerts to the new team's).
     pub teams: Option<Teams>,
-    /// Pathway name → expected minutes between readings (enrolment checks
-    /// the name; reports compute adherence from the cadence).
-    pub pathways: HashMap<String, u32>,
+    /// The pathways in force, shared with the rules (reloads included):
+    /// enrolment checks the name, reports compute adherence from the
+    /// cadence, the board scores NEWS2 as the rules do.
+    pub pathways: Arc<arc_swap::ArcSwap<wardwatch_rules::shard::RuleSet>>,
     /// False when the engine runs without rules: manual observations are
     /// stored but not scored, as device readings are.
     pub rules_enabled: bool,
 }
 
 impl Catalog {
+    /// A pathway in force, by name.
+    pub fn pathway(&self, name: &str) -> Option<Arc<wardwatch_rules::pathway::Pathway>> {
+        self.pathways.load().pathways.get(name).cloned()
+    }
+
+    /// Pathway name → expected minutes between readings.
+    pub fn cadences(&self) -> HashMap<String, u32> {
+        self.pathways
+            .load()
+            .pathways
+            .iter()
+            .map(|(name, p)| {
+                let mins = u32::try_from(p.expected_interval_secs / 60).unwrap_or(0);
+                (name.clone(), mins)
+            })
+            .collect()
+    }
+
     /// The escalation policy open alerts take when moved to `team`.
     fn team_policy(&self, team: &str) -> Option<serde_json::Value> {
         self.teams

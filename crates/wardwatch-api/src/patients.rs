@@ -143,8 +143,9 @@ fn check_enrolment(state: &ApiState, b: EnrolBody) -> Result<Enrolment, Problem>
             "team must be letters, digits, '-', '_' or '.'",
         ));
     }
-    if !state.catalog.pathways.is_empty() && !state.catalog.pathways.contains_key(&b.pathway) {
-        let mut known: Vec<&str> = state.catalog.pathways.keys().map(String::as_str).collect();
+    if state.catalog.pathway(&b.pathway).is_none() {
+        let known: Vec<String> = state.catalog.cadences().into_keys().collect();
+        let mut known: Vec<&str> = known.iter().map(String::as_str).collect();
         known.sort_unstable();
         return Err(Problem::bad_request(&format!(
             "unknown pathway {:?}; known: {}",

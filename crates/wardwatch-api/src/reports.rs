@@ -48,7 +48,7 @@ pub(crate) async fn team_report(
     }
     let r = match state
         .store
-        .team_report(&team, from, to, &state.catalog.pathways)
+        .team_report(&team, from, to, &state.catalog.cadences())
         .await
     {
         Ok(r) => r,

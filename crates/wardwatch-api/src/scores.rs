@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
-use wardwatch_rules::news2::{self, Acvpu, Observations, OxygenSource, Score, SpO2Scale};
+use wardwatch_rules::clinical::{self, BoardNews2};
+use wardwatch_rules::news2::SpO2Scale;
+use wardwatch_rules::threshold::Severity;
 use wardwatch_store::prelude::*;
+use wardwatch_store::rules::PatientRow;
 
 use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
-
-/// A reading counts towards the score for this long (the pathways' default).
-const FRESHNESS_SECS: i64 = 3600;
 
 /// The latest value of each vital, with its age.
 fn vitals(
@@ -31,41 +31,72 @@ fn vitals(
         .collect()
 }
 
-/// NEWS2 from the latest readings within the freshness window.
-fn current_score(
+/// NEWS2 as the board says it, from the latest readings, with the rules'
+/// own policies (the patient's pathway's freshness and cadence, NEWS2
+/// applicability, partial sets as lower bounds).
+fn board_score(
+    state: &ApiState,
     latest: &[(String, String, f64, DateTime<Utc>)],
-    patient: &str,
-    scale: i16,
-    care_plan_oxygen: bool,
+    row: &PatientRow,
     now: DateTime<Utc>,
-) -> Result<Score, String> {
-    let fresh = |v: Vital| {
-        latest
-            .iter()
-            .find(|r| {
-                r.0 == patient && r.1 == v.as_str() && (now - r.3).num_seconds() <= FRESHNESS_SECS
-            })
-            .map(|r| r.2)
-    };
-    let on_oxygen = match fresh(Vital::SupplementalOxygen) {
-        Some(x) => (x >= 0.5, OxygenSource::Reading),
-        None => (care_plan_oxygen, OxygenSource::CarePlan),
-    };
-    let obs = Observations {
-        respiration_rate: fresh(Vital::RespiratoryRate),
-        spo2: fresh(Vital::Spo2),
-        on_oxygen: Some(on_oxygen),
-        systolic_bp: fresh(Vital::SystolicBp),
-        pulse: fresh(Vital::HeartRate),
-        consciousness: fresh(Vital::Consciousness).and_then(Acvpu::from_code),
-        temperature: fresh(Vital::BodyTemperature),
-    };
-    let scale = if scale == 2 {
+) -> Option<BoardNews2> {
+    let pathway = state.catalog.pathway(&row.pathway)?;
+    let person = clinical::person_applicability(row.date_of_birth, row.pregnant, now.date_naive());
+    let scale = if row.spo2_scale == 2 {
         SpO2Scale::Two
     } else {
         SpO2Scale::One
     };
-    news2::score(&obs, scale).map_err(|e| e.to_string())
+    let last = |v: Vital| {
+        latest
+            .iter()
+            .find(|r| r.0 == row.id && r.1 == v.as_str())
+            .map(|r| (r.2, r.3.timestamp()))
+    };
+    Some(clinical::board_news2(
+        last,
+        &pathway,
+        person,
+        scale,
+        row.care_plan_oxygen,
+        now.timestamp(),
+    ))
+}
+
+/// The board's NEWS2 as JSON: its status and words, and the score (a lower
+/// bound for `partial`) with its breakdown.
+fn news2_json(b: &BoardNews2) -> serde_json::Value {
+    let score = match b {
+        BoardNews2::Complete { score } | BoardNews2::Partial { score } => Some(score),
+        BoardNews2::Unscorable { partial, .. } => partial.as_ref(),
+        BoardNews2::NotApplicable { .. } => None,
+    };
+    let mut v = serde_json::to_value(b).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("words".into(), b.words().into());
+        o.insert("explain".into(), b.explain().into());
+        if let Some(s) = score {
+            o.insert("total".into(), s.total.into());
+            o.insert(
+                "band".into(),
+                serde_json::to_value(s.band).unwrap_or_default(),
+            );
+            o.insert("partial".into(), s.partial.into());
+            o.insert("lower_bound".into(), s.lower_bound.into());
+            o.insert("summary".into(), s.summary().into());
+            o.insert("response".into(), s.band.clinical_response().into());
+            o.insert(
+                "breakdown".into(),
+                serde_json::to_value(s.breakdown).unwrap_or_default(),
+            );
+            o.insert(
+                "missing".into(),
+                serde_json::to_value(s.missing).unwrap_or_default(),
+            );
+            o.insert("oxygen_assumed".into(), s.oxygen_assumed.into());
+        }
+    }
+    v
 }
 
 /// `GET /api/v1/patients/{id}/score`: the current NEWS2 with its breakdown
@@ -89,7 +120,6 @@ pub(crate) async fn patient_score(
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
-    let care_plan_oxygen = rows.first().is_some_and(|r| r.care_plan_oxygen);
     let latest = match state
         .store
         .latest_readings(std::slice::from_ref(&p.id))
@@ -102,32 +132,34 @@ pub(crate) async fn patient_score(
         return r;
     }
     let now = Utc::now();
-    let (score, why) = match current_score(&latest, &p.id, p.spo2_scale, care_plan_oxygen, now) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
+    let board = rows
+        .first()
+        .and_then(|row| board_score(&state, &latest, row, now));
+    let freshness = state
+        .catalog
+        .pathway(&p.pathway)
+        .map(|pw| clinical::freshness_secs(&pw));
+    let complete = match &board {
+        Some(BoardNews2::Complete { .. }) => board.as_ref().map(news2_json),
+        _ => None,
     };
     Json(serde_json::json!({
         "patient_id": p.id,
-        "news2": score.map(|s| serde_json::json!({
-            "total": s.total, "band": s.band, "partial": s.partial,
-            "oxygen_assumed": s.oxygen_assumed, "summary": s.summary(),
-            "response": s.band.clinical_response(), "breakdown": s.breakdown,
-        })),
-        "not_scored": why,
-        "freshness_secs": FRESHNESS_SECS,
+        // A complete score only; anything else is said in `board`.
+        "news2": complete,
+        "board": board.as_ref().map(news2_json),
+        "not_scored": match &board {
+            Some(b) => b.explain(),
+            None => Some(format!("pathway {:?} is not configured", p.pathway)),
+        },
+        "freshness_secs": freshness,
         "readings": vitals(&latest, &p.id, now),
     }))
     .into_response()
 }
 
 fn severity_rank(s: Option<&str>) -> u8 {
-    match s {
-        Some("emergency") => 0,
-        Some("high") => 1,
-        Some("medium") => 2,
-        Some("low") => 3,
-        _ => 4,
-    }
+    clinical::severity_rank(s.and_then(Severity::parse))
 }
 
 /// `GET /api/v1/teams/{team}/patients`: the board's rows, most urgent first
@@ -170,15 +202,31 @@ pub(crate) async fn team_patients(
             .map(|t| serde_json::json!({"hour": t.2, "mean": (t.3 * 10.0).round() / 10.0}))
             .collect::<Vec<_>>()
     };
+    let settings = match state
+        .store
+        .patient_rows(wardwatch_store::rules::PatientFilter::Ids(&ids))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
     let mut rows: Vec<(u8, i32, serde_json::Value)> = patients
         .iter()
         .map(|p| {
-            let score = current_score(&latest, &p.id, p.spo2_scale, p.care_plan_oxygen, now).ok();
-            let total = score.map_or(-1, |s| i32::from(s.total));
+            let board = settings
+                .iter()
+                .find(|r| r.id == p.id)
+                .and_then(|r| board_score(&state, &latest, r, now));
+            let total = match &board {
+                Some(BoardNews2::Complete { score } | BoardNews2::Partial { score }) => {
+                    i32::from(score.total)
+                }
+                _ => -1,
+            };
             let row = serde_json::json!({
                 "id": p.id, "pathway": p.pathway, "alert_severity": p.alert_severity,
                 "silent": p.silent,
-                "news2": score.map(|s| serde_json::json!({"total": s.total, "band": s.band, "partial": s.partial})),
+                "news2": board.as_ref().map(news2_json),
                 "vitals": vitals(&latest, &p.id, now),
                 "trends": {"spo2": trend(&p.id, "spo2"), "heart_rate": trend(&p.id, "heart_rate")},
             });

@@ -1,6 +1,10 @@
 //! The rules core: readings in, flags out, deterministic and free of I/O.
 //!
 //! # Layout
+//! - [`clinical`]: the one home of each clinical policy the rules, the API
+//!   and the board share: NEWS2 applicability and freshness, the oxygen
+//!   status, the band a partial set may raise (and why), severity order,
+//!   rule families, the board's NEWS2 wording.
 //! - [`news2`]: the National Early Warning Score 2 (Royal College of
 //!   Physicians, 2017) exactly as the chart: rounding to the chart's
 //!   precision, every band edge, SpO2 Scales 1 and 2, the single-parameter-3
@@ -26,6 +30,7 @@
 //! ticks, and stores its flags) and imports only `wardwatch-core`, so the
 //! clinical logic can be tested and reviewed on its own.
 
+pub mod clinical;
 pub mod news2;
 pub mod pathway;
 pub mod patient;

@@ -10,8 +10,12 @@
 //! A score is only as good as its inputs, so the result says what it was
 //! built on: a missing consciousness level makes the score *partial* (never
 //! silently "Alert"), and an oxygen status taken from the care plan rather
-//! than a reading is *assumed*. The five measured parameters (respiration
-//! rate, SpO2, systolic BP, pulse, temperature) are required.
+//! than a reading is *assumed*. [`score`] needs the five measured
+//! parameters (respiration rate, SpO2, systolic BP, pulse, temperature).
+//!
+//! Home kits rarely measure all five, so [`score_partial`] scores what is
+//! there: its total is a **lower bound** (every missing parameter can only
+//! add), said so in the result and its summary, never shown as complete.
 
 use std::fmt;
 
@@ -238,15 +242,79 @@ pub struct Score {
     pub breakdown: [SubScore; 7],
     /// The SpO2 scale used.
     pub scale: SpO2Scale,
-    /// Consciousness was not assessed: the total excludes it and may understate risk.
+    /// A parameter was not assessed (consciousness, or for a lower bound a
+    /// measured one too): the total excludes it and may understate risk.
     pub partial: bool,
+    /// A measured parameter is missing: the total is a lower bound from the
+    /// parameters present, never a complete score.
+    pub lower_bound: bool,
+    /// Which parameters were not assessed.
+    pub missing: Missing,
     /// Oxygen status came from the care plan, not a reading.
     pub oxygen_assumed: bool,
 }
 
+/// A set of [`Parameter`]s (a bit each, so [`Score`] stays `Copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Missing(u8);
+
+impl Missing {
+    fn bit(p: Parameter) -> u8 {
+        1 << Parameter::ALL.iter().position(|x| *x == p).unwrap_or(0)
+    }
+
+    /// Adds a parameter.
+    pub fn insert(&mut self, p: Parameter) {
+        self.0 |= Self::bit(p);
+    }
+
+    /// Whether a parameter is in the set.
+    pub fn contains(&self, p: Parameter) -> bool {
+        self.0 & Self::bit(p) != 0
+    }
+
+    /// None missing.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The parameters, in chart order.
+    pub fn iter(&self) -> impl Iterator<Item = Parameter> + '_ {
+        Parameter::ALL.into_iter().filter(|p| self.contains(*p))
+    }
+
+    /// Their names, for people: "respiration rate, temperature".
+    pub fn names(&self) -> String {
+        self.iter()
+            .map(Parameter::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Serialize for Missing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 impl Score {
-    /// One line for people: "NEWS2 5 (medium), partial: consciousness not assessed".
+    /// One line for people: "NEWS2 5 (medium), partial: consciousness not
+    /// assessed", or for a lower bound "partial NEWS2 at least 6 (medium or
+    /// higher): not measured: respiration rate, temperature".
     pub fn summary(&self) -> String {
+        if self.lower_bound {
+            let mut s = format!(
+                "partial NEWS2 at least {} ({} or higher), not measured: {}",
+                self.total,
+                self.band,
+                self.missing.names()
+            );
+            if self.oxygen_assumed {
+                s.push_str("; oxygen status assumed from the care plan");
+            }
+            return s;
+        }
         let mut s = format!("NEWS2 {} ({})", self.total, self.band);
         if self.partial {
             s.push_str(", partial: consciousness not assessed");
@@ -373,15 +441,11 @@ pub fn band(total: u8, any_three: bool) -> Band {
     }
 }
 
-/// Scores a set of observations on a scale. No allocation on success.
+/// Scores a set of observations on a scale; every measured parameter
+/// (respiration, SpO2, systolic BP, pulse, temperature) is required. No
+/// allocation on success.
 pub fn score(obs: &Observations, scale: SpO2Scale) -> Result<Score, ScoreError> {
-    let required = [
-        (Parameter::RespirationRate, obs.respiration_rate),
-        (Parameter::Spo2, obs.spo2),
-        (Parameter::SystolicBp, obs.systolic_bp),
-        (Parameter::Pulse, obs.pulse),
-        (Parameter::Temperature, obs.temperature),
-    ];
+    let required = required(obs);
     if required.iter().any(|(_, v)| v.is_none()) {
         return Err(ScoreError::Missing(
             required
@@ -391,63 +455,79 @@ pub fn score(obs: &Observations, scale: SpO2Scale) -> Result<Score, ScoreError> 
                 .collect(),
         ));
     }
+    score_partial(obs, scale)
+}
+
+fn required(obs: &Observations) -> [(Parameter, Option<f64>); 5] {
+    [
+        (Parameter::RespirationRate, obs.respiration_rate),
+        (Parameter::Spo2, obs.spo2),
+        (Parameter::SystolicBp, obs.systolic_bp),
+        (Parameter::Pulse, obs.pulse),
+        (Parameter::Temperature, obs.temperature),
+    ]
+}
+
+/// Scores whatever parameters are present. With all five measured ones
+/// this is [`score`]; with fewer, the result is a lower bound
+/// ([`Score::lower_bound`], [`Score::missing`]): a missing parameter scores
+/// 0 here and can only add. Fails only when no measured parameter is
+/// present, or a value is not finite.
+pub fn score_partial(obs: &Observations, scale: SpO2Scale) -> Result<Score, ScoreError> {
+    let required = required(obs);
+    if required.iter().all(|(_, v)| v.is_none()) {
+        return Err(ScoreError::Missing(
+            required.iter().map(|(p, _)| *p).collect(),
+        ));
+    }
     for (p, v) in required {
         if v.is_some_and(|x| !x.is_finite()) {
             return Err(ScoreError::NotFinite(p.name()));
         }
     }
-    let whole = |v: Option<f64>| round_half_away(v.unwrap_or(0.0), 0);
+    let whole = |v: Option<f64>| v.map(|x| round_half_away(x, 0));
     let rr = whole(obs.respiration_rate);
     let sp = whole(obs.spo2);
     let sbp = whole(obs.systolic_bp);
     let hr = whole(obs.pulse);
-    let temp = round_half_away(obs.temperature.unwrap_or(0.0), 1);
+    let temp = obs.temperature.map(|t| round_half_away(t, 1));
     let (on_oxygen, oxygen_assumed) = match obs.on_oxygen {
         Some((on, OxygenSource::Reading)) => (on, false),
         Some((on, OxygenSource::CarePlan)) => (on, true),
         None => (false, true),
     };
-    let spo2_score = match scale {
+    let spo2_score = |sp: f64| match scale {
         SpO2Scale::One => spo2_scale1(sp),
         SpO2Scale::Two => spo2_scale2(sp, on_oxygen),
     };
+    let sub = |parameter, value: Option<f64>, f: &dyn Fn(f64) -> u8| SubScore {
+        parameter,
+        value,
+        score: value.map_or(0, f),
+    };
     let breakdown = [
-        SubScore {
-            parameter: Parameter::RespirationRate,
-            value: Some(rr),
-            score: respiration(rr),
-        },
-        SubScore {
-            parameter: Parameter::Spo2,
-            value: Some(sp),
-            score: spo2_score,
-        },
+        sub(Parameter::RespirationRate, rr, &respiration),
+        sub(Parameter::Spo2, sp, &spo2_score),
         SubScore {
             parameter: Parameter::AirOrOxygen,
             value: Some(if on_oxygen { 1.0 } else { 0.0 }),
             score: if on_oxygen { 2 } else { 0 },
         },
-        SubScore {
-            parameter: Parameter::SystolicBp,
-            value: Some(sbp),
-            score: systolic(sbp),
-        },
-        SubScore {
-            parameter: Parameter::Pulse,
-            value: Some(hr),
-            score: pulse(hr),
-        },
+        sub(Parameter::SystolicBp, sbp, &systolic),
+        sub(Parameter::Pulse, hr, &pulse),
         SubScore {
             parameter: Parameter::Consciousness,
             value: obs.consciousness.map(|c| c as u8 as f64),
             score: obs.consciousness.map_or(0, consciousness),
         },
-        SubScore {
-            parameter: Parameter::Temperature,
-            value: Some(temp),
-            score: temperature(temp),
-        },
+        sub(Parameter::Temperature, temp, &temperature),
     ];
+    let mut missing = Missing::default();
+    for b in &breakdown {
+        if b.value.is_none() {
+            missing.insert(b.parameter);
+        }
+    }
     let total: u8 = breakdown.iter().map(|s| s.score).sum();
     let any_three = breakdown.iter().any(|s| s.score == 3);
     Ok(Score {
@@ -455,7 +535,9 @@ pub fn score(obs: &Observations, scale: SpO2Scale) -> Result<Score, ScoreError> 
         band: band(total, any_three),
         breakdown,
         scale,
-        partial: obs.consciousness.is_none(),
+        partial: !missing.is_empty(),
+        lower_bound: required.iter().any(|(_, v)| v.is_none()),
+        missing,
         oxygen_assumed,
     })
 }

@@ -6,7 +6,9 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use wardwatch_core::Vital;
 
-use crate::news2::{self, Acvpu, Band, Observations, OxygenSource, Score, SpO2Scale};
+pub use crate::clinical::news2_severity;
+use crate::clinical::{self, alerting_band, is_news2_input, NEWS2_INPUTS};
+use crate::news2::{self, Band, Score, SpO2Scale};
 use crate::pathway::Pathway;
 use crate::threshold::{Severity, Threshold, ThresholdState, Transition};
 use crate::trend::{Spo2Trend, WeightTrend};
@@ -184,16 +186,6 @@ impl Default for PatientSettings {
     }
 }
 
-/// NEWS2 band → flag severity.
-pub fn news2_severity(band: Band) -> Severity {
-    match band {
-        Band::Zero | Band::Low => Severity::Low,
-        Band::LowMedium => Severity::Medium,
-        Band::Medium => Severity::High,
-        Band::High => Severity::Emergency,
-    }
-}
-
 /// The inverse of [`news2_severity`] for a restored open flag.
 fn band_of(severity: Severity) -> Band {
     match severity {
@@ -232,12 +224,17 @@ pub struct PatientState {
     news2_zero_since: Option<i64>,
 }
 
-/// The open NEWS2 flag's picture: a change of band, or of what the score
-/// rests on, updates the flag (a new total within the band changes neither
-/// the response nor the monitoring frequency, so it does not).
+/// The open NEWS2 flag's picture: a change of band, of the total, or of
+/// what the score rests on updates the flag (alerting decides whether an
+/// update pages: a rise of the policy's delta does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct News2Open {
+    /// The band the flag stands at (for a lower bound, the band it alone
+    /// establishes).
     band: Band,
+    total: u8,
+    /// Raised from a lower bound (a partial set).
+    lower_bound: bool,
     partial: bool,
     oxygen_assumed: bool,
 }
@@ -245,17 +242,21 @@ struct News2Open {
 impl News2Open {
     fn of(s: &Score) -> Self {
         Self {
-            band: s.band,
+            band: alerting_band(s),
+            total: s.total,
+            lower_bound: s.lower_bound,
             partial: s.partial,
             oxygen_assumed: s.oxygen_assumed,
         }
     }
 
-    /// A restored flag: the band is known; the next non-zero score
-    /// re-establishes the rest (and updates the flag if it differs).
+    /// A restored flag: the band is known; the next score re-establishes
+    /// the rest (and updates the flag if it differs).
     fn restored(band: Band) -> Self {
         Self {
             band,
+            total: 0,
+            lower_bound: false,
             partial: false,
             oxygen_assumed: false,
         }
@@ -540,41 +541,35 @@ impl PatientState {
     }
 
     fn news2(&mut self, pathway: &Pathway, settings: &PatientSettings, at: i64) -> Option<Flag> {
-        let w = pathway.news2_freshness_secs;
-        let on_oxygen = match self.fresh(Vital::SupplementalOxygen, at, w) {
-            Some(x) => (x >= 0.5, OxygenSource::Reading),
-            None => (settings.care_plan_oxygen, OxygenSource::CarePlan),
-        };
-        let consciousness = self
-            .fresh(Vital::Consciousness, at, w)
-            .and_then(Acvpu::from_code);
-        let obs = Observations {
-            respiration_rate: self.fresh(Vital::RespiratoryRate, at, w),
-            spo2: self.fresh(Vital::Spo2, at, w),
-            on_oxygen: Some(on_oxygen),
-            systolic_bp: self.fresh(Vital::SystolicBp, at, w),
-            pulse: self.fresh(Vital::HeartRate, at, w),
-            consciousness,
-            temperature: self.fresh(Vital::BodyTemperature, at, w),
-        };
-        // Incomplete observations give no score; the flag stays as it was.
-        let score = news2::score(&obs, settings.scale).ok()?;
+        let w = clinical::freshness_secs(pathway);
+        let obs = clinical::observations(|v| self.fresh(v, at, w), settings.care_plan_oxygen);
+        // Whatever is fresh: a complete score, or a lower bound from a
+        // partial set (see `clinical` for the rule and its RCP basis).
+        let score = news2::score_partial(&obs, settings.scale).ok()?;
         let now = News2Open::of(&score);
-        let state = match (self.news2_open, score.band) {
-            (None, Band::Zero) => return None,
-            (None, _) => FlagState::Raised,
-            (Some(_), Band::Zero) => {
-                // Hysteresis: clear only once scores stayed 0 for the hold.
+        let state = match self.news2_open {
+            None if now.band == Band::Zero => return None,
+            None => FlagState::Raised,
+            // A partial set never clears or lowers a flag a complete score
+            // raised: what it does not measure may still be bad.
+            Some(open) if now.lower_bound && !open.lower_bound && now.band <= open.band => {
+                self.news2_zero_since = None;
+                return None;
+            }
+            Some(_) if now.band == Band::Zero => {
+                // Hysteresis: clear only once scores stayed 0 (or, for a
+                // flag raised from a partial set, below any trigger) for
+                // the hold.
                 let since = *self.news2_zero_since.get_or_insert(at);
                 if at - since < pathway.news2_clear_hold_secs {
                     return None;
                 }
                 FlagState::Cleared
             }
-            // A change of band (worse or better) updates at once; so does a
-            // score that became complete or stopped resting on assumptions.
-            (Some(open), _) if open != now => FlagState::Updated,
-            (Some(_), _) => {
+            // A change of band (worse or better), of the total, or of what
+            // the score rests on updates the flag at once.
+            Some(open) if open != now => FlagState::Updated,
+            Some(_) => {
                 self.news2_zero_since = None;
                 return None;
             }
@@ -593,7 +588,7 @@ impl PatientState {
             .collect();
         Some(Flag {
             rule: RuleId::News2,
-            severity: news2_severity(score.band),
+            severity: news2_severity(now.band.max(Band::Low)),
             state,
             at,
             summary: score.summary(),
@@ -601,20 +596,6 @@ impl PatientState {
             news2: Some(score),
         })
     }
-}
-
-const NEWS2_INPUTS: [Vital; 7] = [
-    Vital::RespiratoryRate,
-    Vital::Spo2,
-    Vital::SupplementalOxygen,
-    Vital::SystolicBp,
-    Vital::HeartRate,
-    Vital::Consciousness,
-    Vital::BodyTemperature,
-];
-
-fn is_news2_input(v: Vital) -> bool {
-    NEWS2_INPUTS.contains(&v)
 }
 
 #[cfg(test)]
@@ -674,13 +655,16 @@ mod tests {
             .map(|f| (f.state, f.severity, f.news2.unwrap().total))
             .collect();
         // Pulse 95 → 115 and 38.6 °C raise the total to 9 within the high
-        // band: same response, no further update.
+        // band: each rise updates the flag too (alerting re-pages when the
+        // rise reaches the policy's delta).
         assert_eq!(
             bands,
             vec![
                 (FlagState::Updated, Severity::Medium, 4), // RR 25: a single 3
                 (FlagState::Updated, Severity::High, 5),   // + SpO2 94 (1)
                 (FlagState::Updated, Severity::Emergency, 7), // + SBP 100 (2)
+                (FlagState::Updated, Severity::Emergency, 8), // + pulse 115 (2)
+                (FlagState::Updated, Severity::Emergency, 9), // + 38.6 °C (1)
             ]
         );
         // Recovery to all-normal values clears it once they have held for
@@ -740,6 +724,70 @@ mod tests {
                 .iter()
                 .all(|f| f.rule != RuleId::News2));
         }
+    }
+
+    fn news2_flags(f: &[Flag]) -> Vec<(FlagState, Severity, u8, bool)> {
+        f.iter()
+            .filter(|f| f.rule == RuleId::News2)
+            .map(|f| {
+                let s = f.news2.unwrap();
+                (f.state, f.severity, s.total, s.lower_bound)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_oximeter_alone_raises_a_partial_news2_flag_on_red_scores() {
+        let pw = pathway("general");
+        let s = PatientSettings::default();
+        let mut p = PatientState::default();
+        // SpO2 84 (3) and pulse 135 (3) from an oximeter: at least 6.
+        let mut f = p.on_reading_in_set(&pw, &s, Vital::Spo2, 84.0, 0, false);
+        f.extend(p.on_reading_in_set(&pw, &s, Vital::HeartRate, 135.0, 0, true));
+        assert_eq!(
+            news2_flags(&f),
+            vec![(FlagState::Raised, Severity::High, 6, true)]
+        );
+        let summary = &f.iter().find(|f| f.rule == RuleId::News2).unwrap().summary;
+        assert!(summary.starts_with("partial NEWS2 at least 6"), "{summary}");
+        // A lower bound of 2 without a red score raises nothing on its own.
+        let mut q = PatientState::default();
+        let mut f = q.on_reading_in_set(&pw, &s, Vital::Spo2, 94.0, 0, false);
+        f.extend(q.on_reading_in_set(&pw, &s, Vital::HeartRate, 95.0, 0, true));
+        assert!(news2_flags(&f).is_empty(), "{f:?}");
+        // Recovery of the partial picture clears it after the hold.
+        let mut f = Vec::new();
+        for at in [600, 600 + 3600] {
+            f = p.on_reading_in_set(&pw, &s, Vital::Spo2, 97.0, at, false);
+            f.extend(p.on_reading_in_set(&pw, &s, Vital::HeartRate, 75.0, at, true));
+        }
+        assert_eq!(
+            news2_flags(&f),
+            vec![(FlagState::Cleared, Severity::Low, 0, true)]
+        );
+    }
+
+    #[test]
+    fn a_partial_set_never_clears_or_lowers_a_complete_scores_flag() {
+        let pw = pathway("general");
+        let s = PatientSettings::default();
+        let mut p = PatientState::default();
+        p.on_reading(&pw, &s, Vital::Consciousness, 0.0, 0);
+        let f = obs_set(&mut p, &pw, &s, 0, (25.0, 94.0, 100.0, 115.0, 38.6));
+        assert_eq!(
+            news2_flags(&f).last().map(|x| (x.1, x.3)),
+            Some((Severity::Emergency, false))
+        );
+        // Two hours on, only the oximeter reports, and looks fine.
+        for k in 0..5 {
+            let at = 7200 + k * 1800;
+            let mut f = p.on_reading_in_set(&pw, &s, Vital::Spo2, 97.0, at, false);
+            f.extend(p.on_reading_in_set(&pw, &s, Vital::HeartRate, 70.0, at, true));
+            assert!(news2_flags(&f).is_empty(), "{f:?}");
+        }
+        assert!(p
+            .open_flags()
+            .contains(&(RuleId::News2, Severity::Emergency)));
     }
 
     #[test]

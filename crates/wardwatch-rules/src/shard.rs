@@ -586,7 +586,18 @@ impl Shards {
         rules: RuleSet,
         flags: mpsc::Sender<PatientFlag>,
     ) -> Self {
-        let rules = Arc::new(ArcSwap::from_pointee(rules));
+        Self::start_shared(n, capacity, Arc::new(ArcSwap::from_pointee(rules)), flags)
+    }
+
+    /// Like [`Shards::start`] on a rule set shared with others (the API
+    /// checks enrolments and scores the board against the same pathways,
+    /// reloads included).
+    pub fn start_shared(
+        n: usize,
+        capacity: usize,
+        rules: Arc<ArcSwap<RuleSet>>,
+        flags: mpsc::Sender<PatientFlag>,
+    ) -> Self {
         let stats = Arc::new(ShardStats::default());
         let mut inputs = Vec::new();
         let mut workers = Vec::new();
