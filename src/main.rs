@@ -619,7 +619,23 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 clear_margin: a.clear_margin,
                 clear_hold_secs: a.clear_hold_secs,
             };
-            wardwatch::rules::limit_threshold(&limit).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (vital, threshold) =
+                wardwatch::rules::limit_threshold(&limit).map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Within the patient's pathway, exactly as the API checks it.
+            let rows = store
+                .patient_rows(wardwatch_store::rules::PatientFilter::Ids(
+                    std::slice::from_ref(&id.to_string()),
+                ))
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("no patient {id}"))?;
+            let rules = wardwatch::rules::load_rule_set(&cfg.rules.pathways_dir)?;
+            let pathway = rules.pathways.get(&row.pathway).ok_or_else(|| {
+                anyhow::anyhow!("the patient's pathway {:?} is not configured", row.pathway)
+            })?;
+            wardwatch_rules::clinical::check_personal_limit(pathway, vital, &threshold)
+                .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
             let Decision { by, reason } = a.decision;
             store.set_limit(&id, &limit, &by, &reason).await?;
             println!("patient {id}: personal {} limit set (by {by})", limit.vital);

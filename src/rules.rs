@@ -78,19 +78,16 @@ pub fn limit_threshold(l: &LimitRow) -> Result<(Vital, Threshold), String> {
         persist_secs: i64::from(l.persist_secs),
         clear_margin: l.clear_margin,
         clear_hold_secs: i64::from(l.clear_hold_secs),
+        ..Threshold::default()
     };
     check_threshold(vital, &t).map_err(|(field, msg)| format!("{field}: {msg}"))?;
     Ok((vital, t))
 }
 
-/// NEWS2 is for adults (16 and over) and not in pregnancy. An unknown date
-/// of birth counts as adult: virtual wards enrol adults, and scoring errs
-/// towards alerting.
+/// NEWS2 applies to this person (the rule lives in `wardwatch_rules::clinical`).
 pub fn news2_applies(row: &PatientRow, today: chrono::NaiveDate) -> bool {
-    let adult = row
-        .date_of_birth
-        .is_none_or(|dob| today.years_since(dob).is_some_and(|y| y >= 16));
-    adult && !row.pregnant
+    wardwatch_rules::clinical::person_applicability(row.date_of_birth, row.pregnant, today)
+        .applies()
 }
 
 /// A stored patient as the rules see them.
@@ -706,7 +703,7 @@ fn log_flag(f: &PatientFlag) {
     let flag = &f.flag;
     metrics::counter!(
         "wardwatch_flags_total",
-        "rule" => rule_family(flag.rule),
+        "rule" => flag.rule.family(),
         "severity" => flag.severity.as_str(),
         "state" => flag.state.as_str()
     )
@@ -720,18 +717,6 @@ fn log_flag(f: &PatientFlag) {
             state = flag.state.as_str(),
             summary = %flag.summary
         );
-    }
-}
-
-/// The rule without its vital and index, for a metric label of bounded cardinality.
-fn rule_family(rule: RuleId) -> &'static str {
-    match rule {
-        RuleId::News2 => "news2",
-        RuleId::Threshold { .. } => "threshold",
-        RuleId::Personal { .. } => "personal",
-        RuleId::WeightGain => "weight_gain",
-        RuleId::Spo2Fall => "spo2_fall",
-        RuleId::NoData => "no_data",
     }
 }
 

@@ -110,3 +110,165 @@ async fn an_oximeter_alone_on_general_raises_a_partial_news2_alert_and_the_board
     assert_eq!(news2["words"], "unscorable (partial: at least 6)", "{rows}");
     assert_eq!(news2["lower_bound"], true, "{rows}");
 }
+
+/// A copy of the shipped pathways with `edits` applied to one file.
+fn pathways_with(file: &str, edits: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(repo().join("config/pathways")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let path = dir.path().join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        text = edit(&text, from, to);
+    }
+    std::fs::write(path, text).unwrap();
+    dir
+}
+
+fn spo2(t: f64, v: f64) -> String {
+    format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":{v}}}]"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn covid_oximetry_pages_a_first_reading_of_80_at_once_and_a_lone_93_on_the_clock() {
+    // The review tier's clock shortened from 15 min to 3 s for the test.
+    let pathways = pathways_with(
+        "covid-oximetry.toml",
+        &[("persist_secs = 900", "persist_secs = 3")],
+    );
+    let broker = Broker::start().await;
+    let db = Db::create("kit_covid").await;
+    let engine = Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        &unique("eng"),
+        &[("WARDWATCH_PATHWAYS_DIR", pathways.path().to_str().unwrap())],
+    )
+    .await;
+    enrol_on(&db, "cv-low", "covid-oximetry", "ox-l");
+    enrol_on(&db, "cv-93", "covid-oximetry", "ox-r");
+    let mut p = broker.loadgen_publisher().await;
+    // The first reading ever: 80%. An emergency now, with the SOP's
+    // guidance, not after a second reading hours later.
+    p.publish(&readings_topic("ox-l"), spo2(now_secs() - 5.0, 80.0))
+        .await;
+    // One 93% spot check and nothing after it.
+    p.publish(&readings_topic("ox-r"), spo2(now_secs() - 1.0, 93.0))
+        .await;
+    p.flush().await;
+    let a = wait_alerts(&db, "cv-low", 1).await;
+    assert_eq!(a[0].0, "emergency", "{a:?}");
+    assert!(a[0].1.contains("do not wait"), "{a:?}");
+    // The clock raises the review without any further reading.
+    let a = wait_alerts(&db, "cv-93", 1).await;
+    assert_eq!(a[0].0, "high", "{a:?}");
+    assert!(a[0].1.contains("no reading back inside"), "{a:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM readings WHERE patient_id = 'cv-93'")
+            .await,
+        1,
+        "raised on the clock, not by a second reading"
+    );
+    drop(engine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copd_patient_hovering_around_the_limit_raises_though_no_three_are_in_a_row() {
+    let (broker, db, _engine) = stack("kit_hover").await;
+    enrol_on(&db, "copd-h", "copd", "ox-h");
+    let mut p = broker.loadgen_publisher().await;
+    let t0 = now_secs() - 5.0 * 1200.0;
+    for (k, v) in [84.0, 89.0, 84.0, 89.0, 84.0].iter().enumerate() {
+        p.publish(&readings_topic("ox-h"), spo2(t0 + k as f64 * 1200.0, *v))
+            .await;
+    }
+    p.flush().await;
+    let raised = eventually("the COPD SpO2 flag", || async {
+        let n = db
+            .count(
+                "SELECT count(*) FROM flag_events WHERE patient_id = 'copd-h' \
+                 AND rule = 'threshold:spo2:0' AND state = 'raised'",
+            )
+            .await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(raised, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_personal_limit_never_removes_the_pathways_emergency_tier_and_is_bounded_by_it() {
+    let (broker, db, _engine) = stack("kit_personal").await;
+    enrol_on(&db, "cv-p", "covid-oximetry", "ox-p");
+    let limit = |readings: &str| {
+        [
+            "patient",
+            "limit",
+            "--id",
+            "cv-p",
+            "--vital",
+            "spo2",
+            "--low",
+            "90",
+            "--severity",
+            "high",
+            "--persist-readings",
+            readings,
+            "--persist-secs",
+            "600",
+            "--by",
+            "dr-a",
+            "--reason",
+            "lives at altitude",
+        ]
+        .map(String::from)
+    };
+    let args = limit("2");
+    admin(
+        &db.url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    // Slower than the pathway allows: refused, with the reason.
+    let slow = limit("5");
+    let e = admin_fails(
+        &db.url,
+        &slow.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(e.contains("persist_readings 5 waits longer"), "{e}");
+    // On general, SpO2's highest tier is medium: a high personal limit is refused.
+    enrol_on(&db, "gen-p", "general", "ox-g");
+    let e = admin_fails(
+        &db.url,
+        &[
+            "patient",
+            "limit",
+            "--id",
+            "gen-p",
+            "--vital",
+            "spo2",
+            "--low",
+            "90",
+            "--severity",
+            "high",
+            "--persist-readings",
+            "2",
+            "--persist-secs",
+            "600",
+            "--by",
+            "dr-a",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(e.contains("above the general pathway's highest"), "{e}");
+    // SpO2 85: the personal high tier and the pathway's emergency tier both
+    // apply; the alert is an emergency.
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("ox-p"), spo2(now_secs() - 5.0, 85.0))
+        .await;
+    p.flush().await;
+    let a = wait_alerts(&db, "cv-p", 1).await;
+    assert_eq!(a[0].0, "emergency", "{a:?}");
+}

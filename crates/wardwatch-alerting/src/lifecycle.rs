@@ -249,10 +249,8 @@ pub enum Plan {
     Nothing,
 }
 
-/// The rule's family: the part of its key before the first `:`.
-pub fn rule_family(rule: &str) -> &str {
-    rule.split(':').next().unwrap_or(rule)
-}
+/// The rule's family (one home: `wardwatch_rules::clinical`).
+pub use wardwatch_rules::clinical::rule_family;
 
 fn pages(
     policy: &EscalationPolicy,

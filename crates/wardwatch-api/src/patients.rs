@@ -341,6 +341,33 @@ async fn patient_for_clinician(
     }
 }
 
+/// A personal limit within the patient's pathway's bounds
+/// (`wardwatch_rules::clinical::check_personal_limit`).
+fn within_pathway(state: &ApiState, pathway: &str, limit: &LimitRow) -> Result<(), Problem> {
+    let pathway = state.catalog.pathway(pathway).ok_or_else(|| {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "Not possible",
+            format!("the patient's pathway {pathway:?} is not configured"),
+        )
+    })?;
+    let vital = Vital::from_name(&limit.vital)
+        .ok_or_else(|| Problem::bad_request(&format!("unknown vital {:?}", limit.vital)))?;
+    let t = wardwatch_rules::threshold::Threshold {
+        low: limit.low,
+        high: limit.high,
+        severity: wardwatch_rules::threshold::Severity::parse(&limit.severity)
+            .unwrap_or(wardwatch_rules::threshold::Severity::Emergency),
+        persist_readings: u32::try_from(limit.persist_readings).unwrap_or(u32::MAX),
+        persist_secs: i64::from(limit.persist_secs),
+        clear_margin: limit.clear_margin,
+        clear_hold_secs: i64::from(limit.clear_hold_secs),
+        ..Default::default()
+    };
+    wardwatch_rules::clinical::check_personal_limit(&pathway, vital, &t)
+        .map_err(|e| Problem::bad_request(&e))
+}
+
 fn check_limit(vital: &str, b: &LimitBody) -> Result<LimitRow, Problem> {
     let v = Vital::from_name(vital)
         .ok_or_else(|| Problem::bad_request(&format!("unknown vital {vital:?}")))?;
@@ -419,6 +446,11 @@ pub(crate) async fn set_limit(
         Ok(l) => l,
         Err(e) => return refuse(&state, &c, pid, e).await,
     };
+    // Personal limits narrow or add tiers within the pathway's severity and
+    // persistence; they never loosen it.
+    if let Err(e) = within_pathway(&state, &p.pathway, &limit) {
+        return refuse(&state, &c, pid, e).await;
+    }
     let Ok(patient) = PatientId::new(p.id.clone()) else {
         return refuse(&state, &c, pid, Problem::not_found("patient")).await;
     };

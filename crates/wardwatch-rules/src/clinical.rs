@@ -180,6 +180,81 @@ pub fn rule_family(rule: &str) -> &str {
     rule.split(':').next().unwrap_or(rule)
 }
 
+/// The most a clinician's personal limit on `vital` may ask of the
+/// pathway: (highest severity, most consecutive readings, longest
+/// persistence in seconds). A limit may be stricter, never slower or more
+/// severe than the pathway's own tiers on that vital; where the pathway has
+/// none, at most `High` (an emergency tier is the pathway's decision), three
+/// readings and one expected interval.
+pub fn personal_limit_bounds(pathway: &Pathway, vital: Vital) -> (Severity, u32, i64) {
+    let tiers: Vec<&crate::threshold::Threshold> = pathway
+        .thresholds
+        .iter()
+        .filter(|(v, _)| *v == vital)
+        .map(|(_, t)| t)
+        .collect();
+    let severity = tiers
+        .iter()
+        .map(|t| t.severity)
+        .max()
+        .unwrap_or(Severity::High);
+    let readings = tiers.iter().map(|t| t.persist_readings).max().unwrap_or(3);
+    let secs = tiers
+        .iter()
+        .map(|t| t.persist_secs)
+        .max()
+        .filter(|s| *s > 0)
+        .unwrap_or(pathway.expected_interval_secs);
+    (severity, readings, secs)
+}
+
+/// Checks a personal limit against [`personal_limit_bounds`], saying what
+/// is out of bounds (for the API and CLI to refuse it).
+pub fn check_personal_limit(
+    pathway: &Pathway,
+    vital: Vital,
+    t: &crate::threshold::Threshold,
+) -> Result<(), String> {
+    let (severity, readings, secs) = personal_limit_bounds(pathway, vital);
+    if t.severity > severity {
+        return Err(format!(
+            "severity {} is above the {} pathway's highest for {vital} ({})",
+            t.severity.as_str(),
+            pathway.name,
+            severity.as_str()
+        ));
+    }
+    if t.persist_readings > readings {
+        return Err(format!(
+            "persist_readings {} waits longer than the {} pathway allows for {vital} ({readings})",
+            t.persist_readings, pathway.name
+        ));
+    }
+    if t.persist_secs > secs {
+        return Err(format!(
+            "persist_secs {} waits longer than the {} pathway allows for {vital} ({secs})",
+            t.persist_secs, pathway.name
+        ));
+    }
+    Ok(())
+}
+
+/// A personal limit held within [`personal_limit_bounds`] (the rules apply
+/// this whatever is stored, so an older or hand-edited row cannot loosen
+/// the pathway).
+pub fn bound_personal_limit(
+    pathway: &Pathway,
+    vital: Vital,
+    t: &crate::threshold::Threshold,
+) -> crate::threshold::Threshold {
+    let (severity, readings, secs) = personal_limit_bounds(pathway, vital);
+    let mut t = t.clone();
+    t.severity = t.severity.min(severity);
+    t.persist_readings = t.persist_readings.clamp(1, readings.max(1));
+    t.persist_secs = t.persist_secs.min(secs);
+    t
+}
+
 /// What the board says about a patient's NEWS2 now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

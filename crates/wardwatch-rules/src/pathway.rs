@@ -12,7 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use wardwatch_core::Vital;
 
-use crate::threshold::{Severity, Threshold};
+use crate::threshold::{KOfN, Scope, Severity, Threshold, RECENT};
 use crate::trend::{Spo2FallRule, WeightGainRule};
 
 /// Why a pathway file was refused.
@@ -88,11 +88,34 @@ struct ThresholdFile {
     vital: String,
     low: Option<f64>,
     high: Option<f64>,
+    /// A single reading beyond this raises at once.
+    immediate_low: Option<f64>,
+    immediate_high: Option<f64>,
     severity: SeverityFile,
     persist_readings: u32,
     persist_secs: i64,
+    k_of_n: Option<KOfNFile>,
     clear_margin: f64,
     clear_hold_secs: i64,
+    #[serde(default)]
+    scope: ScopeFile,
+    guidance: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KOfNFile {
+    k: u8,
+    n: u8,
+    window_mins: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ScopeFile {
+    #[default]
+    Always,
+    WithoutNews2,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -148,8 +171,36 @@ pub fn check_threshold(vital: Vital, t: &Threshold) -> Result<(), (&'static str,
             }
         }
     }
+    for (name, limit, immediate, below) in [
+        ("immediate_low", t.low, t.immediate_low, true),
+        ("immediate_high", t.high, t.immediate_high, false),
+    ] {
+        match (limit, immediate) {
+            (None, Some(_)) => {
+                return Err((
+                    name,
+                    format!("needs {} as well", if below { "low" } else { "high" }),
+                ))
+            }
+            (Some(l), Some(i)) if (below && i > l) || (!below && i < l) => {
+                return Err((
+                    name,
+                    format!("{i} must be at or beyond the limit {l} itself"),
+                ))
+            }
+            _ => {}
+        }
+    }
     if t.persist_readings == 0 {
         return Err(("persist_readings", "must be at least 1".into()));
+    }
+    if let Some(r) = t.k_of_n {
+        if r.k == 0 || r.k > r.n || usize::from(r.n) > RECENT || r.window_secs <= 0 {
+            return Err((
+                "k_of_n",
+                format!("needs 1 <= k <= n <= {RECENT} and a positive window"),
+            ));
+        }
     }
     if t.persist_secs < 0 || t.clear_hold_secs < 0 || t.clear_margin < 0.0 {
         return Err((
@@ -229,6 +280,8 @@ impl Pathway {
             let threshold = Threshold {
                 low: t.low,
                 high: t.high,
+                immediate_low: t.immediate_low,
+                immediate_high: t.immediate_high,
                 severity: match t.severity {
                     SeverityFile::Low => Severity::Low,
                     SeverityFile::Medium => Severity::Medium,
@@ -237,11 +290,36 @@ impl Pathway {
                 },
                 persist_readings: t.persist_readings,
                 persist_secs: t.persist_secs,
+                k_of_n: t.k_of_n.as_ref().map(|k| KOfN {
+                    k: k.k,
+                    n: k.n,
+                    window_secs: k.window_mins.saturating_mul(60),
+                }),
                 clear_margin: t.clear_margin,
                 clear_hold_secs: t.clear_hold_secs,
+                scope: match t.scope {
+                    ScopeFile::Always => Scope::Always,
+                    ScopeFile::WithoutNews2 => Scope::WithoutNews2,
+                },
+                guidance: t.guidance.as_deref().map(Into::into),
             };
             check_threshold(vital, &threshold)
                 .map_err(|(name, message)| invalid(&field(name), message))?;
+            // Persistence sized to the cadence: waiting for more readings
+            // than the pathway expects within the persistence time would,
+            // at spot-check cadences, mean waiting hours.
+            if threshold.persist_readings > 1
+                && threshold.persist_secs <= 0
+                && f.expected_interval_mins > 60
+            {
+                return Err(invalid(
+                    &field("persist_secs"),
+                    format!(
+                        "with readings every {} min, persist_readings = {} needs a persist_secs that raises on the clock",
+                        f.expected_interval_mins, threshold.persist_readings
+                    ),
+                ));
+            }
             thresholds.push((vital, threshold));
         }
         let weight_gain = match &f.trends.weight_gain {

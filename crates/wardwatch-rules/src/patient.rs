@@ -10,7 +10,7 @@ pub use crate::clinical::news2_severity;
 use crate::clinical::{self, alerting_band, is_news2_input, NEWS2_INPUTS};
 use crate::news2::{self, Band, Score, SpO2Scale};
 use crate::pathway::Pathway;
-use crate::threshold::{Severity, Threshold, ThresholdState, Transition};
+use crate::threshold::{Scope, Severity, Threshold, ThresholdState, Transition};
 use crate::trend::{Spo2Trend, WeightTrend};
 
 /// Which rule a flag comes from. One open flag per patient and rule; the
@@ -70,6 +70,18 @@ impl RuleId {
             "threshold" => Some(Self::Threshold { vital, n }),
             "personal" => Some(Self::Personal { vital, n }),
             _ => None,
+        }
+    }
+
+    /// The rule's family, as [`crate::clinical::rule_family`] reads it from the key.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Self::News2 => "news2",
+            Self::Threshold { .. } => "threshold",
+            Self::Personal { .. } => "personal",
+            Self::WeightGain => "weight_gain",
+            Self::Spo2Fall => "spo2_fall",
+            Self::NoData => "no_data",
         }
     }
 
@@ -197,7 +209,7 @@ fn band_of(severity: Severity) -> Band {
 }
 
 /// One threshold as it applies to this patient, with its state.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ThresholdSlot {
     rule: RuleId,
     vital: Vital,
@@ -291,42 +303,67 @@ fn transition_flag(
     })
 }
 
-/// The thresholds that apply to a patient: the pathway's, except on vitals
-/// where a clinician set personal limits.
+/// The thresholds that apply to a patient. A clinician's personal limits
+/// narrow or add tiers: on a vital with personal limits, the pathway's
+/// tiers up to the highest personal severity give way to them, but a
+/// pathway tier of higher severity always stays (a personal SpO2 limit
+/// never removes COVID oximetry's emergency tier), and each personal
+/// limit is held within the pathway's severity and persistence
+/// ([`clinical::bound_personal_limit`]).
 fn effective_thresholds(pathway: &Pathway, settings: &PatientSettings) -> Vec<ThresholdSlot> {
     let mut out = Vec::with_capacity(pathway.thresholds.len() + settings.overrides.len());
     let mut counts = [0u8; Vital::ALL.len()];
+    let personal: Vec<(Vital, Threshold)> = settings
+        .overrides
+        .iter()
+        .map(|(v, t)| (*v, clinical::bound_personal_limit(pathway, *v, t)))
+        .collect();
     for (vital, limit) in &pathway.thresholds {
-        if settings.overrides.iter().any(|(v, _)| v == vital) {
+        let replaced_up_to = personal
+            .iter()
+            .filter(|(v, _)| v == vital)
+            .map(|(_, t)| t.severity)
+            .max();
+        // The rule id counts every pathway tier, kept or not, so a tier's
+        // key does not change when a personal limit is set or removed.
+        let n = &mut counts[slot(*vital)];
+        let rule = RuleId::Threshold {
+            vital: *vital,
+            n: *n,
+        };
+        *n = n.saturating_add(1);
+        if replaced_up_to.is_some_and(|s| limit.severity <= s) {
             continue;
         }
-        let n = &mut counts[slot(*vital)];
         out.push(ThresholdSlot {
-            rule: RuleId::Threshold {
-                vital: *vital,
-                n: *n,
-            },
+            rule,
             vital: *vital,
-            limit: *limit,
+            limit: limit.clone(),
             state: ThresholdState::default(),
         });
-        *n = n.saturating_add(1);
     }
     let mut counts = [0u8; Vital::ALL.len()];
-    for (vital, limit) in &settings.overrides {
-        let n = &mut counts[slot(*vital)];
+    for (vital, limit) in personal {
+        let n = &mut counts[slot(vital)];
         out.push(ThresholdSlot {
-            rule: RuleId::Personal {
-                vital: *vital,
-                n: *n,
-            },
-            vital: *vital,
-            limit: *limit,
+            rule: RuleId::Personal { vital, n: *n },
+            vital,
+            limit,
             state: ThresholdState::default(),
         });
         *n = n.saturating_add(1);
     }
     out
+}
+
+/// "spo2 80 (lower limit 92.5); recheck after 5 minutes' rest ..."
+fn threshold_summary(vital: Vital, value: f64, limit: &Threshold) -> String {
+    let mut s = format!("{vital} {value} ({})", limit_text(limit));
+    if let Some(g) = &limit.guidance {
+        s.push_str("; ");
+        s.push_str(g);
+    }
+    s
 }
 
 fn limit_text(rule: &Threshold) -> String {
@@ -432,7 +469,12 @@ impl PatientState {
             self.configure(pathway, settings, 0, at);
         }
         let evidence = Evidence { vital, value, at };
+        let news2_covers =
+            pathway.news2_enabled && settings.news2_applies && self.complete_set_fresh(pathway, at);
         for t in self.thresholds.iter_mut().filter(|t| t.vital == vital) {
+            if t.limit.scope == Scope::WithoutNews2 && news2_covers {
+                continue;
+            }
             let transition = t.state.observe(&t.limit, value, at);
             let limit = &t.limit;
             flags.extend(transition_flag(
@@ -440,7 +482,7 @@ impl PatientState {
                 t.rule,
                 limit.severity,
                 evidence,
-                || format!("{vital} {value} ({})", limit_text(limit)),
+                || threshold_summary(vital, value, limit),
             ));
         }
         if let (Vital::BodyWeight, Some(rule)) = (vital, &pathway.weight_gain) {
@@ -530,6 +572,56 @@ impl PatientState {
             }
             RuleId::NoData => false,
         }
+    }
+
+    /// Every measured NEWS2 parameter has a fresh reading at `at`.
+    fn complete_set_fresh(&self, pathway: &Pathway, at: i64) -> bool {
+        let w = clinical::freshness_secs(pathway);
+        [
+            Vital::RespiratoryRate,
+            Vital::Spo2,
+            Vital::SystolicBp,
+            Vital::HeartRate,
+            Vital::BodyTemperature,
+        ]
+        .iter()
+        .all(|v| self.fresh_at(*v, at, w).is_some())
+    }
+
+    /// The earliest time the clock alone would raise one of this patient's
+    /// threshold breaches, if any is pending.
+    pub fn next_due(&self) -> Option<i64> {
+        self.thresholds
+            .iter()
+            .filter_map(|t| t.state.due_at(&t.limit))
+            .min()
+    }
+
+    /// The clock at `now` (s): raises breaches whose persistence time has
+    /// passed with no reading back inside.
+    pub fn on_clock(&mut self, now: i64) -> Vec<Flag> {
+        let mut flags = Vec::new();
+        for t in &mut self.thresholds {
+            if let Some((value, at)) = t.state.on_clock(&t.limit, now) {
+                let limit = &t.limit;
+                let vital = t.vital;
+                let mut summary = threshold_summary(vital, value, limit);
+                summary.push_str(&format!(
+                    "; no reading back inside within {} min",
+                    limit.persist_secs / 60
+                ));
+                flags.push(Flag {
+                    rule: t.rule,
+                    severity: limit.severity,
+                    state: FlagState::Raised,
+                    at: now,
+                    summary,
+                    readings: vec![Evidence { vital, value, at }],
+                    news2: None,
+                });
+            }
+        }
+        flags
     }
 
     fn fresh(&self, v: Vital, now: i64, window: i64) -> Option<f64> {
@@ -840,6 +932,26 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, RuleId::WeightGain);
         assert!(f[0].summary.contains("+2.1 kg"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn a_rules_family_is_its_keys_family() {
+        for rule in [
+            RuleId::News2,
+            RuleId::Threshold {
+                vital: Vital::Spo2,
+                n: 1,
+            },
+            RuleId::Personal {
+                vital: Vital::HeartRate,
+                n: 0,
+            },
+            RuleId::WeightGain,
+            RuleId::Spo2Fall,
+            RuleId::NoData,
+        ] {
+            assert_eq!(rule.family(), clinical::rule_family(&rule.key()));
+        }
     }
 
     #[test]

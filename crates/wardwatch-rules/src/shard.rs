@@ -219,6 +219,8 @@ struct Patient {
     pathway: Option<(u64, Arc<Pathway>)>,
     /// Latest update interval a device declared.
     update_interval_secs: Option<u32>,
+    /// The persistence deadline this patient has in the timer heap.
+    timer: Option<i64>,
 }
 
 /// One shard's state and logic, with no thread of its own.
@@ -228,6 +230,9 @@ pub struct ShardWorker {
     /// Indexed by slot.
     patients: Vec<Option<Patient>>,
     silence: SilenceWatch<Slot>,
+    /// Threshold persistence deadlines: (when, slot), one live entry per
+    /// patient (a stale entry is skipped when it falls due).
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Slot)>>,
     /// Latest clock tick (s).
     now: i64,
     /// Start-up replay done: `no_data` deadlines are live.
@@ -244,6 +249,7 @@ impl ShardWorker {
             stats,
             patients: Vec::new(),
             silence: SilenceWatch::new(),
+            timers: Default::default(),
             now: 0,
             restored: false,
             replay_open: FxHashMap::default(),
@@ -343,6 +349,7 @@ impl ShardWorker {
                 );
             }
         }
+        schedule(&mut self.timers, r.slot, p);
     }
 
     fn patient(
@@ -394,6 +401,7 @@ impl ShardWorker {
             state: PatientState::default(),
             pathway: None,
             update_interval_secs: None,
+            timer: None,
         });
         p.config = config;
         p.pathway = None;
@@ -490,6 +498,13 @@ impl ShardWorker {
                 });
             }
         }
+        // Breaches the replay left pending fall due on the clock from now.
+        for (i, p) in self.patients.iter_mut().enumerate() {
+            if let (Some(p), Ok(slot)) = (p, Slot::try_from(i)) {
+                p.timer = None;
+                schedule(&mut self.timers, slot, p);
+            }
+        }
         self.restored = true;
     }
 
@@ -497,6 +512,26 @@ impl ShardWorker {
         self.now = self.now.max(now);
         if !self.restored {
             return;
+        }
+        while let Some(std::cmp::Reverse((due, slot))) = self.timers.peek().copied() {
+            if due > self.now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(p)) = self.patients.get_mut(slot as usize) else {
+                continue;
+            };
+            if p.timer != Some(due) || !p.config.monitored {
+                continue;
+            }
+            p.timer = None;
+            for flag in p.state.on_clock(self.now) {
+                out.push(PatientFlag {
+                    patient: p.key.clone(),
+                    flag,
+                });
+            }
+            schedule(&mut self.timers, slot, p);
         }
         for ev in self.silence.advance(self.now) {
             if let SilenceEvent::Raised {
@@ -521,6 +556,22 @@ impl ShardWorker {
         if self.silence.heap_len() > 2 * self.patients.len() + 1024 {
             self.silence.compact();
         }
+    }
+}
+
+/// Puts the patient's next persistence deadline in the heap unless an entry
+/// for it (or an earlier one) is already there.
+fn schedule(
+    timers: &mut std::collections::BinaryHeap<std::cmp::Reverse<(i64, Slot)>>,
+    slot: Slot,
+    p: &mut Patient,
+) {
+    let Some(due) = p.state.next_due() else {
+        return;
+    };
+    if p.timer.is_none_or(|t| t > due) {
+        p.timer = Some(due);
+        timers.push(std::cmp::Reverse((due, slot)));
     }
 }
 
@@ -1152,6 +1203,54 @@ mod tests {
     }
 
     #[test]
+    fn a_spot_check_below_the_review_limit_raises_on_the_clock_without_a_second_reading() {
+        let mut h = worker();
+        h.enrol("cv", "covid-oximetry");
+        assert!(h.restore(vec![], 0).is_empty());
+        // One reading of 93 at t = 1000: urgent review tier, no recheck.
+        assert!(h
+            .reading(reading("cv", Vital::Spo2, 93.0, 1_000))
+            .is_empty());
+        assert!(h.run(ShardInput::Tick(1_899)).is_empty());
+        let f = h.run(ShardInput::Tick(1_900));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].flag.rule.key(), f[0].flag.state, f[0].flag.severity),
+            (
+                "threshold:spo2:1".to_string(),
+                FlagState::Raised,
+                Severity::High
+            )
+        );
+        assert!(
+            f[0].flag.summary.contains("urgent clinical review"),
+            "{}",
+            f[0].flag.summary
+        );
+        assert!(h.run(ShardInput::Tick(5_000)).is_empty(), "once");
+        // A first reading of 80 is an emergency at once, with its guidance.
+        h.enrol("cv2", "covid-oximetry");
+        let f = h.reading(reading("cv2", Vital::Spo2, 80.0, 2_000));
+        assert_eq!(f.len(), 1, "the emergency tier at once: {f:?}");
+        let emergency = f
+            .iter()
+            .find(|x| x.flag.severity == Severity::Emergency)
+            .unwrap();
+        assert_eq!(emergency.flag.state, FlagState::Raised);
+        assert!(
+            emergency.flag.summary.contains("do not wait"),
+            "{}",
+            emergency.flag.summary
+        );
+        // A recheck at 96 before the clock cancels a pending review.
+        h.enrol("cv3", "covid-oximetry");
+        h.reading(reading("cv3", Vital::Spo2, 94.0, 3_000));
+        h.reading(reading("cv3", Vital::Spo2, 96.0, 3_300));
+        let later = h.run(ShardInput::Tick(10_000));
+        assert!(later.iter().all(|f| &*f.patient != "cv3"), "{later:?}");
+    }
+
+    #[test]
     fn restart_clears_a_stored_flag_whose_rule_no_longer_applies() {
         let mut h = worker();
         h.enrol("p", "general");
@@ -1159,7 +1258,7 @@ mod tests {
             patient: key("p"),
             rule: RuleId::Threshold {
                 vital: Vital::Spo2,
-                n: 0,
+                n: 7,
             },
             severity: Severity::High,
         }];
@@ -1180,7 +1279,7 @@ mod tests {
         assert_eq!(raised.len(), 1);
         // A clinician sets this patient's own limit: 85–96.
         let mut cfg = (*config("copd")).clone();
-        let mut limit = rule_set().pathways["copd"].thresholds[0].1;
+        let mut limit = rule_set().pathways["copd"].thresholds[0].1.clone();
         limit.low = Some(85.0);
         cfg.settings.overrides = vec![(Vital::Spo2, limit)];
         cfg.settings.version = 1;
