@@ -564,13 +564,20 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 check_pathway(cfg, p)?;
             }
             // A transfer hands open alerts to the new team's policy.
-            let policy = match wardwatch::alerting::load_teams(&cfg.alerting.teams_dir) {
-                Ok(teams) => teams
-                    .get(&team)
-                    .and_then(|t| serde_json::to_value(&t.escalation).ok()),
+            let teams = match wardwatch::alerting::load_teams(&cfg.alerting.teams_dir) {
+                Ok(teams) => Some(teams),
                 Err(e) if cfg.alerting.enabled => return Err(e),
                 Err(_) => None,
             };
+            // Refused exactly as the API refuses it: a typo would leave the
+            // patient on nobody's board.
+            wardwatch_api::team_is_run(teams.as_ref(), &store, &team)
+                .await
+                .context("refused")?;
+            let policy = teams
+                .as_ref()
+                .and_then(|ts| ts.get(&team))
+                .and_then(|t| serde_json::to_value(&t.escalation).ok());
             let moved = store
                 .enrol(&id, &team, pathway.as_deref(), policy.as_ref())
                 .await?;

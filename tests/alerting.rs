@@ -559,6 +559,7 @@ async fn one_alert_per_episode_a_worse_severity_repages_new_rules_group_and_a_tr
             "post-discharge",
         ],
     );
+    staff(&db.url, "ward-b");
     admin(
         &db.url,
         &[

@@ -272,3 +272,71 @@ async fn a_personal_limit_never_removes_the_pathways_emergency_tier_and_is_bound
     let a = wait_alerts(&db, "cv-p", 1).await;
     assert_eq!(a[0].0, "emergency", "{a:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_silent_fallbacks_a_typo_team_or_pathway_is_refused_and_a_reload_may_not_drop_a_pathway_in_use(
+) {
+    let pathways = pathways_with("copd.toml", &[]);
+    let broker = Broker::start().await;
+    let db = Db::create("kit_fallbacks").await;
+    let engine = Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        &unique("eng"),
+        &[("WARDWATCH_PATHWAYS_DIR", pathways.path().to_str().unwrap())],
+    )
+    .await;
+    // The CLI refuses what the API refuses.
+    let e = admin_fails(
+        &db.url,
+        &["patient", "add", "--id", "p-typo", "--team", "ward-aa"],
+    );
+    assert!(e.contains("no policy file and no members"), "{e}");
+    let e = admin_fails(
+        &db.url,
+        &[
+            "patient",
+            "add",
+            "--id",
+            "p-typo",
+            "--team",
+            "ward-a",
+            "--pathway",
+            "cpod",
+        ],
+    );
+    assert!(e.contains("unknown pathway \"cpod\""), "{e}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM patients WHERE id = 'p-typo'")
+            .await,
+        0
+    );
+    // A patient on copd; the copd file removed and a reload asked for: refused.
+    enrol_on(&db, "p-copd", "copd", "ox-c");
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("ox-c"), spo2(now_secs() - 5.0, 95.0))
+        .await;
+    p.flush().await;
+    eventually("the patient known to the rules", || async {
+        (engine.metric("wardwatch_rules_readings_total").await >= 1.0).then_some(())
+    })
+    .await;
+    std::fs::remove_file(pathways.path().join("copd.toml")).unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &engine.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let log = eventually("the reload refused", || async {
+        let log = engine.log();
+        log.contains("Rules reload refused").then_some(log)
+    })
+    .await;
+    assert!(
+        log.contains("pathway \\\"copd\\\" is missing")
+            || log.contains("pathway \"copd\" is missing"),
+        "{log}"
+    );
+    assert!(log.contains("p-copd"), "{log}");
+}

@@ -283,6 +283,7 @@ async fn readings_go_to_whoever_had_the_device_at_the_reading_time() {
         &db.url,
         &["patient", "add", "--id", "alice", "--team", "ward-a"],
     );
+    staff(&db.url, "ward-b");
     admin(
         &db.url,
         &["patient", "add", "--id", "bob", "--team", "ward-b"],

@@ -50,6 +50,7 @@ use wardwatch_store::alerts::AlertRow;
 use wardwatch_store::{Backend, NewReading, StoreError};
 
 pub use auth::{new_token, token_hash, FailedAuth};
+pub use patients::{team_is_run, TeamCheck};
 pub use problem::Problem;
 
 /// What the handlers share.

@@ -101,33 +101,60 @@ pub(crate) async fn enrol(
 
 /// A patient may only be put on a team someone runs: one with its own
 /// policy file or with at least one member. A typo would otherwise leave
-/// the patient on nobody's board.
+/// the patient on nobody's board. The CLI applies the same rule.
 async fn team_exists(state: &ApiState, team: &str) -> Result<(), Problem> {
-    let configured = state
-        .catalog
-        .teams
-        .as_ref()
-        .is_some_and(|ts| ts.iter().any(|t| t.id == team));
-    if configured {
+    team_is_run(state.catalog.teams.as_ref(), &state.store, team)
+        .await
+        .map_err(|e| match e {
+            TeamCheck::NobodyRunsIt(message) => {
+                Problem::new(StatusCode::CONFLICT, "Not possible", message)
+            }
+            TeamCheck::Store(e) => store_problem(e),
+        })
+}
+
+/// Why [`team_is_run`] refused.
+#[derive(Debug)]
+pub enum TeamCheck {
+    /// No policy file and no members.
+    NobodyRunsIt(String),
+    /// The store could not say.
+    Store(wardwatch_store::StoreError),
+}
+
+impl std::fmt::Display for TeamCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NobodyRunsIt(m) => f.write_str(m),
+            Self::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TeamCheck {}
+
+/// Whether someone runs `team`: a policy file of its own, or an active
+/// member.
+pub async fn team_is_run(
+    teams: Option<&wardwatch_alerting::policy::Teams>,
+    store: &wardwatch_store::Backend,
+    team: &str,
+) -> Result<(), TeamCheck> {
+    if teams.is_some_and(|ts| ts.iter().any(|t| t.id == team)) {
         return Ok(());
     }
-    let staffed = state
-        .store
+    let staffed = store
         .users()
         .await
-        .map_err(store_problem)?
+        .map_err(TeamCheck::Store)?
         .iter()
         .any(|u| !u.disabled && u.teams.iter().any(|t| t == team));
     if staffed {
         Ok(())
     } else {
-        Err(Problem::new(
-            StatusCode::CONFLICT,
-            "Not possible",
-            format!(
-                "team {team:?} has no policy file and no members: nobody would see this patient"
-            ),
-        ))
+        Err(TeamCheck::NobodyRunsIt(format!(
+            "team {team:?} has no policy file and no members: nobody would see this patient"
+        )))
     }
 }
 

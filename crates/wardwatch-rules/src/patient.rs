@@ -894,6 +894,36 @@ mod tests {
     }
 
     #[test]
+    fn where_news2_does_not_apply_the_pathways_limits_still_do() {
+        // Pregnant on general: no NEWS2, but the partial-kit limits watch
+        // every set, complete or not.
+        let pw = pathway("general");
+        let s = PatientSettings {
+            news2_applies: false,
+            ..Default::default()
+        };
+        let mut p = PatientState::default();
+        let mut raised = Vec::new();
+        for k in 0..2 {
+            raised.extend(obs_set(
+                &mut p,
+                &pw,
+                &s,
+                k * 600,
+                (16.0, 97.0, 120.0, 135.0, 37.0),
+            ));
+        }
+        assert!(raised.iter().all(|f| f.rule != RuleId::News2));
+        assert_eq!(
+            raised
+                .iter()
+                .map(|f| (f.rule.key(), f.state))
+                .collect::<Vec<_>>(),
+            vec![("threshold:heart_rate:0".to_string(), FlagState::Raised)]
+        );
+    }
+
+    #[test]
     fn copd_uses_personalised_spo2_limits_not_scale_1_alone() {
         let pw = pathway("copd");
         let s = PatientSettings {
