@@ -310,6 +310,7 @@ fn decide(
         technical: ev.technical,
         state: flag_state(&ev.state),
         severity: parse_severity(&ev.severity),
+        measure: ev.measure,
     };
     let existing = open.map(|a| AlertSnapshot {
         id: a.id,
@@ -319,11 +320,15 @@ fn decide(
         round: a.round,
         policy: policy_of(&a.policy, &team.escalation),
         other_open_flags: usize::try_from(a.other_open_flags).unwrap_or(0),
+        paged: serde_json::from_value(a.paged.clone()).unwrap_or_default(),
     });
     let snooze = snooze.map(|s| Snooze {
         severity: parse_severity(&s.severity),
         until: s.until,
+        measure: s.measure,
     });
+    let paged_json =
+        |p: &std::collections::BTreeMap<String, f64>| serde_json::to_value(p).unwrap_or_default();
     let last_update = open.and_then(|a| a.last_update_at);
     match plan_flag(team, existing.as_ref(), &flag, snooze, last_update, now) {
         Plan::Open {
@@ -332,6 +337,7 @@ fn decide(
             tier,
             next_escalation_at,
             notices,
+            paged,
         } => AlertAction::Open {
             kind: kind.as_str(),
             severity: severity.as_str(),
@@ -339,6 +345,7 @@ fn decide(
             policy: serde_json::to_value(&team.escalation).unwrap_or_default(),
             next_escalation_at,
             deliveries: notices.iter().map(|n| delivery(n, None)).collect(),
+            paged: paged_json(&paged),
         },
         Plan::Worsen {
             severity,
@@ -346,6 +353,7 @@ fn decide(
             round,
             next_escalation_at,
             notices,
+            paged,
         } => AlertAction::Worsen {
             severity: severity.as_str(),
             tier: i32::try_from(tier).unwrap_or(0),
@@ -355,12 +363,14 @@ fn decide(
                 .iter()
                 .map(|n| delivery(n, Some(ev.event_id)))
                 .collect(),
+            paged: paged_json(&paged),
         },
-        Plan::Join { notices } => AlertAction::Join {
+        Plan::Join { notices, paged } => AlertAction::Join {
             deliveries: notices
                 .iter()
                 .map(|n| delivery(n, Some(ev.event_id)))
                 .collect(),
+            paged: paged.as_ref().map(paged_json),
         },
         Plan::Clear { resolve } => AlertAction::Clear { resolve },
         Plan::Suppressed { until } => AlertAction::Suppressed { until },
@@ -452,12 +462,26 @@ async fn escalation_loop(
         let plan = |due: &DueAlert| -> Option<EscalationApply> {
             let team = teams.get(&due.team_id)?;
             let policy = policy_of(&due.policy, &team.escalation);
+            let state = AlertState::parse(&due.state).unwrap_or(AlertState::Open);
+            if state == AlertState::Acknowledged && due.next_escalation_at.is_none() {
+                // Just acknowledged: schedule the reminder, nothing to send yet.
+                let from = due.acknowledged_at.unwrap_or(now);
+                return Some(EscalationApply {
+                    tier: due.tier,
+                    round: due.round,
+                    next_escalation_at: from + chrono::Duration::seconds(policy.ack_timeout.secs()),
+                    deliveries: Vec::new(),
+                    event: None,
+                });
+            }
             let e = plan_escalation(
                 &policy,
                 team.mqtt,
                 usize::try_from(due.tier).unwrap_or(0),
                 due.round,
                 parse_severity(&due.severity),
+                state,
+                &team.fallback,
                 now,
             );
             Some(EscalationApply {
@@ -465,6 +489,11 @@ async fn escalation_loop(
                 round: e.round,
                 next_escalation_at: e.next_escalation_at,
                 deliveries: e.notices.iter().map(|n| delivery(n, None)).collect(),
+                event: Some(if state == AlertState::Acknowledged {
+                    "reminded"
+                } else {
+                    "escalated"
+                }),
             })
         };
         match store.escalate_due(now, 100, plan).await {

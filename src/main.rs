@@ -517,17 +517,14 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
                 .team_of(&patient)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("patient {patient} is not enrolled"))?;
-            let max = teams
-                .get(&team)
-                .map_or(24 * 3600, |t| t.escalation.snooze_max.secs());
-            if span.secs() > max {
-                anyhow::bail!(
-                    "a snooze of {} s is longer than this team's maximum of {max} s",
-                    span.secs()
-                );
-            }
-            let until = Utc::now() + chrono::Duration::seconds(span.secs());
-            let severity = store.snooze(&patient, &rule, until, &by, &reason).await?;
+            // The team's longest snooze for the flag's severity, checked by
+            // the store against the flag as it stands, as for the API.
+            let now = Utc::now();
+            let limits = wardwatch_api::snooze_limits(teams.get(&team).map(|t| &t.escalation), now);
+            let until = now + chrono::Duration::seconds(span.secs());
+            let severity = store
+                .snooze(&patient, &rule, until, &by, &reason, &limits)
+                .await?;
             println!(
                 "{rule} snoozed for patient {patient} until {} at severity {severity} (a worse one breaks through)",
                 until.to_rfc3339()

@@ -695,6 +695,7 @@ fn flag_record(f: &PatientFlag) -> FlagRecord {
         evidence: serde_json::json!({
             "readings": flag.readings,
             "news2": flag.news2,
+            "measure": flag.measure,
         }),
     }
 }

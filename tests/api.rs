@@ -1545,6 +1545,11 @@ targets = [{{ channel = "mqtt" }}]
 name = "nurse in charge"
 wait = "1h"
 targets = [{{ channel = "mqtt" }}]
+# A person at the end (never reached within a test): a policy must name one.
+[[escalation.tiers]]
+name = "on-call clinician"
+wait = "1h"
+targets = [{{ channel = "email", address = "on-call@example.nhs.uk" }}]
 "#
         ),
     )

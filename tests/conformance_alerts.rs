@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use wardwatch_core::PatientId;
 use wardwatch_store::alerts::{
     AlertAction, AlertFilter, AlertRow, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
-    PendingFlagEvent, SnoozeRow,
+    PendingFlagEvent, SnoozeLimits, SnoozeRow,
 };
 use wardwatch_store::sqlite::SqliteStore;
 use wardwatch_store::{AlertStore, EscalationStore, PgStore, Store, StoreError};
@@ -46,7 +46,7 @@ async fn flag<S: Raw>(
 ) -> i64 {
     s.int(format!(
         "INSERT INTO flags (patient_id, rule, technical, severity, raised_at, updated_at, summary, evidence) \
-         VALUES ('{patient}', '{rule}', {technical}, '{severity}', {at}, {at}, '{rule} of {patient}', '{{}}') \
+         VALUES ('{patient}', '{rule}', {technical}, '{severity}', {at}, {at}, '{rule} of {patient}', '{{\"measure\": 2.5}}') \
          RETURNING id",
         at = lit(at)
     ))
@@ -109,6 +109,9 @@ struct Seen {
     summary: String,
     open: Option<(i64, i64, Option<DateTime<Utc>>)>,
     snooze: Option<SnoozeRow>,
+    /// The event's measure and the open alert's paged measures.
+    measure: Option<f64>,
+    paged: Option<serde_json::Value>,
 }
 
 /// A small lifecycle: open, join (with one grouped update), clear, or hold
@@ -124,6 +127,8 @@ fn decider(
             summary: ev.summary.clone(),
             open: open.map(|o| (o.id, o.other_open_flags, o.last_update_at)),
             snooze: snooze.cloned(),
+            measure: ev.measure,
+            paged: open.map(|o| o.paged.clone()),
         });
         if let Some(s) = snooze {
             return AlertAction::Suppressed { until: s.until };
@@ -148,6 +153,7 @@ fn decider(
                 policy: policy(),
                 next_escalation_at: ev.at + Duration::minutes(5),
                 deliveries: vec![page(0, now)],
+                paged: serde_json::json!({ ev.rule.clone(): ev.measure }),
             },
             Some(_) => AlertAction::Join {
                 deliveries: vec![NewDelivery {
@@ -159,6 +165,7 @@ fn decider(
                     key_suffix: format!("update:{}", ev.event_id),
                     not_before: now,
                 }],
+                paged: None,
             },
         }
     }
@@ -167,12 +174,43 @@ fn decider(
 fn step(now: DateTime<Utc>) -> impl FnMut(&DueAlert) -> Option<EscalationApply> + Send {
     move |due| {
         assert_eq!(due.policy, policy());
+        if due.state == "acknowledged" {
+            // As the engine does: schedule the reminder first, then remind.
+            return Some(match due.next_escalation_at {
+                None => EscalationApply {
+                    tier: due.tier,
+                    round: due.round,
+                    next_escalation_at: t(150),
+                    deliveries: vec![],
+                    event: None,
+                },
+                Some(_) => EscalationApply {
+                    tier: due.tier,
+                    round: due.round + 1,
+                    next_escalation_at: t(300),
+                    deliveries: vec![],
+                    event: Some("reminded"),
+                },
+            });
+        }
         Some(EscalationApply {
             tier: due.tier + 1,
             round: 0,
             next_escalation_at: t(30),
             deliveries: vec![page(due.tier + 1, now)],
+            event: Some("escalated"),
         })
+    }
+}
+
+/// Snooze limits that allow a day at every severity but emergency.
+fn day_limits(now: DateTime<Utc>) -> SnoozeLimits {
+    SnoozeLimits {
+        low: 86_400,
+        medium: 86_400,
+        high: 86_400,
+        emergency: 0,
+        now,
     }
 }
 
@@ -229,6 +267,8 @@ async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
     assert_eq!(seen[0].open, None);
     // f1 is the open flag other than f2's own; no update queued yet.
     assert_eq!(seen[1].open, Some((a1, 1, None)));
+    // The measures paged when it opened come back with the open alert.
+    assert_eq!(seen[1].paged, Some(serde_json::json!({"news2": 2.5})));
     assert!(seen.iter().all(|v| v.snooze.is_none()));
 
     // A second event of f1 joins too, while the update queued for f2 is
@@ -494,11 +534,14 @@ async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
         s.acknowledge_alert(999_999, "nurse.jo", t(11)).await,
         "no such alert",
     );
-    // a3 (due since t9 after its retry) and a2 (t30) escalate; not a1.
+    // a3 (due since t9 after its retry) and a2 (t30) escalate; a1,
+    // acknowledged, only gets its reminder scheduled (no event, no page).
     assert_eq!(
         s.escalate_due(t(100), 100, step(t(100))).await.unwrap(),
         vec![a3, a2]
     );
+    let a1_row = s.alert(a1).await.unwrap().unwrap();
+    assert_eq!(a1_row.state, "acknowledged");
     // A tier beyond the policy has no name.
     let alert2 = s.alert(a2).await.unwrap().unwrap();
     assert_eq!((alert2.tier, alert2.tier_name.as_str()), (2, ""));
@@ -554,30 +597,72 @@ async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
 
     // Snoozes: at the open flag's severity, recorded on the open alert.
     assert_eq!(
-        s.snooze("p1", "spo2_low", t(20), "dr.a", "known COPD")
-            .await
-            .unwrap(),
+        s.snooze(
+            "p1",
+            "spo2_low",
+            t(20),
+            "dr.a",
+            "known COPD",
+            &day_limits(t(13))
+        )
+        .await
+        .unwrap(),
         "medium"
     );
     assert_eq!(
-        s.snooze("p1", "spo2_low", t(18), "dr.a", "known COPD")
-            .await
-            .unwrap(),
+        s.snooze(
+            "p1",
+            "spo2_low",
+            t(18),
+            "dr.a",
+            "known COPD",
+            &day_limits(t(13))
+        )
+        .await
+        .unwrap(),
         "medium"
     );
     assert_eq!(
-        s.snooze("p1", "rr_high", t(20), "dr.a", "post-op")
-            .await
-            .unwrap(),
+        s.snooze(
+            "p1",
+            "rr_high",
+            t(20),
+            "dr.a",
+            "post-op",
+            &day_limits(t(13))
+        )
+        .await
+        .unwrap(),
         "low"
     );
     rejected(
-        s.snooze("nobody", "news2", t(20), "dr.a", "r").await,
+        s.snooze("nobody", "news2", t(20), "dr.a", "r", &day_limits(t(13)))
+            .await,
         "an unknown patient",
     );
     rejected(
-        s.snooze("p1", "news2", t(20), "dr.a", " ").await,
+        s.snooze("p1", "news2", t(20), "dr.a", " ", &day_limits(t(13)))
+            .await,
         "no reason",
+    );
+    // Per-severity limits, against the flag's own severity.
+    let short = SnoozeLimits {
+        medium: 60,
+        ..day_limits(t(13))
+    };
+    rejected(
+        s.snooze("p1", "spo2_low", t(15), "dr.a", "too long", &short)
+            .await,
+        "longer than the medium limit",
+    );
+    let none = SnoozeLimits {
+        medium: 0,
+        ..day_limits(t(13))
+    };
+    rejected(
+        s.snooze("p1", "spo2_low", t(14), "dr.a", "not allowed", &none)
+            .await,
+        "a severity that may not be snoozed",
     );
     let e7 = flag_event(s, f2, "updated", t(14)).await;
     seen.clear();
@@ -590,9 +675,11 @@ async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
         seen[0].snooze,
         Some(SnoozeRow {
             severity: "medium".into(),
-            until: t(20)
+            until: t(20),
+            measure: Some(2.5),
         })
     );
+    assert_eq!(seen[0].measure, Some(2.5), "the event's measure");
     assert_eq!(
         s.text(format!(
             "SELECT alert_note FROM flag_events WHERE id = {e7}"
@@ -748,6 +835,26 @@ async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
         ))
         .await,
         2
+    );
+    // Past its reminder time it is reminded, and stays acknowledged.
+    assert!(s
+        .escalate_due(t(149), 100, step(t(149)))
+        .await
+        .unwrap()
+        .iter()
+        .all(|id| *id != a1));
+    assert!(s
+        .escalate_due(t(151), 100, step(t(151)))
+        .await
+        .unwrap()
+        .contains(&a1));
+    assert_eq!(s.alert(a1).await.unwrap().unwrap().state, "acknowledged");
+    assert_eq!(
+        s.int(format!(
+            "SELECT count(*) FROM alert_events WHERE alert_id = {a1} AND kind = 'reminded'"
+        ))
+        .await,
+        1
     );
 }
 

@@ -4,6 +4,8 @@
 //! (the outbox), so nothing here does I/O and every rule is unit-tested
 //! with explicit times.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use wardwatch_rules::patient::FlagState;
@@ -119,6 +121,9 @@ pub enum Purpose {
     Update,
     /// Every target of a tier failed: the team's fallback is told.
     Undeliverable,
+    /// Acknowledged but not resolved for the policy's `ack_timeout`: the
+    /// tier is reminded (escalation does not restart).
+    Reminder,
 }
 
 impl Purpose {
@@ -128,6 +133,7 @@ impl Purpose {
             Self::Page => "page",
             Self::Update => "update",
             Self::Undeliverable => "undeliverable",
+            Self::Reminder => "reminder",
         }
     }
 }
@@ -158,6 +164,9 @@ pub struct FlagInput {
     pub state: FlagState,
     /// Its severity.
     pub severity: Severity,
+    /// How bad, in the rule's own terms (NEWS2 total; how far past the
+    /// limit; kg gained): compared with what was last paged.
+    pub measure: Option<f64>,
 }
 
 impl FlagInput {
@@ -188,6 +197,8 @@ pub struct AlertSnapshot {
     pub policy: EscalationPolicy,
     /// Flags still open on it, other than the one in hand.
     pub other_open_flags: usize,
+    /// Per rule, the measure the team was last told about.
+    pub paged: BTreeMap<String, f64>,
 }
 
 /// An active snooze of the flag's rule for its patient.
@@ -197,6 +208,9 @@ pub struct Snooze {
     pub severity: Severity,
     /// Until when.
     pub until: DateTime<Utc>,
+    /// The flag's measure when snoozed: worse by the policy's margin
+    /// breaks through too.
+    pub measure: Option<f64>,
 }
 
 /// What to do about a flag change.
@@ -214,9 +228,13 @@ pub enum Plan {
         next_escalation_at: DateTime<Utc>,
         /// Pages to create.
         notices: Vec<Notice>,
+        /// The measures paged, per rule.
+        paged: BTreeMap<String, f64>,
     },
-    /// The alert's severity rises: re-page at once at the higher starting
-    /// tier (an acknowledged alert opens again: it needs a new look).
+    /// The alert worsens: its severity rises (re-paged at once at the
+    /// higher starting tier), or a measure got worse by the policy's margin
+    /// since it was last paged (re-paged at the current tier). An
+    /// acknowledged alert opens again: it needs a new look.
     Worsen {
         /// New severity.
         severity: Severity,
@@ -228,12 +246,16 @@ pub enum Plan {
         next_escalation_at: DateTime<Utc>,
         /// Pages to create.
         notices: Vec<Notice>,
+        /// The measures paged, per rule.
+        paged: BTreeMap<String, f64>,
     },
     /// The flag joins the alert as evidence; a newly raised flag also sends
     /// one grouped update (at most one pending per alert).
     Join {
         /// Send an update to these (empty: evidence only).
         notices: Vec<Notice>,
+        /// The measures told, when they change (a newly joined rule).
+        paged: Option<BTreeMap<String, f64>>,
     },
     /// A cleared flag is recorded on the alert; maybe it resolves it.
     Clear {
@@ -311,8 +333,17 @@ pub fn plan_flag(
             },
         };
     }
+    let margin = |policy: &EscalationPolicy| policy.worsening.margin(&flag.rule);
     if let Some(s) = snooze.filter(|s| s.until > now && flag.severity <= s.severity) {
-        return Plan::Suppressed { until: s.until };
+        // A snooze never hides worsening: a higher severity (above), or the
+        // same flag worse by the policy's margin than when it was snoozed.
+        let worse = match (flag.measure, s.measure, margin(&team.escalation)) {
+            (Some(m), Some(at_snooze), Some(d)) => m >= at_snooze + d,
+            _ => false,
+        };
+        if !worse {
+            return Plan::Suppressed { until: s.until };
+        }
     }
     let Some(a) = existing.filter(|a| a.state != AlertState::Resolved) else {
         let policy = &team.escalation;
@@ -323,9 +354,20 @@ pub fn plan_flag(
             tier,
             next_escalation_at: now + wait_of(policy, tier),
             notices: pages(policy, team.mqtt, tier, 0, flag.severity, now),
+            paged: flag
+                .measure
+                .map(|m| BTreeMap::from([(flag.rule.clone(), m)]))
+                .unwrap_or_default(),
         };
     };
     let policy = &a.policy;
+    let with_measure = || {
+        let mut paged = a.paged.clone();
+        if let Some(m) = flag.measure {
+            paged.insert(flag.rule.clone(), m);
+        }
+        paged
+    };
     if flag.severity > a.severity {
         let tier = a.tier.max(policy.start_tier.of(flag.severity));
         let round = if tier == a.tier { a.round + 1 } else { 0 };
@@ -335,12 +377,33 @@ pub fn plan_flag(
             round,
             next_escalation_at: now + wait_of(policy, tier),
             notices: pages(policy, team.mqtt, tier, round, flag.severity, now),
+            paged: with_measure(),
         };
     }
+    // Worse inside the same severity: NEWS2 up by the policy's delta, a
+    // value further past its limit by the vital's margin, since last paged.
+    let worse = match (flag.measure, a.paged.get(&flag.rule), margin(policy)) {
+        (Some(m), Some(told), Some(d)) => flag.state != FlagState::Cleared && m >= told + d,
+        _ => false,
+    };
+    if worse {
+        let (tier, round) = (a.tier, a.round + 1);
+        return Plan::Worsen {
+            severity: a.severity,
+            tier,
+            round,
+            next_escalation_at: now + wait_of(policy, tier),
+            notices: pages(policy, team.mqtt, tier, round, a.severity, now),
+            paged: with_measure(),
+        };
+    }
+    let newly_told =
+        (!a.paged.contains_key(&flag.rule) && flag.measure.is_some()).then(with_measure);
     if flag.state != FlagState::Raised {
         // New evidence for a rule already on the alert: recorded, not sent.
         return Plan::Join {
             notices: Vec::new(),
+            paged: newly_told,
         };
     }
     // A new rule joins the episode: one grouped update to those already
@@ -357,7 +420,10 @@ pub fn plan_flag(
             not_before,
         })
         .collect();
-    Plan::Join { notices }
+    Plan::Join {
+        notices,
+        paged: newly_told,
+    }
 }
 
 /// What a due escalation does.
@@ -373,27 +439,64 @@ pub struct Escalation {
     pub notices: Vec<Notice>,
 }
 
-/// An open alert's deadline passed without an acknowledgement: page the
-/// next tier, or on the last tier page it again.
+/// An alert's deadline passed. Open (nobody acknowledged): page the next
+/// tier, or on the last tier page it again, and after the policy's
+/// `fallback_after_repeats` repeats tell the team's fallback too.
+/// Acknowledged but not resolved for `ack_timeout`: remind the tier.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_escalation(
     policy: &EscalationPolicy,
     mqtt: bool,
     tier: usize,
     round: i32,
     severity: Severity,
+    state: AlertState,
+    fallback: &Target,
     now: DateTime<Utc>,
 ) -> Escalation {
+    if state == AlertState::Acknowledged {
+        let round = round + 1;
+        let notices = Team::tier_targets(policy, tier, mqtt)
+            .into_iter()
+            .map(|target| Notice {
+                purpose: Purpose::Reminder,
+                tier,
+                round,
+                target,
+                not_before: now,
+            })
+            .collect();
+        return Escalation {
+            tier,
+            round,
+            next_escalation_at: now + Duration::seconds(policy.ack_timeout.secs()),
+            notices,
+        };
+    }
     let last = policy.tiers.len().saturating_sub(1);
     let (tier, round) = if tier < last {
         (tier + 1, 0)
     } else {
         (last, round + 1)
     };
+    let mut notices = pages(policy, mqtt, tier, round, severity, now);
+    if tier == last
+        && round == policy.fallback_after_repeats
+        && !notices.iter().any(|n| n.target == *fallback)
+    {
+        notices.push(Notice {
+            purpose: Purpose::Page,
+            tier,
+            round,
+            target: fallback.clone(),
+            not_before: now,
+        });
+    }
     Escalation {
         tier,
         round,
         next_escalation_at: now + wait_of(policy, tier),
-        notices: pages(policy, mqtt, tier, round, severity, now),
+        notices,
     }
 }
 
@@ -458,6 +561,171 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
         .unwrap()
     }
 
+    fn fallback() -> Target {
+        team().fallback
+    }
+
+    fn measured(rule: &str, state: FlagState, severity: Severity, m: f64) -> FlagInput {
+        FlagInput {
+            measure: Some(m),
+            ..flag(rule, state, severity)
+        }
+    }
+
+    #[test]
+    fn a_snooze_breaks_through_on_a_worse_value_of_the_same_severity() {
+        // SpO2 87 against a limit of 88 (1 point past it), snoozed at high.
+        let s = Snooze {
+            severity: Severity::High,
+            until: t0() + Duration::hours(2),
+            measure: Some(1.0),
+        };
+        let rule = "threshold:spo2:0";
+        let a_bit_worse = measured(rule, FlagState::Updated, Severity::High, 3.0);
+        assert_eq!(
+            plan_flag(&team(), None, &a_bit_worse, Some(s), None, t0()),
+            Plan::Suppressed { until: s.until },
+            "85: 2 points worse, under the 3-point SpO2 margin"
+        );
+        // 75: 13 points past the limit: pages, snooze or not.
+        let much_worse = measured(rule, FlagState::Updated, Severity::High, 13.0);
+        assert!(matches!(
+            plan_flag(&team(), None, &much_worse, Some(s), None, t0()),
+            Plan::Open { .. }
+        ));
+        // A NEWS2 rise of 2 breaks through a NEWS2 snooze.
+        let n = Snooze {
+            measure: Some(5.0),
+            ..s
+        };
+        let risen = measured("news2", FlagState::Updated, Severity::High, 7.0);
+        assert!(matches!(
+            plan_flag(&team(), None, &risen, Some(n), None, t0()),
+            Plan::Open { .. }
+        ));
+    }
+
+    #[test]
+    fn worsening_inside_an_open_alert_repages_it_by_the_policys_margins() {
+        let mut a = open_alert(Severity::Emergency, 2, AlertState::Acknowledged);
+        a.round = 1;
+        a.paged.insert("news2".into(), 7.0);
+        a.paged.insert("threshold:spo2:0".into(), 1.0);
+        // NEWS2 7 -> 8: recorded, not paged; 7 -> 9 (a rise of 2): paged.
+        let p = plan_flag(
+            &team(),
+            Some(&a),
+            &measured("news2", FlagState::Updated, Severity::Emergency, 8.0),
+            None,
+            None,
+            t0(),
+        );
+        assert!(
+            matches!(p, Plan::Join { ref notices, .. } if notices.is_empty()),
+            "{p:?}"
+        );
+        let p = plan_flag(
+            &team(),
+            Some(&a),
+            &measured("news2", FlagState::Updated, Severity::Emergency, 9.0),
+            None,
+            None,
+            t0(),
+        );
+        let Plan::Worsen {
+            severity,
+            tier,
+            round,
+            notices,
+            paged,
+            ..
+        } = p
+        else {
+            panic!("{p:?}")
+        };
+        assert_eq!((severity, tier, round), (Severity::Emergency, 2, 2));
+        assert!(notices.iter().all(|n| n.purpose == Purpose::Page) && !notices.is_empty());
+        assert_eq!(paged.get("news2"), Some(&9.0));
+        // SpO2 from 87 to 75 (1 -> 13 points past 88): paged.
+        let p = plan_flag(
+            &team(),
+            Some(&a),
+            &measured(
+                "threshold:spo2:0",
+                FlagState::Updated,
+                Severity::Emergency,
+                13.0,
+            ),
+            None,
+            None,
+            t0(),
+        );
+        assert!(matches!(p, Plan::Worsen { .. }), "{p:?}");
+        // A rule not paged before: its first measure is remembered.
+        let p = plan_flag(
+            &team(),
+            Some(&a),
+            &measured(
+                "threshold:heart_rate:0",
+                FlagState::Raised,
+                Severity::Medium,
+                5.0,
+            ),
+            None,
+            None,
+            t0(),
+        );
+        let Plan::Join {
+            paged: Some(paged), ..
+        } = p
+        else {
+            panic!("{p:?}")
+        };
+        assert_eq!(paged.get("threshold:heart_rate:0"), Some(&5.0));
+    }
+
+    #[test]
+    fn an_acknowledged_alert_is_reminded_after_the_ack_timeout_and_the_fallback_told_after_n_repeats(
+    ) {
+        let policy = team().escalation;
+        let e = plan_escalation(
+            &policy,
+            true,
+            1,
+            0,
+            Severity::High,
+            AlertState::Acknowledged,
+            &fallback(),
+            t0(),
+        );
+        assert_eq!(
+            (e.tier, e.round),
+            (1, 1),
+            "no escalation: a reminder at the same tier"
+        );
+        assert_eq!(e.next_escalation_at, t0() + Duration::hours(4));
+        assert!(!e.notices.is_empty() && e.notices.iter().all(|n| n.purpose == Purpose::Reminder));
+        // The last tier's third unacknowledged repeat also tells the fallback.
+        let told = |round| {
+            plan_escalation(
+                &policy,
+                true,
+                2,
+                round,
+                Severity::High,
+                AlertState::Open,
+                &fallback(),
+                t0(),
+            )
+            .notices
+            .iter()
+            .any(|n| n.target == fallback())
+        };
+        assert!(!told(0) && !told(1));
+        assert!(told(2), "round 3");
+        assert!(!told(3), "once");
+    }
+
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
@@ -468,6 +736,7 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
             technical: rule == "no_data",
             state,
             severity,
+            measure: None,
         }
     }
 
@@ -480,6 +749,7 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
             round: 0,
             policy: team().escalation,
             other_open_flags: 0,
+            paged: BTreeMap::new(),
         }
     }
 
@@ -589,7 +859,9 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
             None,
             t0(),
         );
-        let Plan::Join { notices } = p else { panic!() };
+        let Plan::Join { notices, .. } = p else {
+            panic!()
+        };
         assert!(
             !notices.is_empty()
                 && notices
@@ -610,7 +882,9 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
             Some(last),
             t0(),
         );
-        let Plan::Join { notices } = p else { panic!() };
+        let Plan::Join { notices, .. } = p else {
+            panic!()
+        };
         assert!(notices
             .iter()
             .all(|n| n.not_before == last + Duration::seconds(30)));
@@ -623,7 +897,13 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
             None,
             t0(),
         );
-        assert_eq!(p, Plan::Join { notices: vec![] });
+        assert_eq!(
+            p,
+            Plan::Join {
+                notices: vec![],
+                paged: None
+            }
+        );
     }
 
     #[test]
@@ -631,6 +911,7 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
         let s = Snooze {
             severity: Severity::Medium,
             until: t0() + Duration::hours(2),
+            measure: None,
         };
         let same = plan_flag(
             &team(),
@@ -712,17 +993,44 @@ targets = [{ channel = "email", address = "c@example.nhs.uk" }]
     #[test]
     fn escalation_climbs_the_tiers_then_repeats_the_last_on_its_interval() {
         let policy = team().escalation;
-        let e = plan_escalation(&policy, true, 0, 0, Severity::Medium, t0());
+        let e = plan_escalation(
+            &policy,
+            true,
+            0,
+            0,
+            Severity::Medium,
+            AlertState::Open,
+            &fallback(),
+            t0(),
+        );
         assert_eq!((e.tier, e.round), (1, 0));
         assert_eq!(e.next_escalation_at, t0() + Duration::minutes(10));
-        let e = plan_escalation(&policy, true, 1, 0, Severity::Medium, t0());
+        let e = plan_escalation(
+            &policy,
+            true,
+            1,
+            0,
+            Severity::Medium,
+            AlertState::Open,
+            &fallback(),
+            t0(),
+        );
         assert_eq!((e.tier, e.round), (2, 0));
         assert_eq!(
             e.next_escalation_at,
             t0() + Duration::minutes(5),
             "last tier: repeat interval"
         );
-        let e = plan_escalation(&policy, true, 2, 0, Severity::Medium, t0());
+        let e = plan_escalation(
+            &policy,
+            true,
+            2,
+            0,
+            Severity::Medium,
+            AlertState::Open,
+            &fallback(),
+            t0(),
+        );
         assert_eq!((e.tier, e.round), (2, 1));
         assert!(e.notices.iter().any(|n| n.target.channel() == "email"));
     }

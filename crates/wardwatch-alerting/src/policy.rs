@@ -203,9 +203,23 @@ pub struct EscalationPolicy {
     /// (default: only `no_data`; never NEWS2 unless a team asks).
     #[serde(default = "default_auto_resolve")]
     pub auto_resolve: Vec<String>,
-    /// Longest snooze a clinician may set.
-    #[serde(default = "default_snooze_max")]
-    pub snooze_max: Span,
+    /// Longest snooze a clinician may set, per severity. A single duration
+    /// applies to low, medium and high; an emergency may not be snoozed
+    /// unless the table names a duration for it.
+    #[serde(default)]
+    pub snooze_max: SnoozeMax,
+    /// An acknowledged alert that nobody resolves is notified again after
+    /// this long (and again each time it passes): acknowledgement is not
+    /// the end of care.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: Span,
+    /// On the last tier, after this many unacknowledged repeats the team's
+    /// fallback is told as well (not only when deliveries fail).
+    #[serde(default = "default_fallback_after_repeats")]
+    pub fallback_after_repeats: i32,
+    /// When worsening inside an open alert re-pages it.
+    #[serde(default)]
+    pub worsening: Worsening,
     /// Storm guard: when at least this many alerts opened for the team
     /// within `storm_window`, updates go out as one digest per target
     /// (first pages, worsening and escalation are never digested).
@@ -232,8 +246,143 @@ fn default_auto_resolve() -> Vec<String> {
     vec!["no_data".into()]
 }
 
-fn default_snooze_max() -> Span {
-    Span(24 * 3600)
+fn default_ack_timeout() -> Span {
+    Span(4 * 3600)
+}
+
+fn default_fallback_after_repeats() -> i32 {
+    3
+}
+
+/// The longest snooze per severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnoozeMax {
+    /// Low.
+    pub low: Span,
+    /// Medium.
+    pub medium: Span,
+    /// High.
+    pub high: Span,
+    /// Emergency (0: cannot be snoozed).
+    pub emergency: Span,
+}
+
+impl Default for SnoozeMax {
+    fn default() -> Self {
+        Self {
+            low: Span(24 * 3600),
+            medium: Span(12 * 3600),
+            high: Span(4 * 3600),
+            emergency: Span(0),
+        }
+    }
+}
+
+impl SnoozeMax {
+    /// The longest snooze for a severity (0: none allowed).
+    pub fn of(&self, s: Severity) -> Span {
+        match s {
+            Severity::Low => self.low,
+            Severity::Medium => self.medium,
+            Severity::High => self.high,
+            Severity::Emergency => self.emergency,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SnoozeMax {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            low: Span,
+            medium: Span,
+            high: Span,
+            #[serde(default)]
+            emergency: Option<Span>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(Span),
+            Table(Table),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::One(s) => Self {
+                low: s,
+                medium: s,
+                high: s,
+                emergency: Span(0),
+            },
+            Form::Table(t) => Self {
+                low: t.low,
+                medium: t.medium,
+                high: t.high,
+                emergency: t.emergency.unwrap_or(Span(0)),
+            },
+        })
+    }
+}
+
+/// When worsening inside an open alert re-pages it (as an update of the
+/// same alert): a rise in severity always does; so does a NEWS2 total up by
+/// `news2_rise` since it was last paged, or a threshold value worse by the
+/// vital's margin (canonical units) since then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worsening {
+    /// NEWS2 points.
+    #[serde(default = "default_news2_rise")]
+    pub news2_rise: u8,
+    /// Per vital (`spo2`, `heart_rate`, ...): how much further past its
+    /// limit a value must be to re-page.
+    #[serde(default = "default_margins")]
+    pub margins: BTreeMap<String, f64>,
+}
+
+impl Eq for Worsening {}
+
+fn default_news2_rise() -> u8 {
+    2
+}
+
+fn default_margins() -> BTreeMap<String, f64> {
+    [
+        ("spo2", 3.0),
+        ("heart_rate", 15.0),
+        ("respiratory_rate", 4.0),
+        ("systolic_bp", 15.0),
+        ("diastolic_bp", 10.0),
+        ("body_temperature", 0.5),
+        ("body_weight", 1.0),
+        ("blood_glucose", 2.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl Default for Worsening {
+    fn default() -> Self {
+        Self {
+            news2_rise: default_news2_rise(),
+            margins: default_margins(),
+        }
+    }
+}
+
+impl Worsening {
+    /// How much worse a rule's measure must get to re-page, if it can.
+    pub fn margin(&self, rule: &str) -> Option<f64> {
+        let mut parts = rule.split(':');
+        match parts.next()? {
+            "news2" => Some(f64::from(self.news2_rise)),
+            "threshold" | "personal" => parts.next().and_then(|v| self.margins.get(v).copied()),
+            "weight_gain" => self.margins.get("body_weight").copied(),
+            "spo2_fall" => self.margins.get("spo2").copied(),
+            _ => None,
+        }
+    }
 }
 
 /// A team (a virtual ward).
@@ -336,10 +485,56 @@ impl Team {
                 format!("{} s is not between 0 and 1 h", p.group_window.secs()),
             ));
         }
-        if !(60..=14 * DAY).contains(&p.snooze_max.secs()) {
+        for (name, s) in [
+            ("low", p.snooze_max.low),
+            ("medium", p.snooze_max.medium),
+            ("high", p.snooze_max.high),
+            ("emergency", p.snooze_max.emergency),
+        ] {
+            if !(0..=14 * DAY).contains(&s.secs()) {
+                return Err(invalid(
+                    &format!("escalation.snooze_max.{name}"),
+                    format!("{} s is not between 0 and 14 days", s.secs()),
+                ));
+            }
+        }
+        if !(1..=7 * DAY).contains(&p.ack_timeout.secs()) {
             return Err(invalid(
-                "escalation.snooze_max",
-                format!("{} s is not between 1 min and 14 days", p.snooze_max.secs()),
+                "escalation.ack_timeout",
+                format!("{} s is not between 1 s and 7 days", p.ack_timeout.secs()),
+            ));
+        }
+        if p.fallback_after_repeats < 1 {
+            return Err(invalid(
+                "escalation.fallback_after_repeats",
+                "must be at least 1".into(),
+            ));
+        }
+        if p.worsening.news2_rise < 1
+            || p.worsening
+                .margins
+                .values()
+                .any(|m| !(m.is_finite() && *m > 0.0))
+        {
+            return Err(invalid(
+                "escalation.worsening",
+                "news2_rise and every margin must be positive".into(),
+            ));
+        }
+        // Escalation must reach a person: the MQTT topic alone is a feed
+        // nobody has to be subscribed to.
+        let human = p
+            .tiers
+            .iter()
+            .flat_map(|t| t.targets.iter())
+            .chain(p.emergency_targets.iter())
+            .any(|t| *t != Target::Mqtt);
+        if !human {
+            return Err(invalid(
+                "escalation.tiers",
+                "no tier names a person to notify (a webhook, SMS or e-mail target): alerts would \
+                 reach only the MQTT topic, which nobody has to watch"
+                    .into(),
             ));
         }
         if p.storm_alerts < 2 || !(1..=DAY).contains(&p.storm_window.secs()) {
@@ -532,6 +727,64 @@ wait = "10m"
             .unwrap_err()
             .to_string();
         assert!(e.contains("surprise"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_that_reaches_nobody_is_refused_naming_the_file() {
+        let e = parse(
+            Path::new("config/teams/ward-z.toml"),
+            r#"
+id = "ward-z"
+fallback = { channel = "email", address = "duty@example.nhs.uk" }
+[escalation]
+repeat = "10m"
+start_tier = { low = 0, medium = 0, high = 0, emergency = 0 }
+[[escalation.tiers]]
+name = "ward nurse"
+wait = "15m"
+targets = [{ channel = "mqtt" }]
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ward-z.toml") && e.contains("escalation.tiers") && e.contains("person"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn snooze_limits_are_per_severity_and_an_emergency_is_not_snoozed_unless_named() {
+        let team = |snooze: &str| {
+            parse(
+                Path::new("t.toml"),
+                &format!(
+                    r#"
+id = "t"
+fallback = {{ channel = "email", address = "duty@example.nhs.uk" }}
+[escalation]
+repeat = "10m"
+snooze_max = {snooze}
+start_tier = {{ low = 0, medium = 0, high = 0, emergency = 0 }}
+[[escalation.tiers]]
+name = "nurse"
+wait = "15m"
+targets = [{{ channel = "email", address = "n@example.nhs.uk" }}]
+"#
+                ),
+            )
+            .unwrap()
+        };
+        let one = team("\"2h\"").escalation.snooze_max;
+        assert_eq!(
+            (one.of(Severity::High), one.of(Severity::Emergency)),
+            (Span(7200), Span(0))
+        );
+        let table = team("{ low = \"24h\", medium = \"8h\", high = \"1h\", emergency = \"10m\" }")
+            .escalation
+            .snooze_max;
+        assert_eq!(table.of(Severity::Medium), Span(8 * 3600));
+        assert_eq!(table.of(Severity::Emergency), Span(600));
     }
 
     #[test]

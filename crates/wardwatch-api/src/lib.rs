@@ -563,10 +563,26 @@ async fn resolve(
     answer_alert_write(&state, &c, &a, result).await
 }
 
+/// The team's longest snooze per severity, as the store checks it against
+/// the flag's own severity (no policy: the default team limits).
+pub fn snooze_limits(
+    policy: Option<&wardwatch_alerting::policy::EscalationPolicy>,
+    now: chrono::DateTime<Utc>,
+) -> wardwatch_store::alerts::SnoozeLimits {
+    let max = policy.map(|p| p.snooze_max.clone()).unwrap_or_default();
+    wardwatch_store::alerts::SnoozeLimits {
+        low: max.low.secs(),
+        medium: max.medium.secs(),
+        high: max.high.secs(),
+        emergency: max.emergency.secs(),
+        now,
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SnoozeBody {
-    /// `30m`, `2h`: at most the team's `snooze_max`.
+    /// `30m`, `2h`: at most the team's `snooze_max` for the flag's severity.
     #[serde(rename = "for")]
     duration: String,
     reason: String,
@@ -590,17 +606,18 @@ async fn snooze(
         Ok(b) => b,
         Err(e) => return refuse(&state, &c, p, e).await,
     };
-    let max = state
+    let policy = state
         .catalog
         .teams
         .as_ref()
         .and_then(|t| t.get(&a.team_id))
-        .map_or(24 * 3600, |t| t.escalation.snooze_max.secs());
-    let Some(span) = wardwatch_alerting::policy::Span::parse(&body.duration)
-        .filter(|s| (1..=max).contains(&s.secs()))
+        .map(|t| t.escalation.clone());
+    let now = Utc::now();
+    let limits = snooze_limits(policy.as_ref(), now);
+    let Some(span) =
+        wardwatch_alerting::policy::Span::parse(&body.duration).filter(|s| s.secs() >= 1)
     else {
-        let detail =
-            format!("for must be a duration like 30m or 2h, at most {max} s for this team");
+        let detail = "for must be a duration like 30m or 2h".to_string();
         return refuse(&state, &c, p, Problem::bad_request(&detail)).await;
     };
     let rules: Vec<String> = match &body.rule {
@@ -614,7 +631,7 @@ async fn snooze(
         }
         None => a.rules.clone(),
     };
-    let until = Utc::now() + chrono::Duration::seconds(span.secs());
+    let until = now + chrono::Duration::seconds(span.secs());
     let mut snoozed = Vec::new();
     for rule in &rules {
         match state
@@ -625,6 +642,7 @@ async fn snooze(
                 until,
                 &c.principal.user_id,
                 &body.reason,
+                &limits,
             )
             .await
         {

@@ -167,6 +167,10 @@ pub struct Flag {
     pub readings: Vec<Evidence>,
     /// The NEWS2 breakdown, for NEWS2 flags.
     pub news2: Option<Score>,
+    /// How bad, in the rule's own terms: the NEWS2 total, how far past its
+    /// limit a value is, the kg gained, the points fallen. Alerting re-pages
+    /// (and breaks through a snooze) when it worsens by the policy's margin.
+    pub measure: Option<f64>,
 }
 
 /// Clinician-set, per-patient facts the rules need.
@@ -284,6 +288,7 @@ fn transition_flag(
     rule: RuleId,
     severity: Severity,
     evidence: Evidence,
+    measure: Option<f64>,
     summary: impl FnOnce() -> String,
 ) -> Option<Flag> {
     let state = match t {
@@ -300,6 +305,11 @@ fn transition_flag(
         summary: summary(),
         readings: vec![evidence],
         news2: None,
+        measure: if state == FlagState::Cleared {
+            None
+        } else {
+            measure
+        },
     })
 }
 
@@ -411,6 +421,7 @@ impl PatientState {
                     summary: format!("{} no longer applies: configuration changed", old.rule),
                     readings: Vec::new(),
                     news2: None,
+                    measure: None,
                 }),
                 None => {}
             }
@@ -427,6 +438,7 @@ impl PatientState {
                 summary: "NEWS2 no longer applies to this patient: configuration changed".into(),
                 readings: Vec::new(),
                 news2: None,
+                measure: None,
             });
         }
         flags
@@ -482,6 +494,7 @@ impl PatientState {
                 t.rule,
                 limit.severity,
                 evidence,
+                limit.excess(value),
                 || threshold_summary(vital, value, limit),
             ));
         }
@@ -492,6 +505,7 @@ impl PatientState {
                 RuleId::WeightGain,
                 Severity::High,
                 evidence,
+                Some(gain),
                 || {
                     format!(
                         "weight {value} kg, +{gain} kg within {} days",
@@ -508,6 +522,7 @@ impl PatientState {
                 RuleId::Spo2Fall,
                 Severity::High,
                 evidence,
+                base.map(|b| b - value),
                 || match base {
                     Some(b) => format!("SpO2 {value}% against the patient's 24 h median {b}%"),
                     None => format!("SpO2 {value}%"),
@@ -618,6 +633,7 @@ impl PatientState {
                     summary,
                     readings: vec![Evidence { vital, value, at }],
                     news2: None,
+                    measure: limit.excess(value),
                 });
             }
         }
@@ -686,6 +702,7 @@ impl PatientState {
             summary: score.summary(),
             readings,
             news2: Some(score),
+            measure: Some(f64::from(score.total)),
         })
     }
 }

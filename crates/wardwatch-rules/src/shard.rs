@@ -374,6 +374,7 @@ impl ShardWorker {
                             summary: "patient discharged".into(),
                             readings: Vec::new(),
                             news2: None,
+                            measure: None,
                         },
                     });
                 }
@@ -494,6 +495,7 @@ impl ShardWorker {
                         summary: format!("{rule} no longer applies to this patient"),
                         readings: Vec::new(),
                         news2: None,
+                        measure: None,
                     },
                 });
             }
@@ -601,6 +603,7 @@ fn no_data_flag(state: FlagState, at: i64, summary: String) -> Flag {
         summary,
         readings: Vec::new(),
         news2: None,
+        measure: None,
     }
 }
 

@@ -37,6 +37,9 @@ pub struct PendingFlagEvent {
     pub at: DateTime<Utc>,
     /// In words.
     pub summary: String,
+    /// How bad, in the rule's terms (`evidence.measure`): NEWS2 total,
+    /// distance past a limit, kg gained.
+    pub measure: Option<f64>,
 }
 
 impl PendingFlagEvent {
@@ -69,6 +72,8 @@ pub struct OpenAlertRow {
     pub other_open_flags: i64,
     /// When its latest grouped update is (or was) due.
     pub last_update_at: Option<DateTime<Utc>>,
+    /// Per rule, the measure the team was last told about (a JSON object).
+    pub paged: Value,
 }
 
 /// An active snooze.
@@ -78,6 +83,48 @@ pub struct SnoozeRow {
     pub severity: String,
     /// Until.
     pub until: DateTime<Utc>,
+    /// The flag's measure when it was snoozed.
+    pub measure: Option<f64>,
+}
+
+/// The longest snooze per flag severity (seconds; 0: none allowed), from
+/// the team's policy, checked against the flag's severity as stored, in
+/// the snooze's own transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnoozeLimits {
+    /// Low.
+    pub low: i64,
+    /// Medium.
+    pub medium: i64,
+    /// High.
+    pub high: i64,
+    /// Emergency.
+    pub emergency: i64,
+    /// When the snooze is asked for.
+    pub now: DateTime<Utc>,
+}
+
+impl SnoozeLimits {
+    /// Refuses a snooze beyond the limit for `severity`.
+    pub fn check(&self, severity: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let max = match severity {
+            "low" => self.low,
+            "medium" => self.medium,
+            "high" => self.high,
+            _ => self.emergency,
+        };
+        if max <= 0 {
+            return Err(StoreError::Rejected(format!(
+                "a {severity} flag cannot be snoozed under this team's policy"
+            )));
+        }
+        if until > self.now + Duration::seconds(max) {
+            return Err(StoreError::Rejected(format!(
+                "a {severity} flag may be snoozed for at most {max} s under this team's policy"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A delivery to create. The store prefixes `key_suffix` with the alert id.
@@ -116,8 +163,10 @@ pub enum AlertAction {
         next_escalation_at: DateTime<Utc>,
         /// Pages.
         deliveries: Vec<NewDelivery>,
+        /// The measures paged (JSON object).
+        paged: Value,
     },
-    /// Raise the alert's severity and re-page.
+    /// Raise the alert's severity, or page a worse measure, and re-page.
     Worsen {
         /// Severity.
         severity: &'static str,
@@ -129,11 +178,15 @@ pub enum AlertAction {
         next_escalation_at: DateTime<Utc>,
         /// Pages.
         deliveries: Vec<NewDelivery>,
+        /// The measures paged (JSON object).
+        paged: Value,
     },
     /// Join as evidence; maybe one grouped update.
     Join {
         /// Update deliveries (created only if none is pending).
         deliveries: Vec<NewDelivery>,
+        /// The measures told, when they change.
+        paged: Option<Value>,
     },
     /// Record a clear; maybe resolve.
     Clear {
@@ -162,7 +215,8 @@ pub struct AppliedEvents {
     pub suppressed: u64,
 }
 
-/// An open alert whose escalation is due.
+/// An alert whose escalation (open) or reminder (acknowledged) is due, or
+/// an acknowledged alert whose reminder is not scheduled yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueAlert {
     /// Id.
@@ -171,12 +225,18 @@ pub struct DueAlert {
     pub team_id: String,
     /// Severity.
     pub severity: String,
+    /// `open` or `acknowledged`.
+    pub state: String,
     /// Tier.
     pub tier: i32,
     /// Round.
     pub round: i32,
     /// Policy snapshot.
     pub policy: Value,
+    /// When it was acknowledged, if it was.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The deadline that fell due (`None`: none scheduled yet).
+    pub next_escalation_at: Option<DateTime<Utc>>,
 }
 
 /// An escalation step to apply.
@@ -190,6 +250,9 @@ pub struct EscalationApply {
     pub next_escalation_at: DateTime<Utc>,
     /// Pages.
     pub deliveries: Vec<NewDelivery>,
+    /// The alert event to record (`escalated`, `reminded`), or none for a
+    /// step that only schedules.
+    pub event: Option<&'static str>,
 }
 
 /// A claimed delivery with what its message needs.
@@ -362,7 +425,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "SELECT e.id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
-             e.severity, e.at, e.summary FROM flag_events e \
+             e.severity, e.at, e.summary, (e.evidence->>'measure')::float8 FROM flag_events e \
              JOIN flags f ON f.id = e.flag_id JOIN patients p ON p.id = e.patient_id \
              WHERE e.alerted_at IS NULL ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED",
         )
@@ -381,6 +444,7 @@ impl PgStore {
                 severity: r.try_get(7)?,
                 at: r.try_get(8)?,
                 summary: r.try_get(9)?,
+                measure: r.try_get(10)?,
             };
             let kind = if ev.technical {
                 "technical"
@@ -391,8 +455,8 @@ impl PgStore {
                 "SELECT a.id, a.severity, a.state, a.tier, a.round, a.policy, \
                  (SELECT count(*) FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
                   WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3), \
-                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update') \
-                 FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved' FOR UPDATE",
+                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update'), \
+                 a.paged FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved' FOR UPDATE",
             )
             .bind(&ev.patient_id)
             .bind(kind)
@@ -409,11 +473,12 @@ impl PgStore {
                     policy: r.try_get(5)?,
                     other_open_flags: r.try_get(6)?,
                     last_update_at: r.try_get(7)?,
+                    paged: r.try_get(8)?,
                 })
             })
             .transpose()?;
             let snooze = sqlx::query(
-                "SELECT severity, until FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
+                "SELECT severity, until, measure FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
                  ORDER BY until DESC LIMIT 1",
             )
             .bind(&ev.patient_id)
@@ -425,6 +490,7 @@ impl PgStore {
                 Ok(SnoozeRow {
                     severity: r.try_get(0)?,
                     until: r.try_get(1)?,
+                    measure: r.try_get(2)?,
                 })
             })
             .transpose()?;
@@ -467,10 +533,11 @@ impl PgStore {
                 policy,
                 next_escalation_at,
                 deliveries,
+                paged,
             } => {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, \
-                     tier, next_escalation_at, summary) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9) \
+                     tier, next_escalation_at, summary, paged) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10) \
                      RETURNING id",
                 )
                 .bind(&ev.patient_id)
@@ -482,6 +549,7 @@ impl PgStore {
                 .bind(tier)
                 .bind(next_escalation_at)
                 .bind(&ev.summary)
+                .bind(&paged)
                 .fetch_one(&mut *tx)
                 .await?;
                 join_flag(tx, id, ev.flag_id).await?;
@@ -497,13 +565,15 @@ impl PgStore {
                 round,
                 next_escalation_at,
                 deliveries,
+                paged,
             } => {
                 let Some(a) = open else {
                     return Ok((None, Some("no open alert to worsen".into())));
                 };
                 sqlx::query(
                     "UPDATE alerts SET severity = $2, tier = $3, round = $4, next_escalation_at = $5, \
-                     state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6 WHERE id = $1",
+                     state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6, paged = $7 \
+                     WHERE id = $1",
                 )
                 .bind(a.id)
                 .bind(severity)
@@ -511,6 +581,7 @@ impl PgStore {
                 .bind(round)
                 .bind(next_escalation_at)
                 .bind(&ev.summary)
+                .bind(&paged)
                 .execute(&mut *tx)
                 .await?;
                 join_flag(tx, a.id, ev.flag_id).await?;
@@ -519,16 +590,19 @@ impl PgStore {
                 out.changed.push(a.id);
                 Ok((Some(a.id), None))
             }
-            AlertAction::Join { deliveries } => {
+            AlertAction::Join { deliveries, paged } => {
                 let Some(a) = open else {
                     return Ok((None, Some("no open alert to join".into())));
                 };
                 join_flag(tx, a.id, ev.flag_id).await?;
-                sqlx::query("UPDATE alerts SET summary = $2 WHERE id = $1")
-                    .bind(a.id)
-                    .bind(&ev.summary)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE alerts SET summary = $2, paged = COALESCE($3, paged) WHERE id = $1",
+                )
+                .bind(a.id)
+                .bind(&ev.summary)
+                .bind(&paged)
+                .execute(&mut *tx)
+                .await?;
                 event(tx, a.id, "wardwatch", "evidence", detail).await?;
                 if !deliveries.is_empty() {
                     // An update already claimed (being sent) was built
@@ -565,7 +639,7 @@ impl PgStore {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    cancel_pending(tx, a.id, &["page", "update"]).await?;
+                    cancel_pending(tx, a.id, &["page", "update", "reminder"]).await?;
                     event(
                         tx,
                         a.id,
@@ -602,10 +676,13 @@ impl PgStore {
         F: FnMut(&DueAlert) -> Option<EscalationApply>,
     {
         let mut tx = self.pool.begin().await?;
+        // Open alerts past their deadline; acknowledged ones past their
+        // reminder, or with none scheduled yet (just acknowledged).
         let rows = sqlx::query(
-            "SELECT id, team_id, severity, tier, round, policy FROM alerts \
-             WHERE state = 'open' AND next_escalation_at <= $1 \
-             ORDER BY next_escalation_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "SELECT id, team_id, severity, state, tier, round, policy, acknowledged_at, next_escalation_at \
+             FROM alerts WHERE (state = 'open' AND next_escalation_at <= $1) \
+             OR (state = 'acknowledged' AND (next_escalation_at IS NULL OR next_escalation_at <= $1)) \
+             ORDER BY next_escalation_at NULLS FIRST LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
         .bind(limit)
@@ -614,12 +691,15 @@ impl PgStore {
         let mut done = Vec::new();
         for r in rows {
             let due = DueAlert {
-                id: r.try_get(0)?,
-                team_id: r.try_get(1)?,
-                severity: r.try_get(2)?,
-                tier: r.try_get(3)?,
-                round: r.try_get(4)?,
-                policy: r.try_get(5)?,
+                id: r.try_get("id")?,
+                team_id: r.try_get("team_id")?,
+                severity: r.try_get("severity")?,
+                state: r.try_get("state")?,
+                tier: r.try_get("tier")?,
+                round: r.try_get("round")?,
+                policy: r.try_get("policy")?,
+                acknowledged_at: r.try_get("acknowledged_at")?,
+                next_escalation_at: r.try_get("next_escalation_at")?,
             };
             let Some(step) = plan(&due) else {
                 // A policy that cannot be read: keep escalating on a minute's
@@ -640,16 +720,18 @@ impl PgStore {
             .bind(step.next_escalation_at)
             .execute(&mut *tx)
             .await?;
-            event(
-                &mut tx,
-                due.id,
-                "wardwatch",
-                "escalated",
-                serde_json::json!({"from_tier": due.tier, "tier": step.tier, "round": step.round}),
-            )
-            .await?;
-            insert_deliveries(&mut tx, due.id, &step.deliveries).await?;
-            done.push(due.id);
+            if let Some(kind) = step.event {
+                event(
+                    &mut tx,
+                    due.id,
+                    "wardwatch",
+                    kind,
+                    serde_json::json!({"from_tier": due.tier, "tier": step.tier, "round": step.round}),
+                )
+                .await?;
+                insert_deliveries(&mut tx, due.id, &step.deliveries).await?;
+                done.push(due.id);
+            }
         }
         tx.commit().await?;
         Ok(done)
@@ -669,7 +751,7 @@ impl PgStore {
         sqlx::query(
             "UPDATE deliveries d SET status = 'cancelled', lease_until = NULL FROM alerts a \
              WHERE a.id = d.alert_id AND d.status = 'pending' AND d.next_attempt_at <= $1 \
-             AND ((d.purpose = 'page' AND a.state <> 'open') OR (d.purpose = 'update' AND a.state = 'resolved'))",
+             AND ((d.purpose = 'page' AND a.state <> 'open') OR (d.purpose IN ('update', 'reminder') AND a.state = 'resolved'))",
         )
         .bind(now)
         .execute(&mut *tx)
@@ -977,7 +1059,7 @@ impl PgStore {
                 "alert {alert_id} is already resolved, or does not exist"
             )));
         }
-        cancel_pending(&mut tx, alert_id, &["page", "update"]).await?;
+        cancel_pending(&mut tx, alert_id, &["page", "update", "reminder"]).await?;
         event(
             &mut tx,
             alert_id,
@@ -1000,6 +1082,7 @@ impl PgStore {
         until: DateTime<Utc>,
         user: &str,
         reason: &str,
+        limits: &SnoozeLimits,
     ) -> Result<String, StoreError> {
         let user = nonempty(user, "the user")?;
         let reason = nonempty(reason, "the reason")?;
@@ -1014,16 +1097,22 @@ impl PgStore {
                 "patient {patient} is not enrolled"
             )));
         }
-        let severity: String = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT severity FROM flags WHERE patient_id = $1 AND rule = $2 \
-             AND cleared_at IS NULL), 'low')",
+        let flag = sqlx::query(
+            "SELECT severity, (evidence->>'measure')::float8 FROM flags WHERE patient_id = $1 \
+             AND rule = $2 AND cleared_at IS NULL",
         )
         .bind(patient)
         .bind(rule)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let (severity, measure): (String, Option<f64>) = match flag {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => ("low".into(), None),
+        };
+        limits.check(&severity, until)?;
         sqlx::query(
-            "INSERT INTO snoozes (patient_id, rule, severity, until, by_user, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO snoozes (patient_id, rule, severity, until, by_user, reason, measure) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(patient)
         .bind(rule)
@@ -1031,6 +1120,7 @@ impl PgStore {
         .bind(until)
         .bind(&user)
         .bind(&reason)
+        .bind(measure)
         .execute(&mut *tx)
         .await?;
         // Recorded on the open alert too, so its trail says who snoozed what.

@@ -20,7 +20,7 @@ use crate::access::{
 };
 use crate::alerts::{
     AlertAction, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert, EscalationApply,
-    NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeRow,
+    NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
 };
 use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, UserRow};
 use crate::reports::TeamReport;
@@ -176,7 +176,7 @@ store_trait! {
         /// Closes an alert with an outcome.
         fn resolve_alert(&self, alert_id: i64, user: &str, outcome: &str, note: Option<&str>, now: DateTime<Utc>) -> AlertRow;
         /// Snoozes a rule for a patient; returns the severity it holds back.
-        fn snooze(&self, patient: &str, rule: &str, until: DateTime<Utc>, user: &str, reason: &str) -> String;
+        fn snooze(&self, patient: &str, rule: &str, until: DateTime<Utc>, user: &str, reason: &str, limits: &SnoozeLimits) -> String;
         /// Hands ended snoozes' open flags back to alerting.
         fn end_snoozes(&self, now: DateTime<Utc>) -> u64;
         /// Alerts, newest first, optionally of one state.

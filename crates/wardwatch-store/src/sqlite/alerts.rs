@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use crate::alerts::{
     nonempty, AlertAction, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert,
-    EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeRow,
+    EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
 };
 use crate::StoreError;
 
@@ -182,11 +182,13 @@ fn pending_event(r: &SqliteRow) -> Result<PendingFlagEvent, StoreError> {
         severity: r.try_get(7).map_err(classify)?,
         at: r.try_get(8).map_err(classify)?,
         summary: r.try_get(9).map_err(classify)?,
+        measure: r.try_get(10).map_err(classify)?,
     })
 }
 
 fn open_alert_row(r: &SqliteRow) -> Result<OpenAlertRow, StoreError> {
     let policy: String = r.try_get(5).map_err(classify)?;
+    let paged: String = r.try_get(8).map_err(classify)?;
     Ok(OpenAlertRow {
         id: r.try_get(0).map_err(classify)?,
         severity: r.try_get(1).map_err(classify)?,
@@ -196,6 +198,7 @@ fn open_alert_row(r: &SqliteRow) -> Result<OpenAlertRow, StoreError> {
         policy: json(&policy)?,
         other_open_flags: r.try_get(6).map_err(classify)?,
         last_update_at: r.try_get(7).map_err(classify)?,
+        paged: json(&paged)?,
     })
 }
 
@@ -218,10 +221,11 @@ async fn apply_action(
             policy,
             next_escalation_at,
             deliveries,
+            paged,
         } => {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, \
-                 tier, next_escalation_at, summary) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9) \
+                 tier, next_escalation_at, summary, paged) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10) \
                  RETURNING id",
             )
             .bind(&ev.patient_id)
@@ -233,6 +237,7 @@ async fn apply_action(
             .bind(tier)
             .bind(next_escalation_at)
             .bind(&ev.summary)
+            .bind(paged.to_string())
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
@@ -249,13 +254,15 @@ async fn apply_action(
             round,
             next_escalation_at,
             deliveries,
+            paged,
         } => {
             let Some(a) = open else {
                 return Ok((None, Some("no open alert to worsen".into())));
             };
             sqlx::query(
                 "UPDATE alerts SET severity = $2, tier = $3, round = $4, next_escalation_at = $5, \
-                 state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6 WHERE id = $1",
+                 state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6, paged = $7 \
+                 WHERE id = $1",
             )
             .bind(a.id)
             .bind(severity)
@@ -263,6 +270,7 @@ async fn apply_action(
             .bind(round)
             .bind(next_escalation_at)
             .bind(&ev.summary)
+            .bind(paged.to_string())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -272,17 +280,20 @@ async fn apply_action(
             out.changed.push(a.id);
             Ok((Some(a.id), None))
         }
-        AlertAction::Join { deliveries } => {
+        AlertAction::Join { deliveries, paged } => {
             let Some(a) = open else {
                 return Ok((None, Some("no open alert to join".into())));
             };
             join_flag(tx, a.id, ev.flag_id).await?;
-            sqlx::query("UPDATE alerts SET summary = $2 WHERE id = $1")
-                .bind(a.id)
-                .bind(&ev.summary)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+            sqlx::query(
+                "UPDATE alerts SET summary = $2, paged = COALESCE($3, paged) WHERE id = $1",
+            )
+            .bind(a.id)
+            .bind(&ev.summary)
+            .bind(paged.map(|p| p.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
             event(tx, a.id, "wardwatch", "evidence", detail).await?;
             if !deliveries.is_empty() {
                 // An update already claimed (being sent) was built before
@@ -321,7 +332,7 @@ async fn apply_action(
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-                cancel_pending(tx, a.id, &["page", "update"]).await?;
+                cancel_pending(tx, a.id, &["page", "update", "reminder"]).await?;
                 event(
                     tx,
                     a.id,
@@ -361,7 +372,7 @@ impl crate::AlertStore for SqliteStore {
              WHERE status = 'pending' AND next_attempt_at <= $1 AND EXISTS (SELECT 1 FROM alerts a \
                WHERE a.id = deliveries.alert_id \
                AND ((deliveries.purpose = 'page' AND a.state <> 'open') \
-                 OR (deliveries.purpose = 'update' AND a.state = 'resolved')))",
+                 OR (deliveries.purpose IN ('update', 'reminder') AND a.state = 'resolved')))",
         )
         .bind(now)
         .execute(&mut *tx)
@@ -668,7 +679,7 @@ impl crate::AlertStore for SqliteStore {
                 "alert {alert_id} is already resolved, or does not exist"
             )));
         }
-        cancel_pending(&mut tx, alert_id, &["page", "update"]).await?;
+        cancel_pending(&mut tx, alert_id, &["page", "update", "reminder"]).await?;
         event(
             &mut tx,
             alert_id,
@@ -689,6 +700,7 @@ impl crate::AlertStore for SqliteStore {
         until: DateTime<Utc>,
         user: &str,
         reason: &str,
+        limits: &SnoozeLimits,
     ) -> Result<String, StoreError> {
         let user = nonempty(user, "the user")?;
         let reason = nonempty(reason, "the reason")?;
@@ -704,18 +716,26 @@ impl crate::AlertStore for SqliteStore {
                 "patient {patient} is not enrolled"
             )));
         }
-        let severity: String = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT severity FROM flags WHERE patient_id = $1 AND rule = $2 \
-             AND cleared_at IS NULL), 'low')",
+        let flag = sqlx::query(
+            "SELECT severity, CAST(json_extract(evidence, '$.measure') AS REAL) FROM flags \
+             WHERE patient_id = $1 AND rule = $2 AND cleared_at IS NULL",
         )
         .bind(patient)
         .bind(rule)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?;
+        let (severity, measure): (String, Option<f64>) = match flag {
+            Some(r) => (
+                r.try_get(0).map_err(classify)?,
+                r.try_get(1).map_err(classify)?,
+            ),
+            None => ("low".into(), None),
+        };
+        limits.check(&severity, until)?;
         sqlx::query(
-            "INSERT INTO snoozes (patient_id, rule, severity, until, by_user, reason, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO snoozes (patient_id, rule, severity, until, by_user, reason, created_at, measure) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(patient)
         .bind(rule)
@@ -724,6 +744,7 @@ impl crate::AlertStore for SqliteStore {
         .bind(&user)
         .bind(&reason)
         .bind(Utc::now())
+        .bind(measure)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -871,7 +892,7 @@ impl crate::EscalationStore for SqliteStore {
         let mut tx = begin_write(&self.pool).await?;
         let rows = sqlx::query(
             "SELECT e.id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
-             e.severity, e.at, e.summary FROM flag_events e \
+             e.severity, e.at, e.summary, CAST(json_extract(e.evidence, '$.measure') AS REAL) FROM flag_events e \
              JOIN flags f ON f.id = e.flag_id JOIN patients p ON p.id = e.patient_id \
              WHERE e.alerted_at IS NULL ORDER BY e.id LIMIT $1",
         )
@@ -890,8 +911,8 @@ impl crate::EscalationStore for SqliteStore {
                 "SELECT a.id, a.severity, a.state, a.tier, a.round, a.policy, \
                  (SELECT count(*) FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
                   WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3), \
-                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update') \
-                 FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved'",
+                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update'), \
+                 a.paged FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved'",
             )
             .bind(&ev.patient_id)
             .bind(kind)
@@ -902,7 +923,7 @@ impl crate::EscalationStore for SqliteStore {
             .map(|r| open_alert_row(&r))
             .transpose()?;
             let snooze = sqlx::query(
-                "SELECT severity, until FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
+                "SELECT severity, until, measure FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
                  ORDER BY until DESC LIMIT 1",
             )
             .bind(&ev.patient_id)
@@ -915,6 +936,7 @@ impl crate::EscalationStore for SqliteStore {
                 Ok(SnoozeRow {
                     severity: r.try_get(0).map_err(classify)?,
                     until: r.try_get(1).map_err(classify)?,
+                    measure: r.try_get(2).map_err(classify)?,
                 })
             })
             .transpose()?;
@@ -952,10 +974,13 @@ impl crate::EscalationStore for SqliteStore {
     {
         let limit = check_limit(limit)?;
         let mut tx = begin_write(&self.pool).await?;
+        // Open alerts past their deadline; acknowledged ones past their
+        // reminder, or with none scheduled yet (just acknowledged).
         let rows = sqlx::query(
-            "SELECT id, team_id, severity, tier, round, policy FROM alerts \
-             WHERE state = 'open' AND next_escalation_at <= $1 \
-             ORDER BY next_escalation_at LIMIT $2",
+            "SELECT id, team_id, severity, state, tier, round, policy, acknowledged_at, next_escalation_at \
+             FROM alerts WHERE (state = 'open' AND next_escalation_at <= $1) \
+             OR (state = 'acknowledged' AND (next_escalation_at IS NULL OR next_escalation_at <= $1)) \
+             ORDER BY next_escalation_at NULLS FIRST LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -964,14 +989,17 @@ impl crate::EscalationStore for SqliteStore {
         .map_err(classify)?;
         let mut done = Vec::new();
         for r in rows {
-            let policy: String = r.try_get(5).map_err(classify)?;
+            let policy: String = r.try_get("policy").map_err(classify)?;
             let due = DueAlert {
-                id: r.try_get(0).map_err(classify)?,
-                team_id: r.try_get(1).map_err(classify)?,
-                severity: r.try_get(2).map_err(classify)?,
-                tier: r.try_get(3).map_err(classify)?,
-                round: r.try_get(4).map_err(classify)?,
+                id: r.try_get("id").map_err(classify)?,
+                team_id: r.try_get("team_id").map_err(classify)?,
+                severity: r.try_get("severity").map_err(classify)?,
+                state: r.try_get("state").map_err(classify)?,
+                tier: r.try_get("tier").map_err(classify)?,
+                round: r.try_get("round").map_err(classify)?,
                 policy: json(&policy)?,
+                acknowledged_at: r.try_get("acknowledged_at").map_err(classify)?,
+                next_escalation_at: r.try_get("next_escalation_at").map_err(classify)?,
             };
             let Some(step) = plan(&due) else {
                 // A policy that cannot be read: keep escalating on a minute's
@@ -994,16 +1022,18 @@ impl crate::EscalationStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-            event(
-                &mut tx,
-                due.id,
-                "wardwatch",
-                "escalated",
-                serde_json::json!({"from_tier": due.tier, "tier": step.tier, "round": step.round}),
-            )
-            .await?;
-            insert_deliveries(&mut tx, due.id, &step.deliveries).await?;
-            done.push(due.id);
+            if let Some(kind) = step.event {
+                event(
+                    &mut tx,
+                    due.id,
+                    "wardwatch",
+                    kind,
+                    serde_json::json!({"from_tier": due.tier, "tier": step.tier, "round": step.round}),
+                )
+                .await?;
+                insert_deliveries(&mut tx, due.id, &step.deliveries).await?;
+                done.push(due.id);
+            }
         }
         tx.commit().await.map_err(classify)?;
         Ok(done)
