@@ -376,7 +376,11 @@ async fn write_batches<S: Store>(
                     // broker gets its ack, so a rules backlog holds back
                     // deliveries instead of growing a queue.
                     if let (Some(feed), false) = (&rules, outcome.new_readings.is_empty()) {
-                        if feed.send(outcome.new_readings).await.is_err() {
+                        if feed
+                            .send(wardwatch_store::RulesInput::Readings(outcome.new_readings))
+                            .await
+                            .is_err()
+                        {
                             error!(
                                 message =
                                     "The rules stopped; shutting down so the engine restarts."

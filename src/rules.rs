@@ -34,12 +34,12 @@ use wardwatch_rules::threshold::{Severity, Threshold};
 use wardwatch_store::rules::{
     FlagChange, FlagRecord, LimitRow, PatientFilter, PatientRow, ReplayRow,
 };
-use wardwatch_store::{Backend, NewReading, RulesStore, StoreError};
+use wardwatch_store::{Backend, NewReading, RulesInput, RulesStore, StoreError};
 
 use crate::config::RulesConfig;
 
 /// Committed readings waiting for the rules, in batches (one per commit).
-pub type RulesFeed = mpsc::Sender<Vec<NewReading>>;
+pub type RulesFeed = mpsc::Sender<RulesInput>;
 
 /// The pathways in force, shared by the rules and the API (reloads swap it).
 pub type SharedRuleSet = Arc<arc_swap::ArcSwap<RuleSet>>;
@@ -371,10 +371,16 @@ impl Router {
             .map(|r| r.patient_id.as_str())
             .filter(|p| !self.shards.knows(p))
             .collect();
-        if unknown.is_empty() {
+        self.learn_ids(unknown.into_iter().map(str::to_string).collect(), shutdown)
+            .await
+    }
+
+    /// Loads the settings of these patients if the shards do not know them.
+    async fn learn_ids(&mut self, ids: Vec<String>, shutdown: &CancellationToken) -> Result<()> {
+        let ids: Vec<String> = ids.into_iter().filter(|p| !self.shards.knows(p)).collect();
+        if ids.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = unknown.into_iter().map(str::to_string).collect();
         let store = self.store.clone();
         let Some(rows) = retry("load new patients", shutdown, || {
             store.patient_rows(PatientFilter::Ids(&ids))
@@ -532,7 +538,7 @@ async fn next_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
 
 async fn route(
     mut router: Router,
-    mut feed: mpsc::Receiver<Vec<NewReading>>,
+    mut feed: mpsc::Receiver<RulesInput>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(router.cfg.tick_ms));
@@ -558,9 +564,32 @@ async fn route(
                         router.reload("file change");
                     }
                 }
-                batch = feed.recv() => {
+                input = feed.recv() => {
                     // Ends when ingest has stopped and dropped every sender.
-                    let Some(batch) = batch else { return Ok(()) };
+                    let Some(input) = input else { return Ok(()) };
+                    let batch = match input {
+                        RulesInput::Readings(batch) => batch,
+                        RulesInput::ManualSet { patient_id, context, taken_at } => {
+                            router.learn_ids(vec![patient_id.clone()], &shutdown).await?;
+                            let values = context
+                                .iter()
+                                .map(|(vital, value, t)| wardwatch_rules::patient::Evidence {
+                                    vital: *vital,
+                                    value: *value,
+                                    at: t.timestamp(),
+                                })
+                                .collect();
+                            router
+                                .shards
+                                .send(Input::ScoreAsOf {
+                                    patient: Arc::from(patient_id.as_str()),
+                                    values,
+                                    at: taken_at.timestamp(),
+                                })
+                                .await?;
+                            continue;
+                        }
+                    };
                     if let Some(first) = batch.first() {
                         // Receipt → the rules: ingest, commit and the feed queue.
                         let lag = (Utc::now() - first.received_at).num_microseconds().unwrap_or(0);

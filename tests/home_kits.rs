@@ -340,3 +340,81 @@ async fn no_silent_fallbacks_a_typo_team_or_pathway_is_refused_and_a_reload_may_
     );
     assert!(log.contains("p-copd"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phoned_in_set_taken_before_the_latest_device_readings_is_scored_as_of_its_time() {
+    let (broker, db, engine) = stack("kit_manual").await;
+    enrol_on(&db, "man-1", "general", "kit-m");
+    admin(
+        &db.url,
+        &[
+            "user", "add", "--id", "nurse-m", "--role", "nurse", "--team", "ward-a",
+        ],
+    );
+    let token = admin(&db.url, &["token", "create", "--user", "nurse-m"])
+        .trim()
+        .to_string();
+    let now = now_secs();
+    // The kit (no respiratory rate) 45 min ago: unwell; 5 min ago: settled.
+    let kit = |t: f64, spo2: f64, hr: f64, sbp: f64, temp: f64| {
+        format!(
+            r#"[{{"bt":{t},"n":"spo2","u":"%","v":{spo2}}},{{"n":"heart_rate","u":"/min","v":{hr}}},
+                {{"n":"systolic_bp","u":"mm[Hg]","v":{sbp}}},{{"n":"body_temperature","u":"Cel","v":{temp}}}]"#
+        )
+    };
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(
+        &readings_topic("kit-m"),
+        kit(now - 45.0 * 60.0, 94.0, 115.0, 100.0, 38.6),
+    )
+    .await;
+    p.publish(
+        &readings_topic("kit-m"),
+        kit(now - 5.0 * 60.0, 97.0, 72.0, 122.0, 37.0),
+    )
+    .await;
+    p.flush().await;
+    db.wait_for_readings(8, "the kit's readings").await;
+    // The nurse phoned 40 min ago and types in what she counted then.
+    let taken =
+        (Utc::now() - ChronoDuration::minutes(40)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let res: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/v1/patients/man-1/observations",
+            engine.http
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"taken_at": taken, "observations": [
+            {"vital": "respiratory_rate", "value": 28},
+            {"vital": "consciousness", "value": "A"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // As of its time: RR 28 (3) with the kit's readings of then, SpO2 94 (1),
+    // pulse 115 (2), systolic 100 (2), 38.6 °C (1): 9, complete, not the
+    // settled values of 5 min ago.
+    assert_eq!(res["scored"], true, "{res}");
+    assert_eq!(res["news2"]["status"], "complete", "{res}");
+    assert_eq!(res["news2"]["total"], 9, "{res}");
+    assert_eq!(
+        res["news2"]["used"].as_array().map(Vec::len),
+        Some(6),
+        "{res}"
+    );
+    let a = eventually("the alert at emergency", || async {
+        let a = alerts(&db, "man-1").await;
+        a.iter().any(|(s, _)| s == "emergency").then_some(a)
+    })
+    .await;
+    assert!(a.len() == 1, "one alert, worsened: {a:?}");
+    let complete = db
+        .count(
+            "SELECT count(*) FROM flag_events WHERE patient_id = 'man-1' AND rule = 'news2' \
+             AND summary LIKE 'NEWS2 9 (high)%'",
+        )
+        .await;
+    assert_eq!(complete, 1);
+}

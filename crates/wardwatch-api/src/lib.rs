@@ -67,7 +67,7 @@ pub struct ApiState {
     /// Where manual observations go to be scored: set once the rules have
     /// rebuilt their state (a reading sent before that would be missed).
     /// Weak, so the API never keeps the rules' inbox open at shutdown.
-    pub rules: Arc<OnceLock<mpsc::WeakSender<Vec<NewReading>>>>,
+    pub rules: Arc<OnceLock<mpsc::WeakSender<wardwatch_store::RulesInput>>>,
     /// Committed readings, for the stream's `reading` events.
     pub readings: Option<ReadingFeed>,
 }

@@ -658,8 +658,59 @@ pub(crate) async fn record_observations(
             let _ = live.send(std::sync::Arc::new(new.clone()));
         }
     }
+    // The set is scored as of when it was taken, from what the patient's
+    // readings were then (stored history within the pathway's freshness
+    // before `taken_at`), not from the latest readings, which may be newer.
+    let pathway = state.catalog.pathway(&p.pathway);
+    let window = pathway
+        .as_ref()
+        .map_or(3600, |pw| wardwatch_rules::clinical::freshness_secs(pw));
+    let history = match state
+        .store
+        .readings_of(
+            &p.id,
+            None,
+            b.taken_at - chrono::Duration::seconds(window),
+            b.taken_at,
+            2000,
+        )
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return refuse(&state, &c, pid, store_problem(e)).await,
+    };
+    let context: Vec<(Vital, f64, DateTime<Utc>)> = history
+        .iter()
+        .filter_map(|r| Some((Vital::from_name(&r.vital)?, r.value, r.time)))
+        .chain(values.iter().map(|(v, x)| (*v, *x, b.taken_at)))
+        .collect();
+    let settings = match state
+        .store
+        .patient_rows(wardwatch_store::rules::PatientFilter::Ids(
+            std::slice::from_ref(&p.id),
+        ))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return refuse(&state, &c, pid, store_problem(e)).await,
+    };
+    let as_scored = match (pathway.as_ref(), settings.first()) {
+        (Some(pw), Some(row)) => Some(score_as_of(row, pw, &context, b.taken_at)),
+        _ => None,
+    };
     let scored = match (&feed, new.is_empty()) {
-        (Some(f), false) => f.send(new).await.is_ok(),
+        (Some(f), false) => {
+            f.send(wardwatch_store::RulesInput::Readings(new))
+                .await
+                .is_ok()
+                && f.send(wardwatch_store::RulesInput::ManualSet {
+                    patient_id: p.id.clone(),
+                    context: context.clone(),
+                    taken_at: b.taken_at,
+                })
+                .await
+                .is_ok()
+        }
         _ => false,
     };
     let detail = serde_json::json!({"taken_at": b.taken_at,
@@ -678,9 +729,59 @@ pub(crate) async fn record_observations(
             // New rows (0 when this exact entry was already recorded).
             "stored": stored,
             "scored": scored,
+            // What NEWS2 made of the set as of `taken_at`: the score (a
+            // lower bound when parameters were missing), the readings it
+            // used, and what was missing.
+            "news2": as_scored,
         })),
     )
         .into_response()
+}
+
+/// NEWS2 of a manual set as of its time, for the API's answer (the rules
+/// score the same set, with the same functions, for the flags).
+fn score_as_of(
+    p: &wardwatch_store::rules::PatientRow,
+    pathway: &wardwatch_rules::pathway::Pathway,
+    context: &[(Vital, f64, DateTime<Utc>)],
+    taken_at: DateTime<Utc>,
+) -> serde_json::Value {
+    use wardwatch_rules::clinical;
+    let person = clinical::person_applicability(p.date_of_birth, p.pregnant, taken_at.date_naive());
+    let applies = clinical::applicability(pathway, person);
+    if !applies.applies() {
+        return serde_json::json!({"status": "not_applicable", "reason": applies.reason()});
+    }
+    let window = clinical::freshness_secs(pathway);
+    let as_of = |v: Vital| {
+        context
+            .iter()
+            .filter(|(x, _, t)| {
+                *x == v && *t <= taken_at && (taken_at - *t).num_seconds() <= window
+            })
+            .max_by_key(|(_, _, t)| *t)
+    };
+    let obs = clinical::observations(|v| as_of(v).map(|(_, x, _)| *x), p.care_plan_oxygen);
+    let scale = if p.spo2_scale == 2 {
+        wardwatch_rules::news2::SpO2Scale::Two
+    } else {
+        wardwatch_rules::news2::SpO2Scale::One
+    };
+    let used: Vec<serde_json::Value> = clinical::NEWS2_INPUTS
+        .iter()
+        .filter_map(|v| as_of(*v))
+        .map(|(v, x, t)| serde_json::json!({"vital": v.as_str(), "value": x, "at": t}))
+        .collect();
+    match wardwatch_rules::news2::score_partial(&obs, scale) {
+        Ok(s) => serde_json::json!({
+            "status": if s.lower_bound { "partial" } else { "complete" },
+            "total": s.total, "band": s.band, "lower_bound": s.lower_bound,
+            "missing": s.missing, "summary": s.summary(), "used": used,
+        }),
+        Err(e) => {
+            serde_json::json!({"status": "not_scored", "reason": e.to_string(), "used": used})
+        }
+    }
 }
 
 #[derive(Deserialize)]

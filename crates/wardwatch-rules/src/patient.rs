@@ -651,9 +651,57 @@ impl PatientState {
     fn news2(&mut self, pathway: &Pathway, settings: &PatientSettings, at: i64) -> Option<Flag> {
         let w = clinical::freshness_secs(pathway);
         let obs = clinical::observations(|v| self.fresh(v, at, w), settings.care_plan_oxygen);
+        let readings = NEWS2_INPUTS
+            .iter()
+            .filter_map(|v| {
+                self.fresh_at(*v, at, w).map(|(value, t)| Evidence {
+                    vital: *v,
+                    value,
+                    at: t,
+                })
+            })
+            .collect();
+        self.news2_decide(pathway, settings, &obs, readings, at)
+    }
+
+    /// Scores a set as of `at` from the readings given (a nurse's entry
+    /// taken earlier than the latest device readings, with the stored
+    /// history around its time): the values the patient had then, not the
+    /// latest ones. Flags as [`PatientState::on_reading`] would.
+    pub fn score_set_as_of(
+        &mut self,
+        pathway: &Pathway,
+        settings: &PatientSettings,
+        values: &[Evidence],
+        at: i64,
+    ) -> Option<Flag> {
+        if !(pathway.news2_enabled && settings.news2_applies) {
+            return None;
+        }
+        let w = clinical::freshness_secs(pathway);
+        let as_of = |v: Vital| {
+            values
+                .iter()
+                .filter(|e| e.vital == v && e.at <= at && at - e.at <= w)
+                .max_by_key(|e| e.at)
+                .copied()
+        };
+        let obs = clinical::observations(|v| as_of(v).map(|e| e.value), settings.care_plan_oxygen);
+        let readings = NEWS2_INPUTS.iter().filter_map(|v| as_of(*v)).collect();
+        self.news2_decide(pathway, settings, &obs, readings, at)
+    }
+
+    fn news2_decide(
+        &mut self,
+        pathway: &Pathway,
+        settings: &PatientSettings,
+        obs: &news2::Observations,
+        readings: Vec<Evidence>,
+        at: i64,
+    ) -> Option<Flag> {
         // Whatever is fresh: a complete score, or a lower bound from a
         // partial set (see `clinical` for the rule and its RCP basis).
-        let score = news2::score_partial(&obs, settings.scale).ok()?;
+        let score = news2::score_partial(obs, settings.scale).ok()?;
         let now = News2Open::of(&score);
         let state = match self.news2_open {
             None if now.band == Band::Zero => return None,
@@ -684,16 +732,6 @@ impl PatientState {
         };
         self.news2_zero_since = None;
         self.news2_open = (state != FlagState::Cleared).then_some(now);
-        let readings = NEWS2_INPUTS
-            .iter()
-            .filter_map(|v| {
-                self.fresh_at(*v, at, w).map(|(value, t)| Evidence {
-                    vital: *v,
-                    value,
-                    at: t,
-                })
-            })
-            .collect();
         Some(Flag {
             rule: RuleId::News2,
             severity: news2_severity(now.band.max(Band::Low)),

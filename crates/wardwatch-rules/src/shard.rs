@@ -143,6 +143,16 @@ pub enum Input {
         /// The settings.
         config: Arc<PatientConfig>,
     },
+    /// Score a set as of its time from the readings given (a manual entry
+    /// taken before the latest device readings).
+    ScoreAsOf {
+        /// Whose.
+        patient: PatientKey,
+        /// The set and the stored readings around its time.
+        values: Vec<crate::patient::Evidence>,
+        /// The set's time, seconds.
+        at: i64,
+    },
 }
 
 /// One input to a shard worker.
@@ -177,6 +187,15 @@ pub enum ShardInput {
     },
     /// The clock: `no_data` deadlines up to this time (s) fall due.
     Tick(i64),
+    /// Score a set as of `at` from `values` ([`Input::ScoreAsOf`]).
+    ScoreAsOf {
+        /// The patient's slot.
+        slot: Slot,
+        /// The readings.
+        values: Vec<crate::patient::Evidence>,
+        /// The set's time, seconds.
+        at: i64,
+    },
 }
 
 /// A flag with the patient it is about.
@@ -296,6 +315,7 @@ impl ShardWorker {
             } => self.patient(slot, patient, config, out),
             ShardInput::Restore { open, now } => self.restore(open, now, out),
             ShardInput::Tick(now) => self.tick(now, out),
+            ShardInput::ScoreAsOf { slot, values, at } => self.score_as_of(slot, &values, at, out),
         }
         self.stats
             .flags
@@ -508,6 +528,39 @@ impl ShardWorker {
             }
         }
         self.restored = true;
+    }
+
+    fn score_as_of(
+        &mut self,
+        slot: Slot,
+        values: &[crate::patient::Evidence],
+        at: i64,
+        out: &mut Vec<PatientFlag>,
+    ) {
+        let set = self.rules.load();
+        let Some(Some(p)) = self.patients.get_mut(slot as usize) else {
+            self.stats.unknown_patient.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !p.config.monitored {
+            return;
+        }
+        if p.pathway.as_ref().is_none_or(|(g, _)| *g != set.generation) {
+            p.pathway =
+                resolve(&self.stats, &set, &p.config.pathway).map(|pw| (set.generation, pw));
+        }
+        let Some((_, pathway)) = &p.pathway else {
+            return;
+        };
+        if let Some(flag) = p
+            .state
+            .score_set_as_of(pathway, &p.config.settings, values, at)
+        {
+            out.push(PatientFlag {
+                patient: p.key.clone(),
+                flag,
+            });
+        }
     }
 
     fn tick(&mut self, now: i64, out: &mut Vec<PatientFlag>) {
@@ -745,6 +798,14 @@ impl Shards {
             Input::Replay(r) => {
                 let (shard, slot) = self.place(&r.patient)?;
                 (shard, ShardInput::Replay(slot_reading(slot, r)))
+            }
+            Input::ScoreAsOf {
+                patient,
+                values,
+                at,
+            } => {
+                let (shard, slot) = self.place(&patient)?;
+                (shard, ShardInput::ScoreAsOf { slot, values, at })
             }
             Input::Patient { patient, config } => {
                 let (shard, slot) = self.place(&patient)?;

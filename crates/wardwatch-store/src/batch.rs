@@ -54,6 +54,24 @@ pub struct NewReading {
     pub received_at: DateTime<Utc>,
 }
 
+/// What the rules are handed after a commit.
+#[derive(Debug, Clone)]
+pub enum RulesInput {
+    /// A committed batch's new readings, in batch order.
+    Readings(Vec<NewReading>),
+    /// A manual set (its readings were handed over as `Readings` first), to
+    /// be scored as a NEWS2 set as of its time from `context`: the set's own
+    /// values and the patient's stored readings around that time.
+    ManualSet {
+        /// Whose.
+        patient_id: String,
+        /// (vital, value, time) the set is scored from.
+        context: Vec<(Vital, f64, DateTime<Utc>)>,
+        /// When the observations were taken.
+        taken_at: DateTime<Utc>,
+    },
+}
+
 /// What a committed batch did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {

@@ -56,7 +56,7 @@ pub mod prelude {
     };
 }
 
-pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading};
+pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading, RulesInput};
 pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
 pub use sqlite::SqliteStore;
 
