@@ -598,8 +598,9 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 check_pathway(cfg, &p)?;
                 changes.push(Setting::Pathway(p));
             }
-            changes.extend(spo2_scale.map(Setting::Spo2Scale));
+            // The care plan's oxygen status first: a Scale 2 decision needs it.
             changes.extend(care_plan_oxygen.map(Setting::CarePlanOxygen));
+            changes.extend(spo2_scale.map(Setting::Spo2Scale));
             changes.extend(pregnant.map(Setting::Pregnant));
             changes.extend(date_of_birth.map(Setting::DateOfBirth));
             if changes.is_empty() {

@@ -136,6 +136,14 @@ pub async fn enrol(store: &Backend, ward: &Ward, team: &str) -> Result<()> {
             store
                 .set_patient(
                     &patient,
+                    Setting::CarePlanOxygen(false),
+                    "wardwatch-simulator",
+                    "simulated ward: on air at home",
+                )
+                .await?;
+            store
+                .set_patient(
+                    &patient,
                     Setting::Spo2Scale(2),
                     "wardwatch-simulator",
                     "simulated ward: COPD with an 88-92% target",

@@ -146,6 +146,20 @@ async fn rules_check<S: Store + RulesStore + Raw>(s: &S) {
         rows.iter().map(|p| p.settings_version).max().unwrap_or(0)
     };
     let seen = high(&all);
+    // Scale 2 needs the care plan's oxygen status stated first.
+    rejected(
+        s.set_patient(&p1, Setting::Spo2Scale(2), "dr who", "COPD target 88-92")
+            .await,
+        "Scale 2 with no stated care-plan oxygen",
+    );
+    s.set_patient(
+        &p1,
+        Setting::CarePlanOxygen(false),
+        "dr who",
+        "on air at home",
+    )
+    .await
+    .unwrap();
     s.set_patient(&p1, Setting::Spo2Scale(2), "dr who", "COPD target 88-92")
         .await
         .unwrap();
@@ -287,6 +301,7 @@ async fn rules_check<S: Store + RulesStore + Raw>(s: &S) {
     assert_eq!(
         audit_rows(s, "p1").await,
         vec![
+            ("care_plan_oxygen".into(), s1("false"), s1("false")),
             ("spo2_scale".into(), s1("1"), s1("2")),
             ("limit:spo2".into(), None, s1(limit_was)),
             ("care_plan_oxygen".into(), s1("false"), s1("true")),
@@ -312,7 +327,8 @@ async fn rules_check<S: Store + RulesStore + Raw>(s: &S) {
     assert_eq!(
         s.int("SELECT count(*) FROM patient_settings_audit WHERE actor = 'dr who'".into())
             .await,
-        3
+        4,
+        "care-plan oxygen, Scale 2 and two limits"
     );
 
     // Flags: raise, update, clear, a clear with nothing open, raise again.

@@ -166,9 +166,6 @@ async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTi
     )
     .await
     .unwrap();
-    s.set_patient(&pid("pa"), Setting::Spo2Scale(2), "dr-1", "hypercapnic")
-        .await
-        .unwrap();
     s.set_patient(
         &pid("pa"),
         Setting::CarePlanOxygen(true),
@@ -177,6 +174,9 @@ async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTi
     )
     .await
     .unwrap();
+    s.set_patient(&pid("pa"), Setting::Spo2Scale(2), "dr-1", "hypercapnic")
+        .await
+        .unwrap();
     // pb: general, admitted and discharged inside the report's period.
     s.enrol_patient(
         &Enrolment {

@@ -418,3 +418,35 @@ async fn a_phoned_in_set_taken_before_the_latest_device_readings_is_scored_as_of
         .await;
     assert_eq!(complete, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_on_two_litres_a_minute_scores_the_oxygen_points() {
+    let (broker, db, _engine) = stack("kit_oxygen").await;
+    enrol_on(&db, "o2-1", "general", "kit-o");
+    let mut p = broker.loadgen_publisher().await;
+    // A normal full set, but on 2 L/min: the air-or-oxygen row scores 2.
+    let t = now_secs() - 30.0;
+    p.publish(
+        &readings_topic("kit-o"),
+        format!(
+            r#"[{{"bt":{t},"n":"respiratory_rate","u":"/min","v":16}},{{"n":"spo2","u":"%","v":97}},
+                {{"n":"systolic_bp","u":"mm[Hg]","v":120}},{{"n":"heart_rate","u":"/min","v":70}},
+                {{"n":"body_temperature","u":"Cel","v":37.0}},{{"n":"consciousness","vs":"A"}},
+                {{"n":"oxygen_flow","u":"L/min","v":2}}]"#
+        ),
+    )
+    .await;
+    p.flush().await;
+    let summary: String = eventually("the NEWS2 flag", || async {
+        sqlx::query_scalar("SELECT summary FROM flags WHERE patient_id = 'o2-1' AND rule = 'news2'")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(summary.starts_with("NEWS2 2 (low)"), "{summary}");
+    assert!(
+        !summary.contains("assumed"),
+        "oxygen status from the reading: {summary}"
+    );
+}

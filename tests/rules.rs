@@ -469,7 +469,8 @@ async fn clinician_settings_are_audited_and_change_the_scoring_without_a_restart
             "baseline 86-88 on review",
         ],
     );
-    admin(
+    // Scale 2 with no stated care-plan oxygen is refused; stated, accepted.
+    let e = admin_fails(
         &db.url,
         &[
             "patient",
@@ -484,22 +485,41 @@ async fn clinician_settings_are_audited_and_change_the_scoring_without_a_restart
             "hypercapnic respiratory failure on ABG",
         ],
     );
+    assert!(e.contains("oxygen status stated first"), "{e}");
+    admin(
+        &db.url,
+        &[
+            "patient",
+            "set",
+            "--id",
+            "p1",
+            "--care-plan-oxygen",
+            "false",
+            "--spo2-scale",
+            "2",
+            "--by",
+            "dr-jones",
+            "--reason",
+            "hypercapnic respiratory failure on ABG",
+        ],
+    );
     let audit: Vec<AuditRow> = sqlx::query_as(
         "SELECT actor, field, old_value, new_value, reason FROM patient_settings_audit ORDER BY id",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert_eq!(audit.len(), 4, "{audit:?}");
     assert_eq!(audit[0].1, "pathway");
     assert_eq!(
         (audit[0].2.as_deref(), audit[0].3.as_deref()),
         (Some("general"), Some("copd"))
     );
     assert_eq!(audit[1].1, "limit:spo2");
-    assert_eq!(audit[2].1, "spo2_scale");
+    assert_eq!(audit[2].1, "care_plan_oxygen");
+    assert_eq!(audit[3].1, "spo2_scale");
     assert_eq!(
-        (audit[2].2.as_deref(), audit[2].3.as_deref()),
+        (audit[3].2.as_deref(), audit[3].3.as_deref()),
         (Some("1"), Some("2"))
     );
     assert!(audit.iter().all(|a| a.0 == "dr-jones" && !a.4.is_empty()));

@@ -37,6 +37,9 @@ pub enum Vital {
     SupplementalOxygen,
     /// Oxygen flow rate, L/min.
     OxygenFlow,
+    /// Inhaled (inspired) oxygen concentration, percent; above room air's
+    /// 21% means supplemental oxygen.
+    InhaledOxygen,
 }
 
 /// The ACVPU letters in stored order: the stored value is the index.
@@ -87,7 +90,7 @@ const KG_PER_LB: f64 = 0.453_592_37;
 
 impl Vital {
     /// Every vital, in a stable order.
-    pub const ALL: [Vital; 11] = [
+    pub const ALL: [Vital; 12] = [
         Self::HeartRate,
         Self::RespiratoryRate,
         Self::Spo2,
@@ -99,6 +102,7 @@ impl Vital {
         Self::Consciousness,
         Self::SupplementalOxygen,
         Self::OxygenFlow,
+        Self::InhaledOxygen,
     ];
 
     /// The stable name: SenML `n`, `readings.vital`, API paths.
@@ -115,6 +119,7 @@ impl Vital {
             Self::Consciousness => "consciousness",
             Self::SupplementalOxygen => "supplemental_oxygen",
             Self::OxygenFlow => "oxygen_flow",
+            Self::InhaledOxygen => "inhaled_oxygen_concentration",
         }
     }
 
@@ -137,7 +142,37 @@ impl Vital {
             Self::Consciousness => &["67775-7"],
             Self::SupplementalOxygen => &[],
             Self::OxygenFlow => &["3151-8"],
+            Self::InhaledOxygen => &["3150-0"],
         }
+    }
+
+    /// SNOMED CT codes accepted for this vital (as UK devices and records
+    /// send them: the vital-signs observables of the UK edition, e.g. as
+    /// listed by the NHS-oriented Virtually Healthcare FHIR guide; the
+    /// oxygen-administration procedures for supplemental oxygen, with a
+    /// boolean value).
+    pub fn snomed_codes(self) -> &'static [&'static str] {
+        match self {
+            Self::HeartRate => &["364075005", "78564009"],
+            Self::RespiratoryRate => &["86290005"],
+            Self::Spo2 => &["431314004", "442476006", "1325691000000100"],
+            Self::SystolicBp => &["72313002", "271649006"],
+            Self::DiastolicBp => &["1091811000000102", "271650006"],
+            Self::BodyTemperature => &["386725007", "276885007"],
+            Self::BloodGlucose => &["997671000000106"],
+            Self::BodyWeight => &["27113001"],
+            Self::Consciousness => &[],
+            Self::SupplementalOxygen => &["371907003", "371908008"],
+            Self::OxygenFlow => &[],
+            Self::InhaledOxygen => &["250774007"],
+        }
+    }
+
+    /// Looks a vital up by a SNOMED CT code.
+    pub fn from_snomed(code: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.snomed_codes().contains(&code))
     }
 
     /// Looks a vital up by a LOINC code.
@@ -157,6 +192,7 @@ impl Vital {
             Self::BloodGlucose => Some("mmol/L"),
             Self::BodyWeight => Some("kg"),
             Self::OxygenFlow => Some("L/min"),
+            Self::InhaledOxygen => Some("%"),
             Self::Consciousness | Self::SupplementalOxygen => None,
         }
     }
@@ -172,6 +208,7 @@ impl Vital {
             Self::BloodGlucose => "mmol/L, mg/dL",
             Self::BodyWeight => "kg, g, [lb_av]",
             Self::OxygenFlow => "L/min",
+            Self::InhaledOxygen => "%",
             Self::Consciousness => "none (a string A, C, V, P or U)",
             Self::SupplementalOxygen => "none (a boolean)",
         }
@@ -190,6 +227,7 @@ impl Vital {
             Self::BloodGlucose => Some((0.5, 50.0)),
             Self::BodyWeight => Some((1.0, 400.0)),
             Self::OxygenFlow => Some((0.0, 60.0)),
+            Self::InhaledOxygen => Some((21.0, 100.0)),
             Self::Consciousness | Self::SupplementalOxygen => None,
         }
     }
@@ -299,6 +337,7 @@ impl Vital {
                 _ => None,
             },
             Self::OxygenFlow => matches!(u, "L/min" | "l/min").then_some(v),
+            Self::InhaledOxygen => (u == "%").then_some(v),
             Self::Consciousness | Self::SupplementalOxygen => None,
         }
     }

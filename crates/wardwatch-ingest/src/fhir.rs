@@ -9,8 +9,12 @@
 //! its observation's index, with the component's JSON as the record.
 //!
 //! The vital is taken from the first `code.coding` whose system is LOINC
-//! (`http://loinc.org`) with a vital-sign code wardwatch knows, or
-//! `urn:wardwatch:vital` with a wardwatch vital name.
+//! (`http://loinc.org`) or SNOMED CT (`http://snomed.info/sct`) with a
+//! vital-sign code wardwatch knows, or `urn:wardwatch:vital` with a
+//! wardwatch vital name. Supplemental oxygen comes as an oxygen flow (LOINC
+//! 3151-8), an inhaled oxygen concentration (LOINC 3150-0, SNOMED CT
+//! 250774007), or an oxygen-administration procedure (SNOMED CT 371907003
+//! nasal cannula, 371908008 mask) with a boolean value.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -20,6 +24,12 @@ use crate::decode::{Candidate, Failure, Item};
 
 /// The LOINC code system URI.
 pub const LOINC_SYSTEM: &str = "http://loinc.org";
+
+/// The SNOMED CT code system URI.
+pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
+
+/// SNOMED CT's blood pressure observable, whose values are in `component[]`.
+pub const SNOMED_BP_PANEL: &str = "75367002";
 /// Wardwatch's own code system: codes are vital names (`heart_rate`, ...).
 pub const WARDWATCH_SYSTEM: &str = "urn:wardwatch:vital";
 /// LOINC codes of the blood-pressure panel, whose values are in `component[]`.
@@ -226,6 +236,13 @@ fn find_code(code: &Value, what: &str) -> Result<Code, Failure> {
             if let Some(v) = Vital::from_loinc(c) {
                 return Ok(Code::Vital(v));
             }
+        } else if system == SNOMED_SYSTEM {
+            if c == SNOMED_BP_PANEL {
+                return Ok(Code::BpPanel);
+            }
+            if let Some(v) = Vital::from_snomed(c) {
+                return Ok(Code::Vital(v));
+            }
         } else if system == WARDWATCH_SYSTEM {
             if let Some(v) = Vital::from_name(c) {
                 return Ok(Code::Vital(v));
@@ -246,7 +263,7 @@ fn find_code(code: &Value, what: &str) -> Result<Code, Failure> {
     Err(Failure::new(
         QuarantineReason::UnknownVital,
         format!(
-            "{what} names no vital wardwatch knows{text}: saw {seen}; expected a {LOINC_SYSTEM} vital-sign code or {WARDWATCH_SYSTEM}"
+            "{what} names no vital wardwatch knows{text}: saw {seen}; expected a {LOINC_SYSTEM} or {SNOMED_SYSTEM} vital-sign code, or {WARDWATCH_SYSTEM}"
         ),
     ))
 }
@@ -476,6 +493,58 @@ mod tests {
         assert_eq!(r.source, ReadingSource::Fhir);
         assert_eq!(r.source_name.as_deref(), Some("Pulse oximeter 1"));
         assert_eq!(r.device_id.as_str(), "bp-7");
+    }
+
+    fn snomed(code: &str) -> Value {
+        json!({"coding": [{"system": SNOMED_SYSTEM, "code": code}]})
+    }
+
+    #[test]
+    fn snomed_ct_codes_name_the_same_vitals() {
+        let mut o = obs("x", qty(96.0, "%"));
+        o["code"] = snomed("431314004");
+        let d = run(&o);
+        assert!(d.rejections.is_empty(), "{d:?}");
+        assert_eq!(
+            (d.readings[0].vital, d.readings[0].value),
+            (Vital::Spo2, 96.0)
+        );
+        // A SNOMED CT blood pressure with SNOMED CT components.
+        let mut bp = obs("x", json!({}));
+        bp["code"] = snomed("75367002");
+        bp["component"] = json!([
+            {"code": snomed("72313002"), "valueQuantity": {"value": 128, "code": "mm[Hg]"}},
+            {"code": snomed("1091811000000102"), "valueQuantity": {"value": 82, "code": "mm[Hg]"}}
+        ]);
+        let d = run(&bp);
+        assert!(d.rejections.is_empty(), "{d:?}");
+        let got: Vec<_> = d.readings.iter().map(|r| (r.vital, r.value)).collect();
+        assert_eq!(
+            got,
+            vec![(Vital::SystolicBp, 128.0), (Vital::DiastolicBp, 82.0)]
+        );
+    }
+
+    #[test]
+    fn supplemental_oxygen_can_be_said_in_fhir() {
+        let d = run(&obs("3151-8", qty(2.0, "L/min")));
+        assert_eq!(
+            (d.readings[0].vital, d.readings[0].value),
+            (Vital::OxygenFlow, 2.0)
+        );
+        let d = run(&obs("3150-0", qty(28.0, "%")));
+        assert_eq!(
+            (d.readings[0].vital, d.readings[0].value),
+            (Vital::InhaledOxygen, 28.0)
+        );
+        let mut o = obs("x", json!({"valueBoolean": true}));
+        o["code"] = snomed("371907003");
+        let d = run(&o);
+        assert!(d.rejections.is_empty(), "{d:?}");
+        assert_eq!(
+            (d.readings[0].vital, d.readings[0].value),
+            (Vital::SupplementalOxygen, 1.0)
+        );
     }
 
     #[test]

@@ -89,15 +89,22 @@ pub fn freshness_secs(pathway: &Pathway) -> i64 {
     pathway.news2_freshness_secs
 }
 
-/// On oxygen according to a reading: a supplemental-oxygen reading (1 = on
-/// oxygen), or any oxygen flow above 0 L/min (a patient on 2 L/min is on
-/// oxygen whether or not the device also says so).
-pub fn on_oxygen_from(supplemental: Option<f64>, flow: Option<f64>) -> Option<bool> {
-    match (supplemental, flow) {
-        (_, Some(f)) if f > 0.0 => Some(true),
-        (Some(s), _) => Some(s >= 0.5),
-        (None, Some(_)) => Some(false),
-        (None, None) => None,
+/// On oxygen according to a reading: any oxygen flow above 0 L/min or an
+/// inhaled concentration above room air's 21% (a patient on 2 L/min is on
+/// oxygen whether or not the device also says so), else a
+/// supplemental-oxygen reading (1 = on oxygen).
+pub fn on_oxygen_from(
+    supplemental: Option<f64>,
+    flow: Option<f64>,
+    inhaled_percent: Option<f64>,
+) -> Option<bool> {
+    if flow.is_some_and(|f| f > 0.0) || inhaled_percent.is_some_and(|c| c > 21.0) {
+        return Some(true);
+    }
+    match supplemental {
+        Some(s) => Some(s >= 0.5),
+        None if flow.is_some() || inhaled_percent.is_some() => Some(false),
+        None => None,
     }
 }
 
@@ -105,8 +112,11 @@ pub fn on_oxygen_from(supplemental: Option<f64>, flow: Option<f64>) -> Option<bo
 /// `None` for a vital with no reading inside the freshness window), the
 /// oxygen status from a reading where there is one, else the care plan.
 pub fn observations(fresh: impl Fn(Vital) -> Option<f64>, care_plan_oxygen: bool) -> Observations {
-    let on_oxygen = match on_oxygen_from(fresh(Vital::SupplementalOxygen), fresh(Vital::OxygenFlow))
-    {
+    let on_oxygen = match on_oxygen_from(
+        fresh(Vital::SupplementalOxygen),
+        fresh(Vital::OxygenFlow),
+        fresh(Vital::InhaledOxygen),
+    ) {
         Some(on) => (on, OxygenSource::Reading),
         None => (care_plan_oxygen, OxygenSource::CarePlan),
     };
@@ -122,11 +132,12 @@ pub fn observations(fresh: impl Fn(Vital) -> Option<f64>, care_plan_oxygen: bool
 }
 
 /// The vitals NEWS2 reads.
-pub const NEWS2_INPUTS: [Vital; 8] = [
+pub const NEWS2_INPUTS: [Vital; 9] = [
     Vital::RespiratoryRate,
     Vital::Spo2,
     Vital::SupplementalOxygen,
     Vital::OxygenFlow,
+    Vital::InhaledOxygen,
     Vital::SystolicBp,
     Vital::HeartRate,
     Vital::Consciousness,
@@ -435,12 +446,14 @@ mod tests {
 
     #[test]
     fn any_oxygen_flow_above_zero_is_on_oxygen() {
-        assert_eq!(on_oxygen_from(None, Some(2.0)), Some(true));
-        assert_eq!(on_oxygen_from(Some(0.0), Some(0.5)), Some(true));
-        assert_eq!(on_oxygen_from(None, Some(0.0)), Some(false));
-        assert_eq!(on_oxygen_from(Some(1.0), None), Some(true));
-        assert_eq!(on_oxygen_from(Some(0.0), None), Some(false));
-        assert_eq!(on_oxygen_from(None, None), None);
+        assert_eq!(on_oxygen_from(None, Some(2.0), None), Some(true));
+        assert_eq!(on_oxygen_from(Some(0.0), Some(0.5), None), Some(true));
+        assert_eq!(on_oxygen_from(None, Some(0.0), None), Some(false));
+        assert_eq!(on_oxygen_from(Some(1.0), None, None), Some(true));
+        assert_eq!(on_oxygen_from(Some(0.0), None, None), Some(false));
+        assert_eq!(on_oxygen_from(None, None, Some(28.0)), Some(true));
+        assert_eq!(on_oxygen_from(None, None, Some(21.0)), Some(false));
+        assert_eq!(on_oxygen_from(None, None, None), None);
         let obs = observations(
             |v| match v {
                 Vital::OxygenFlow => Some(2.0),

@@ -303,6 +303,26 @@ impl crate::RulesStore for SqliteStore {
                         "SpO2 scale must be 1 or 2, not {s}"
                     )));
                 }
+                // Scale 2 scores SpO2 of 93% and above by whether the
+                // patient is on oxygen: the care plan must say which, not
+                // default to air.
+                if *s == 2 {
+                    let stated: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM patient_settings_audit \
+                         WHERE patient_id = $1 AND field = 'care_plan_oxygen')",
+                    )
+                    .bind(patient.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                    if !stated {
+                        return Err(StoreError::Rejected(
+                            "a Scale 2 decision needs the care plan's oxygen status stated first \
+                             (on air or on oxygen): set care_plan_oxygen"
+                                .into(),
+                        ));
+                    }
+                }
                 q.bind(*s)
             }
             Setting::CarePlanOxygen(b) | Setting::Pregnant(b) => q.bind(*b),
