@@ -57,12 +57,15 @@ fn bench_worker(c: &mut Criterion) {
         Arc::new(ShardStats::default()),
     );
     let keys: Vec<PatientKey> = (0..n).map(|i| Arc::from(format!("patient-{i}"))).collect();
+    // One device on loan each, whose own silence is watched.
+    let devices: Vec<PatientKey> = (0..n).map(|i| Arc::from(format!("device-{i}"))).collect();
     let mut out = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let config = PatientConfig {
             pathway: names[i % names.len()].clone(),
             settings: PatientSettings::default(),
             monitored: true,
+            devices: vec![devices[i].clone()],
         };
         worker.handle(
             ShardInput::Patient {
@@ -113,6 +116,7 @@ fn bench_worker(c: &mut Criterion) {
                 at: t,
                 update_interval_secs: None,
                 last_in_set: true,
+                device: Some(devices[p].clone()),
             };
             worker.handle(ShardInput::Reading(r), &mut out);
             black_box(out.len());

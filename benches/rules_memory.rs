@@ -63,10 +63,12 @@ fn main() {
     let mut sent = 0u64;
     for i in 0..n {
         let patient: Arc<str> = Arc::from(format!("patient-{i:06}"));
+        let device: Arc<str> = Arc::from(format!("device-{i:06}"));
         let config = PatientConfig {
             pathway: names[i % names.len()].clone(),
             settings: PatientSettings::default(),
             monitored: true,
+            devices: vec![device.clone()],
         };
         shards
             .blocking_send(Input::Patient {
@@ -83,6 +85,7 @@ fn main() {
                     at,
                     update_interval_secs: None,
                     last_in_set: true,
+                    device: Some(device.clone()),
                 }))
                 .expect("send");
             sent += 1;

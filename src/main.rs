@@ -504,7 +504,7 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
             duration,
             decision: Decision { by, reason },
         } => {
-            if wardwatch_rules::patient::RuleId::parse(&rule).is_none() {
+            if wardwatch_rules::patient::parse_flag_key(&rule).is_none() {
                 anyhow::bail!("unknown rule {rule:?} (e.g. news2, threshold:spo2:0, no_data)");
             }
             let span = Span::parse(&duration)

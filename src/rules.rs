@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 use wardwatch_core::Vital;
 use wardwatch_rules::news2::SpO2Scale;
 use wardwatch_rules::pathway::{check_threshold, load_dir};
-use wardwatch_rules::patient::{FlagState, PatientSettings, RuleId};
+use wardwatch_rules::patient::{FlagState, PatientSettings};
 use wardwatch_rules::shard::{
     Input, OpenFlag, PatientConfig, PatientFlag, PatientKey, RuleReading, RuleSet, Shards,
 };
@@ -117,6 +117,7 @@ pub fn patient_config(row: &PatientRow, today: chrono::NaiveDate) -> PatientConf
             version: u64::try_from(row.settings_version).unwrap_or(0),
         },
         monitored: !row.discharged,
+        devices: row.devices.iter().map(|d| Arc::from(d.as_str())).collect(),
     }
 }
 
@@ -216,10 +217,12 @@ impl Rules {
         let open: Vec<OpenFlag> = open
             .into_iter()
             .filter_map(|f| {
+                let (rule, subject) = wardwatch_rules::patient::parse_flag_key(&f.rule)?;
                 Some(OpenFlag {
                     patient: Arc::from(f.patient_id.as_str()),
-                    rule: RuleId::parse(&f.rule)?,
+                    rule,
                     severity: Severity::parse(&f.severity)?,
+                    subject: subject.map(|s| Arc::from(s.as_str())),
                 })
             })
             .collect();
@@ -344,7 +347,14 @@ fn rule_reading_from_replay(r: &ReplayRow) -> Option<RuleReading> {
         at: r.time.timestamp(),
         update_interval_secs: None,
         last_in_set: true,
+        device: device_key(&r.device_id),
     })
+}
+
+/// The device a reading came from, for its own silence watch (typed-in
+/// observations have none).
+fn device_key(device_id: &str) -> Option<PatientKey> {
+    (device_id != "manual").then(|| Arc::from(device_id))
 }
 
 struct Router {
@@ -617,6 +627,7 @@ async fn route(
                             at: r.time.timestamp(),
                             update_interval_secs: r.update_interval_secs,
                             last_in_set,
+                            device: device_key(&r.device_id),
                         });
                     }
                     router.shards.send_batch(readings).await?;
@@ -712,7 +723,7 @@ fn flag_record(f: &PatientFlag) -> FlagRecord {
     let flag = &f.flag;
     FlagRecord {
         patient_id: f.patient.to_string(),
-        rule: flag.rule.key(),
+        rule: flag.key(),
         technical: flag.rule.is_technical(),
         severity: flag.severity.as_str(),
         change: match flag.state {
@@ -767,6 +778,7 @@ mod tests {
             discharged: false,
             settings_version: 1,
             limits: vec![],
+            devices: vec![],
         }
     }
 

@@ -458,6 +458,7 @@ async fn rules_check<S: Store + RulesStore + Raw>(s: &S) {
         vital: v.into(),
         value,
         time,
+        device_id: "ox-1".into(),
     };
     assert_eq!(
         replay,

@@ -295,6 +295,8 @@ async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTi
     let f4 = s.int(flag("pb", "news2", false, false)).await;
     let f5 = s.int(flag("pa", "news2", false, false)).await;
     let fc = s.int(flag("pc", "news2", false, false)).await;
+    // A device's own silence, by its id.
+    s.int(flag("pa", "no_data:ox-7", true, true)).await;
 
     // Alerts: (patient, team, kind, severity, state, opened, wait to ack).
     let alert = |p: &str,
@@ -634,6 +636,7 @@ async fn check<S: Store + RulesStore + RecordStore + ViewStore + CreatedAt>(
                 care_plan_oxygen: true,
                 alert_severity: Some("high".into()),
                 silent: true,
+                silent_devices: vec!["ox-7".into()],
             },
             TeamPatient {
                 id: "pd".into(),
@@ -642,6 +645,7 @@ async fn check<S: Store + RulesStore + RecordStore + ViewStore + CreatedAt>(
                 care_plan_oxygen: false,
                 alert_severity: None,
                 silent: false,
+                silent_devices: vec![],
             },
         ]
     );

@@ -450,3 +450,104 @@ async fn a_patient_on_two_litres_a_minute_scores_the_oxygen_points() {
         "oxygen status from the reading: {summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_raises_its_own_no_data_while_the_patients_other_device_reports() {
+    let (broker, db, engine) = stack("kit_devices").await;
+    enrol_on(&db, "two-kit", "general", "ox-fast");
+    admin(
+        &db.url,
+        &[
+            "device",
+            "assign",
+            "--device",
+            "scale-slow",
+            "--patient",
+            "two-kit",
+            "--from",
+            &hours_ago(2),
+        ],
+    );
+    // The rules learn the second device from the assignment.
+    eventually("the assignment seen by the rules", || async {
+        let v = db.count("SELECT max(settings_version) FROM patients").await as f64;
+        (engine.metric("wardwatch_rules_settings_version").await >= v).then_some(())
+    })
+    .await;
+    let mut p = broker.loadgen_publisher().await;
+    let t = now_secs() - 1.0;
+    // The oximeter declares a reading every second (SenML ut), the scale
+    // one an hour: the oximeter is silent after 2 s, the scale is not.
+    p.publish(
+        &readings_topic("ox-fast"),
+        format!(r#"[{{"bt":{t},"ut":1,"n":"spo2","u":"%","v":97}}]"#),
+    )
+    .await;
+    p.publish(
+        &readings_topic("scale-slow"),
+        format!(r#"[{{"bt":{t},"ut":3600,"n":"body_weight","u":"kg","v":81.5}}]"#),
+    )
+    .await;
+    p.flush().await;
+    let rules: Vec<String> = eventually("the oximeter's own no_data", || async {
+        let r: Vec<String> = sqlx::query_scalar(
+            "SELECT rule FROM flags WHERE patient_id = 'two-kit' AND rule LIKE 'no_data%' \
+             AND cleared_at IS NULL",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(rules, vec!["no_data:ox-fast"], "the scale is not silent");
+    // It pages as a technical alert, and the board names the device.
+    let a = wait_alerts(&db, "two-kit", 1).await;
+    assert!(a[0].1.contains("device ox-fast silent"), "{a:?}");
+    admin(
+        &db.url,
+        &[
+            "user", "add", "--id", "nurse-d", "--role", "nurse", "--team", "ward-a",
+        ],
+    );
+    let token = admin(&db.url, &["token", "create", "--user", "nurse-d"])
+        .trim()
+        .to_string();
+    let rows: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/teams/ward-a/patients",
+            engine.http
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0]["silent_devices"],
+        serde_json::json!(["ox-fast"]),
+        "{rows}"
+    );
+    // It reports again: its flag clears.
+    p.publish(
+        &readings_topic("ox-fast"),
+        format!(
+            r#"[{{"bt":{},"ut":60,"n":"spo2","u":"%","v":97}}]"#,
+            now_secs()
+        ),
+    )
+    .await;
+    p.flush().await;
+    eventually("the oximeter's no_data cleared", || async {
+        (db.count(
+            "SELECT count(*) FROM flags WHERE patient_id = 'two-kit' AND rule = 'no_data:ox-fast' \
+             AND cleared_at IS NOT NULL",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+}

@@ -134,11 +134,12 @@ async fn a_silent_device_raises_no_data_on_the_clock_and_clears_when_it_resumes(
     let one = |t: f64| format!(r#"[{{"bt":{t},"n":"spo2","u":"%","v":97,"ut":1}}]"#);
     p.publish(&readings_topic("ox-1"), one(now_secs())).await;
     p.flush().await;
-    // No further reading arrives: only the clock can raise this.
-    let e = wait_for_events(&db, "pat-1", "no_data", 1).await;
+    // No further reading arrives: only the clock can raise this, for the
+    // device that fell silent.
+    let e = wait_for_events(&db, "pat-1", "no_data:ox-1", 1).await;
     assert_eq!(e, vec!["raised"]);
     let technical: bool = sqlx::query_scalar(
-        "SELECT technical FROM flags WHERE patient_id = 'pat-1' AND rule = 'no_data'",
+        "SELECT technical FROM flags WHERE patient_id = 'pat-1' AND rule = 'no_data:ox-1'",
     )
     .fetch_one(&db.pool)
     .await
@@ -146,8 +147,14 @@ async fn a_silent_device_raises_no_data_on_the_clock_and_clears_when_it_resumes(
     assert!(technical, "a silent device is a technical flag");
     p.publish(&readings_topic("ox-1"), one(now_secs())).await;
     p.flush().await;
-    let e = wait_for_events(&db, "pat-1", "no_data", 2).await;
+    let e = wait_for_events(&db, "pat-1", "no_data:ox-1", 2).await;
     assert_eq!(&e[..2], ["raised", "cleared"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM flags WHERE patient_id = 'pat-1' AND rule = 'no_data'")
+            .await,
+        0,
+        "one flag for the device, not a second for the patient as a whole"
+    );
 }
 
 /// Enrols a patient on a pathway and lends them a device, through the CLI.

@@ -225,7 +225,7 @@ pub(crate) async fn team_patients(
             };
             let row = serde_json::json!({
                 "id": p.id, "pathway": p.pathway, "alert_severity": p.alert_severity,
-                "silent": p.silent,
+                "silent": p.silent, "silent_devices": p.silent_devices,
                 "news2": board.as_ref().map(news2_json),
                 "vitals": vitals(&latest, &p.id, now),
                 "trends": {"spo2": trend(&p.id, "spo2"), "heart_rate": trend(&p.id, "heart_rate")},

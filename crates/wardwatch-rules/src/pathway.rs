@@ -67,6 +67,11 @@ struct PathwayFile {
     thresholds: Vec<ThresholdFile>,
     #[serde(default)]
     trends: TrendsFile,
+    /// Per vital, the minutes expected between its readings where they
+    /// differ from `expected_interval_mins` (daily weights on a pathway of
+    /// hourly SpO2): each device is declared silent by its own vitals'.
+    #[serde(default)]
+    cadence: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +239,19 @@ pub struct Pathway {
     pub weight_gain: Option<WeightGainRule>,
     /// SpO2 fall from the patient's median, if monitored.
     pub spo2_fall: Option<Spo2FallRule>,
+    /// Per vital, the expected seconds between readings where they differ
+    /// from `expected_interval_secs`.
+    pub cadence: BTreeMap<Vital, i64>,
+}
+
+impl Pathway {
+    /// Expected seconds between readings of `vital`.
+    pub fn cadence_secs(&self, vital: Vital) -> i64 {
+        self.cadence
+            .get(&vital)
+            .copied()
+            .unwrap_or(self.expected_interval_secs)
+    }
 }
 
 impl Pathway {
@@ -348,6 +366,19 @@ impl Pathway {
             }),
             None => None,
         };
+        let mut cadence = BTreeMap::new();
+        for (name, mins) in &f.cadence {
+            let field = format!("cadence.{name}");
+            let vital = Vital::from_name(name)
+                .ok_or_else(|| invalid(&field, format!("unknown vital {name:?}")))?;
+            if !(1..=7 * 24 * 60).contains(mins) {
+                return Err(invalid(
+                    &field,
+                    format!("{mins} is not between 1 minute and 7 days"),
+                ));
+            }
+            cadence.insert(vital, mins * 60);
+        }
         Ok(Self {
             name: f.name,
             description: f.description,
@@ -358,6 +389,7 @@ impl Pathway {
             thresholds,
             weight_gain,
             spo2_fall,
+            cadence,
         })
     }
 }

@@ -145,6 +145,13 @@ pub struct Evidence {
     pub at: i64,
 }
 
+fn subject_text<S: Serializer>(v: &Option<std::sync::Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(t) => s.serialize_str(t),
+        None => s.serialize_none(),
+    }
+}
+
 fn vital_name<S: Serializer>(v: &Vital, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
@@ -171,6 +178,30 @@ pub struct Flag {
     /// limit a value is, the kg gained, the points fallen. Alerting re-pages
     /// (and breaks through a snooze) when it worsens by the policy's margin.
     pub measure: Option<f64>,
+    /// What the flag is about within the patient, when the rule has one per
+    /// thing: the device, for a device's own `no_data`.
+    #[serde(serialize_with = "subject_text")]
+    pub subject: Option<std::sync::Arc<str>>,
+}
+
+impl Flag {
+    /// The key the store holds the flag by: the rule's key, with its
+    /// subject (`no_data:ox-17`) when it has one.
+    pub fn key(&self) -> String {
+        match &self.subject {
+            Some(s) => format!("{}:{s}", self.rule.key()),
+            None => self.rule.key(),
+        }
+    }
+}
+
+/// Parses a stored flag key into its rule and subject (`no_data:ox-17` is
+/// the `no_data` rule of device `ox-17`).
+pub fn parse_flag_key(key: &str) -> Option<(RuleId, Option<String>)> {
+    if let Some(device) = key.strip_prefix("no_data:") {
+        return (!device.is_empty()).then(|| (RuleId::NoData, Some(device.to_string())));
+    }
+    RuleId::parse(key).map(|r| (r, None))
 }
 
 /// Clinician-set, per-patient facts the rules need.
@@ -310,6 +341,7 @@ fn transition_flag(
         } else {
             measure
         },
+        subject: None,
     })
 }
 
@@ -422,6 +454,7 @@ impl PatientState {
                     readings: Vec::new(),
                     news2: None,
                     measure: None,
+                    subject: None,
                 }),
                 None => {}
             }
@@ -439,6 +472,7 @@ impl PatientState {
                 readings: Vec::new(),
                 news2: None,
                 measure: None,
+                subject: None,
             });
         }
         flags
@@ -634,6 +668,7 @@ impl PatientState {
                     readings: vec![Evidence { vital, value, at }],
                     news2: None,
                     measure: limit.excess(value),
+                    subject: None,
                 });
             }
         }
@@ -741,6 +776,7 @@ impl PatientState {
             readings,
             news2: Some(score),
             measure: Some(f64::from(score.total)),
+            subject: None,
         })
     }
 }

@@ -67,6 +67,9 @@ pub struct PatientConfig {
     pub settings: PatientSettings,
     /// False once discharged: no rules, no `no_data`, open flags cleared.
     pub monitored: bool,
+    /// Devices on loan now: each one's silence raises its own `no_data`
+    /// (a patient with none is watched as a whole).
+    pub devices: Vec<PatientKey>,
 }
 
 /// A reading for the rules (already committed and attributed to a patient).
@@ -86,6 +89,8 @@ pub struct RuleReading {
     /// patient from one message): NEWS2 is scored once, here. Set it on
     /// every reading that arrives alone.
     pub last_in_set: bool,
+    /// The device that sent it, if known.
+    pub device: Option<PatientKey>,
 }
 
 /// A flag the store holds open, for reconciliation after a restart.
@@ -97,6 +102,8 @@ pub struct OpenFlag {
     pub rule: RuleId,
     /// Its severity.
     pub severity: Severity,
+    /// Its subject (the device of a device's `no_data`).
+    pub subject: Option<PatientKey>,
 }
 
 /// A patient's place in its shard: the router interns patient ids once,
@@ -104,7 +111,7 @@ pub struct OpenFlag {
 pub type Slot = u32;
 
 /// A reading addressed to a shard slot.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SlotReading {
     /// The patient's slot in the shard.
     pub slot: Slot,
@@ -118,6 +125,8 @@ pub struct SlotReading {
     pub update_interval_secs: Option<u32>,
     /// The last reading of its observation set: NEWS2 is scored here.
     pub last_in_set: bool,
+    /// The device that sent it, if known.
+    pub device: Option<PatientKey>,
 }
 
 /// A stored open flag addressed to a shard slot.
@@ -240,6 +249,8 @@ struct Patient {
     update_interval_secs: Option<u32>,
     /// The persistence deadline this patient has in the timer heap.
     timer: Option<i64>,
+    /// Devices whose silence is watched for this patient.
+    watched_devices: Vec<PatientKey>,
 }
 
 /// One shard's state and logic, with no thread of its own.
@@ -249,6 +260,8 @@ pub struct ShardWorker {
     /// Indexed by slot.
     patients: Vec<Option<Patient>>,
     silence: SilenceWatch<Slot>,
+    /// Each lent device's silence, by (patient slot, device).
+    device_silence: SilenceWatch<(Slot, PatientKey)>,
     /// Threshold persistence deadlines: (when, slot), one live entry per
     /// patient (a stale entry is skipped when it falls due).
     timers: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Slot)>>,
@@ -268,6 +281,7 @@ impl ShardWorker {
             stats,
             patients: Vec::new(),
             silence: SilenceWatch::new(),
+            device_silence: SilenceWatch::new(),
             timers: Default::default(),
             now: 0,
             restored: false,
@@ -298,9 +312,10 @@ impl ShardWorker {
             ShardInput::Replay(r) => {
                 self.stats.replayed.fetch_add(1, Ordering::Relaxed);
                 let mut flags = Vec::new();
+                let slot = r.slot;
                 self.reading(r, true, &mut flags);
                 for f in flags {
-                    let key = (r.slot, f.flag.rule);
+                    let key = (slot, f.flag.rule);
                     if f.flag.state == FlagState::Cleared {
                         self.replay_open.remove(&key);
                     } else {
@@ -361,10 +376,46 @@ impl ShardWorker {
             p.update_interval_secs = r.update_interval_secs;
         }
         let gap = no_data_gap(pathway, p.update_interval_secs);
-        if let Some(SilenceEvent::Cleared { at, .. }) = self.silence.observe(&r.slot, gap, r.at) {
+        // The patient as a whole only when no device is on loan (each lent
+        // device is watched on its own below; a patient-wide watch would
+        // take whichever device last declared an interval).
+        let whole = if p.config.devices.is_empty() {
+            self.silence.observe(&r.slot, gap, r.at)
+        } else {
+            None
+        };
+        if let Some(SilenceEvent::Cleared { at, .. }) = whole {
             if !replay {
                 emit(
-                    no_data_flag(FlagState::Cleared, at, "readings resumed".into()),
+                    no_data_flag(FlagState::Cleared, at, "readings resumed".into(), None),
+                    out,
+                );
+            }
+        }
+        // The device's own silence, by its own cadence: its declared
+        // update interval, else the pathway's for this vital.
+        if let Some(device) = r.device.as_ref().filter(|d| p.config.devices.contains(d)) {
+            let gap = 2 * r
+                .update_interval_secs
+                .map_or(pathway.cadence_secs(r.vital), i64::from);
+            let key = (r.slot, device.clone());
+            let event = if self.device_silence.is_watched(&key) {
+                self.device_silence.observe(&key, gap, r.at)
+            } else {
+                self.device_silence.watch(key, gap, r.at);
+                if !p.watched_devices.contains(device) {
+                    p.watched_devices.push(device.clone());
+                }
+                None
+            };
+            if let (Some(SilenceEvent::Cleared { at, .. }), false) = (event, replay) {
+                emit(
+                    no_data_flag(
+                        FlagState::Cleared,
+                        at,
+                        format!("device {device} reporting again"),
+                        Some(device.clone()),
+                    ),
                     out,
                 );
             }
@@ -395,6 +446,7 @@ impl ShardWorker {
                             readings: Vec::new(),
                             news2: None,
                             measure: None,
+                            subject: None,
                         },
                     });
                 }
@@ -402,7 +454,12 @@ impl ShardWorker {
             if self.silence.is_raised(&slot) {
                 out.push(PatientFlag {
                     patient,
-                    flag: no_data_flag(FlagState::Cleared, self.now, "patient discharged".into()),
+                    flag: no_data_flag(
+                        FlagState::Cleared,
+                        self.now,
+                        "patient discharged".into(),
+                        None,
+                    ),
                 });
             }
             self.silence.unwatch(&slot);
@@ -423,6 +480,7 @@ impl ShardWorker {
             pathway: None,
             update_interval_secs: None,
             timer: None,
+            watched_devices: Vec::new(),
         });
         p.config = config;
         p.pathway = None;
@@ -439,20 +497,72 @@ impl ShardWorker {
                 flag,
             });
         }
-        p.pathway = Some((set.generation, pathway));
-        if self.silence.is_watched(&slot) {
-            self.silence.set_gap(&slot, gap);
-        } else if self.restored {
-            // Newly enrolled: expected readings start now.
-            self.silence.watch(slot, gap, self.now);
+        p.pathway = Some((set.generation, pathway.clone()));
+        if p.config.devices.is_empty() {
+            // No device on loan: the patient is watched as a whole.
+            if self.silence.is_watched(&slot) {
+                self.silence.set_gap(&slot, gap);
+            } else if self.restored {
+                // Newly enrolled: expected readings start now.
+                self.silence.watch(slot, gap, self.now);
+            }
+        } else if self.silence.is_watched(&slot) {
+            // Devices on loan: each is watched on its own instead.
+            if self.silence.is_raised(&slot) {
+                out.push(PatientFlag {
+                    patient: patient.clone(),
+                    flag: no_data_flag(
+                        FlagState::Cleared,
+                        self.now,
+                        "each device on loan is now watched on its own".into(),
+                        None,
+                    ),
+                });
+            }
+            self.silence.unwatch(&slot);
+        }
+        // A device returned: its silence no longer matters.
+        let returned: Vec<PatientKey> = p
+            .watched_devices
+            .iter()
+            .filter(|d| !p.config.devices.contains(d))
+            .cloned()
+            .collect();
+        for device in returned {
+            let key = (slot, device.clone());
+            if self.device_silence.is_raised(&key) {
+                out.push(PatientFlag {
+                    patient: patient.clone(),
+                    flag: no_data_flag(
+                        FlagState::Cleared,
+                        self.now,
+                        format!("device {device} returned"),
+                        Some(device.clone()),
+                    ),
+                });
+            }
+            self.device_silence.unwatch(&key);
+            p.watched_devices.retain(|d| *d != device);
+        }
+        // A device lent since: its readings are expected from now.
+        if self.restored {
+            for device in &p.config.devices {
+                if !p.watched_devices.contains(device) {
+                    let gap = 2 * pathway.expected_interval_secs;
+                    self.device_silence
+                        .watch((slot, device.clone()), gap, self.now);
+                    p.watched_devices.push(device.clone());
+                }
+            }
         }
     }
 
     fn restore(&mut self, open: Vec<SlotFlag>, now: i64, out: &mut Vec<PatientFlag>) {
         self.now = self.now.max(now);
         let set = self.rules.load();
-        // Every monitored patient is watched, with a full interval of grace.
-        for (i, p) in self.patients.iter().enumerate() {
+        // Every monitored patient (or each device on loan) is watched, with
+        // a full interval of grace.
+        for (i, p) in self.patients.iter_mut().enumerate() {
             let (Some(p), Ok(slot)) = (p, Slot::try_from(i)) else {
                 continue;
             };
@@ -460,14 +570,28 @@ impl ShardWorker {
                 continue;
             };
             let gap = no_data_gap(&pathway, p.update_interval_secs);
-            if !self.silence.is_watched(&slot) {
-                self.silence.watch(slot, gap, now);
+            if p.config.devices.is_empty() {
+                if !self.silence.is_watched(&slot) {
+                    self.silence.watch(slot, gap, now);
+                }
+                self.silence.grace(&slot, now);
+            } else {
+                self.silence.unwatch(&slot);
             }
-            self.silence.grace(&slot, now);
+            for device in &p.config.devices {
+                let key = (slot, device.clone());
+                if !self.device_silence.is_watched(&key) {
+                    self.device_silence
+                        .watch(key.clone(), 2 * pathway.expected_interval_secs, now);
+                }
+                self.device_silence.grace(&key, now);
+            }
+            p.watched_devices = p.config.devices.clone();
         }
-        let mut store_open: FxHashMap<(Slot, RuleId), OpenFlag> = FxHashMap::default();
+        let mut store_open: FxHashMap<(Slot, RuleId, Option<PatientKey>), OpenFlag> =
+            FxHashMap::default();
         for f in open {
-            store_open.insert((f.slot, f.open.rule), f.open);
+            store_open.insert((f.slot, f.open.rule, f.open.subject.clone()), f.open);
         }
         // Open after the replay but unknown to the store (the engine stopped
         // between a commit and recording the flag): raise it now.
@@ -478,7 +602,7 @@ impl ShardWorker {
                 continue;
             };
             let patient = p.key.clone();
-            match store_open.remove(&(slot, rule)) {
+            match store_open.remove(&(slot, rule, None)) {
                 None => {
                     flag.state = FlagState::Raised;
                     out.push(PatientFlag { patient, flag });
@@ -493,11 +617,20 @@ impl ShardWorker {
         // Open in the store only: keep it open so it clears normally, or
         // clear it when its rule no longer applies.
         let mut rest: Vec<_> = store_open.into_iter().collect();
-        rest.sort_by_key(|(k, _)| *k);
-        for ((slot, rule), stored) in rest {
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((slot, rule, subject), stored) in rest {
             let kept = if rule == RuleId::NoData {
-                self.silence.assume_raised(&slot);
-                self.silence.is_raised(&slot)
+                match &subject {
+                    Some(device) => {
+                        let key = (slot, device.clone());
+                        self.device_silence.assume_raised(&key);
+                        self.device_silence.is_raised(&key)
+                    }
+                    None => {
+                        self.silence.assume_raised(&slot);
+                        self.silence.is_raised(&slot)
+                    }
+                }
             } else {
                 match self.patients.get_mut(slot as usize) {
                     Some(Some(p)) => p.state.assume_open(rule, stored.severity),
@@ -516,6 +649,7 @@ impl ShardWorker {
                         readings: Vec::new(),
                         news2: None,
                         measure: None,
+                        subject,
                     },
                 });
             }
@@ -604,12 +738,37 @@ impl ShardWorker {
                         FlagState::Raised,
                         self.now,
                         format!("no readings for {silent_mins} min (last at {last_seen} s)"),
+                        None,
+                    ),
+                });
+            }
+        }
+        for ev in self.device_silence.advance(self.now) {
+            if let SilenceEvent::Raised {
+                patient: (slot, device),
+                last_seen,
+            } = ev
+            {
+                let Some(Some(p)) = self.patients.get(slot as usize) else {
+                    continue;
+                };
+                let silent_mins = (self.now - last_seen) / 60;
+                out.push(PatientFlag {
+                    patient: p.key.clone(),
+                    flag: no_data_flag(
+                        FlagState::Raised,
+                        self.now,
+                        format!("device {device} silent for {silent_mins} min (last reading at {last_seen} s)"),
+                        Some(device),
                     ),
                 });
             }
         }
         if self.silence.heap_len() > 2 * self.patients.len() + 1024 {
             self.silence.compact();
+        }
+        if self.device_silence.heap_len() > 4 * self.patients.len() + 1024 {
+            self.device_silence.compact();
         }
     }
 }
@@ -647,7 +806,7 @@ fn no_data_gap(pathway: &Pathway, update_interval_secs: Option<u32>) -> i64 {
     2 * update_interval_secs.map_or(pathway.expected_interval_secs, i64::from)
 }
 
-fn no_data_flag(state: FlagState, at: i64, summary: String) -> Flag {
+fn no_data_flag(state: FlagState, at: i64, summary: String, device: Option<PatientKey>) -> Flag {
     Flag {
         rule: RuleId::NoData,
         severity: NO_DATA_SEVERITY,
@@ -657,6 +816,7 @@ fn no_data_flag(state: FlagState, at: i64, summary: String) -> Flag {
         readings: Vec::new(),
         news2: None,
         measure: None,
+        subject: device,
     }
 }
 
@@ -783,6 +943,7 @@ impl Shards {
 
     fn route(&mut self, input: Input) -> Result<(usize, ShardInput), ShardsClosed> {
         let slot_reading = |slot, r: RuleReading| SlotReading {
+            device: r.device,
             slot,
             vital: r.vital,
             value: r.value,
@@ -846,6 +1007,7 @@ impl Shards {
                     at: r.at,
                     update_interval_secs: r.update_interval_secs,
                     last_in_set: r.last_in_set,
+                    device: r.device,
                 });
             }
         }
@@ -956,6 +1118,7 @@ mod tests {
                 ..Default::default()
             },
             monitored: true,
+            devices: Vec::new(),
         })
     }
 
@@ -971,6 +1134,7 @@ mod tests {
             at,
             update_interval_secs: None,
             last_in_set: true,
+            device: None,
         }
     }
 
@@ -1023,6 +1187,7 @@ mod tests {
                 at: r.at,
                 update_interval_secs: r.update_interval_secs,
                 last_in_set: r.last_in_set,
+                device: r.device,
             }
         }
 
@@ -1234,6 +1399,7 @@ mod tests {
             patient: key("copd"),
             rule,
             severity: Severity::High,
+            subject: None,
         }];
         let f = h.restore(open, now);
         assert!(
@@ -1315,11 +1481,84 @@ mod tests {
     }
 
     #[test]
+    fn each_lent_device_falls_silent_on_its_own_cadence_and_a_returned_one_is_forgotten() {
+        let mut h = worker();
+        // Heart failure: daily weights (24 h cadence), plus an oximeter the
+        // pathway expects hourly.
+        let mut hf = rule_set();
+        let mut pw = (*hf.pathways["heart-failure"]).clone();
+        pw.cadence.insert(Vital::Spo2, 3600);
+        hf.pathways.insert("heart-failure".into(), Arc::new(pw));
+        h.w.rules.store(Arc::new(hf));
+        let devices = vec![key("scale-1"), key("ox-1")];
+        let cfg = |devices: Vec<PatientKey>| {
+            Arc::new(PatientConfig {
+                pathway: "heart-failure".into(),
+                settings: PatientSettings::default(),
+                monitored: true,
+                devices,
+            })
+        };
+        h.configure("hf", cfg(devices.clone()));
+        assert!(h.restore(vec![], 0).is_empty());
+        let from = |device: &str, vital, value, at| RuleReading {
+            device: Some(key(device)),
+            ..reading("hf", vital, value, at)
+        };
+        h.reading(from("scale-1", Vital::BodyWeight, 80.0, 100));
+        h.reading(from("ox-1", Vital::Spo2, 97.0, 100));
+        // Two hours on, the scale is fine (daily) but the oximeter is silent.
+        let f = h.run(ShardInput::Tick(100 + 2 * 3600));
+        let silent: Vec<_> = f.iter().map(|x| (x.flag.key(), x.flag.state)).collect();
+        assert_eq!(
+            silent,
+            vec![("no_data:ox-1".to_string(), FlagState::Raised)],
+            "{f:?}"
+        );
+        assert!(
+            f[0].flag.summary.contains("device ox-1 silent"),
+            "{}",
+            f[0].flag.summary
+        );
+        // The oximeter returned: its flag clears and it is no longer watched.
+        let f = h.configure("hf", cfg(vec![key("scale-1")]));
+        assert_eq!(
+            f.iter()
+                .map(|x| (x.flag.key(), x.flag.state))
+                .collect::<Vec<_>>(),
+            vec![("no_data:ox-1".to_string(), FlagState::Cleared)]
+        );
+        // The scale falls silent only after two days.
+        assert!(h.run(ShardInput::Tick(100 + 47 * 3600)).is_empty());
+        let f = h.run(ShardInput::Tick(100 + 48 * 3600));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].flag.key(), "no_data:scale-1");
+        // A stored device flag survives a restart without being raised again.
+        let mut h2 = worker();
+        h2.configure("hf", cfg(vec![key("scale-1")]));
+        let open = vec![OpenFlag {
+            patient: key("hf"),
+            rule: RuleId::NoData,
+            severity: NO_DATA_SEVERITY,
+            subject: Some(key("scale-1")),
+        }];
+        assert!(h2.restore(open, 10).is_empty());
+        let f = h2.reading(from("scale-1", Vital::BodyWeight, 80.0, 20));
+        assert_eq!(
+            f.iter()
+                .map(|x| (x.flag.key(), x.flag.state))
+                .collect::<Vec<_>>(),
+            vec![("no_data:scale-1".to_string(), FlagState::Cleared)]
+        );
+    }
+
+    #[test]
     fn restart_clears_a_stored_flag_whose_rule_no_longer_applies() {
         let mut h = worker();
         h.enrol("p", "general");
         let open = vec![OpenFlag {
             patient: key("p"),
+            subject: None,
             rule: RuleId::Threshold {
                 vital: Vital::Spo2,
                 n: 7,
@@ -1396,6 +1635,7 @@ mod tests {
                 pathway: "general".into(),
                 settings: PatientSettings::default(),
                 monitored: true,
+                devices: Vec::new(),
             }),
         );
         h.restore(vec![], 0);

@@ -399,6 +399,8 @@ pub struct TeamPatient {
     pub alert_severity: Option<String>,
     /// A `no_data` flag is open (silent device).
     pub silent: bool,
+    /// The devices whose own `no_data` is open, by id.
+    pub silent_devices: Vec<String>,
 }
 
 impl PgStore {
@@ -438,8 +440,10 @@ impl PgStore {
             "SELECT p.id, p.pathway, p.spo2_scale, p.care_plan_oxygen, \
                (SELECT a.severity FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved' \
                  ORDER BY array_position(ARRAY['emergency','high','medium','low'], a.severity) LIMIT 1), \
-               EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id AND f.rule = 'no_data' \
-                 AND f.cleared_at IS NULL) \
+               EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id \
+                 AND (f.rule = 'no_data' OR f.rule LIKE 'no_data:%') AND f.cleared_at IS NULL), \
+               ARRAY(SELECT substr(f.rule, 9) FROM flags f WHERE f.patient_id = p.id \
+                 AND f.rule LIKE 'no_data:%' AND f.cleared_at IS NULL ORDER BY f.rule) \
              FROM patients p WHERE p.team_id = $1 AND p.discharged_at IS NULL ORDER BY p.id",
         )
         .bind(team)
@@ -454,6 +458,7 @@ impl PgStore {
                     care_plan_oxygen: r.try_get(3)?,
                     alert_severity: r.try_get(4)?,
                     silent: r.try_get(5)?,
+                    silent_devices: r.try_get(6)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

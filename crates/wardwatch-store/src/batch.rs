@@ -52,6 +52,9 @@ pub struct NewReading {
     pub update_interval_secs: Option<u32>,
     /// When wardwatch received it (for the stage latencies).
     pub received_at: DateTime<Utc>,
+    /// The device that sent it (`manual` for typed-in observations): each
+    /// device's silence is watched on its own.
+    pub device_id: String,
 }
 
 /// What the rules are handed after a commit.

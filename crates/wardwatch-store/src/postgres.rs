@@ -561,6 +561,7 @@ fn new_readings(
         time: r.reading.time,
         update_interval_secs: r.reading.update_interval_secs,
         received_at: r.reading.received_at,
+        device_id: r.reading.device_id.as_str().to_string(),
     };
     if returned.len() == rows.len() {
         return Ok(rows.iter().map(new).collect());

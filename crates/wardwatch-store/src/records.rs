@@ -405,6 +405,7 @@ impl PgStore {
                 time: e.taken_at,
                 update_interval_secs: None,
                 received_at,
+                device_id: "manual".into(),
             })
             .collect())
     }

@@ -51,6 +51,8 @@ pub struct PatientRow {
     pub settings_version: i64,
     /// Personalised limits.
     pub limits: Vec<LimitRow>,
+    /// Devices on loan to the patient now (their silence is watched one by one).
+    pub devices: Vec<String>,
 }
 
 /// Which patients to read.
@@ -173,6 +175,8 @@ pub struct ReplayRow {
     pub value: f64,
     /// Measurement time.
     pub time: DateTime<Utc>,
+    /// The device that sent it.
+    pub device_id: String,
 }
 
 pub(crate) fn clean(s: &str, what: &str) -> Result<String, StoreError> {
@@ -376,9 +380,10 @@ impl PgStore {
                 discharged: r.try_get(6)?,
                 settings_version: r.try_get(7)?,
                 limits: Vec::new(),
+                devices: Vec::new(),
             });
         }
-        let ids: Vec<&str> = out.iter().map(|p| p.id.as_str()).collect();
+        let ids: Vec<String> = out.iter().map(|p| p.id.clone()).collect();
         let position: std::collections::HashMap<String, usize> = out
             .iter()
             .enumerate()
@@ -401,6 +406,20 @@ impl PgStore {
                 if let Some(p) = out.get_mut(i) {
                     p.limits.push(limit_row(&r, 1)?);
                 }
+            }
+        }
+        let devices = sqlx::query(
+            "SELECT patient_id, device_id FROM device_assignments WHERE patient_id = ANY($1) \
+             AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2) ORDER BY patient_id, device_id",
+        )
+        .bind(&ids)
+        .bind(Utc::now())
+        .fetch_all(&self.pool)
+        .await?;
+        for r in devices {
+            let patient: String = r.try_get(0)?;
+            if let Some(p) = position.get(patient.as_str()).and_then(|&i| out.get_mut(i)) {
+                p.devices.push(r.try_get(1)?);
             }
         }
         Ok(out)
@@ -681,7 +700,7 @@ impl PgStore {
         let vitals: Vec<&str> = horizons.iter().map(|(v, _)| v.as_str()).collect();
         let since: Vec<DateTime<Utc>> = horizons.iter().map(|(_, t)| *t).collect();
         let rows = sqlx::query(
-            "SELECT r.patient_id, r.vital, r.value, r.time FROM readings r \
+            "SELECT r.patient_id, r.vital, r.value, r.time, r.device_id FROM readings r \
              JOIN UNNEST($3::text[], $4::timestamptz[]) AS h(vital, since) \
                ON r.vital = h.vital AND r.time >= h.since \
              WHERE r.time >= $1 AND r.time < $2 ORDER BY r.time, r.patient_id, r.vital",
@@ -699,6 +718,7 @@ impl PgStore {
                     vital: r.try_get(1)?,
                     value: r.try_get(2)?,
                     time: r.try_get(3)?,
+                    device_id: r.try_get(4)?,
                 })
             })
             .collect()

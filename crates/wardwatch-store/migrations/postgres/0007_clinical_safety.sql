@@ -15,3 +15,14 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
 
 -- Acknowledged alerts waiting for their reminder, found by the escalation pass.
 CREATE INDEX alerts_acknowledged_due ON alerts (next_escalation_at) WHERE state = 'acknowledged';
+
+-- A device lent or returned changes which devices' silence the rules watch:
+-- it bumps the patient's settings version like any other setting.
+CREATE FUNCTION touch_patient_for_assignment() RETURNS trigger AS $$
+BEGIN
+    UPDATE patients SET settings_version = settings_version
+     WHERE id = COALESCE(NEW.patient_id, OLD.patient_id);
+    RETURN NULL;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER device_assignments_touch_patient AFTER INSERT OR UPDATE OR DELETE ON device_assignments
+    FOR EACH ROW EXECUTE FUNCTION touch_patient_for_assignment();

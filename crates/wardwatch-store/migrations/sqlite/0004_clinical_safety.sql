@@ -33,3 +33,11 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
 CREATE INDEX deliveries_alert ON deliveries (alert_id);
 
 CREATE INDEX alerts_acknowledged_due ON alerts (next_escalation_at) WHERE state = 'acknowledged';
+
+-- A device lent or returned bumps the patient's settings version.
+CREATE TRIGGER device_assignments_insert AFTER INSERT ON device_assignments
+BEGIN UPDATE patients SET settings_version = settings_version WHERE id = NEW.patient_id; END;
+CREATE TRIGGER device_assignments_update AFTER UPDATE ON device_assignments
+BEGIN UPDATE patients SET settings_version = settings_version WHERE id = NEW.patient_id; END;
+CREATE TRIGGER device_assignments_delete AFTER DELETE ON device_assignments
+BEGIN UPDATE patients SET settings_version = settings_version WHERE id = OLD.patient_id; END;

@@ -217,6 +217,7 @@ impl SqliteStore {
                         time: rd.time,
                         update_interval_secs: rd.update_interval_secs,
                         received_at: rd.received_at,
+                        device_id: rd.device_id.as_str().to_string(),
                     });
                 }
             }

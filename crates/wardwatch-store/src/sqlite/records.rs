@@ -340,6 +340,7 @@ impl crate::RecordStore for SqliteStore {
                 time: e.taken_at,
                 update_interval_secs: None,
                 received_at,
+                device_id: "manual".into(),
             })
             .collect())
     }

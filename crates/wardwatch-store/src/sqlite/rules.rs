@@ -242,9 +242,10 @@ impl crate::RulesStore for SqliteStore {
                 discharged: r.try_get(6).map_err(classify)?,
                 settings_version: r.try_get(7).map_err(classify)?,
                 limits: Vec::new(),
+                devices: Vec::new(),
             });
         }
-        let ids: Vec<&str> = out.iter().map(|p| p.id.as_str()).collect();
+        let ids: Vec<String> = out.iter().map(|p| p.id.clone()).collect();
         // By id, as on PostgreSQL: never a search that assumes the
         // database sorts ids as Rust compares them.
         let position: std::collections::HashMap<String, usize> = out
@@ -265,6 +266,22 @@ impl crate::RulesStore for SqliteStore {
             let patient: String = r.try_get(0).map_err(classify)?;
             if let Some(p) = position.get(&patient).and_then(|&i| out.get_mut(i)) {
                 p.limits.push(limit_row(&r, 1)?);
+            }
+        }
+        let devices = sqlx::query(
+            "SELECT patient_id, device_id FROM device_assignments \
+             WHERE patient_id IN (SELECT value FROM json_each($1)) \
+             AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2) ORDER BY patient_id, device_id",
+        )
+        .bind(json_list(&ids)?)
+        .bind(Utc::now())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        for r in devices {
+            let patient: String = r.try_get(0).map_err(classify)?;
+            if let Some(p) = position.get(&patient).and_then(|&i| out.get_mut(i)) {
+                p.devices.push(r.try_get(1).map_err(classify)?);
             }
         }
         Ok(out)
@@ -573,7 +590,7 @@ impl crate::RulesStore for SqliteStore {
             .map(|(v, t)| (v.as_str(), bound_text(*t)))
             .collect();
         let rows = sqlx::query(
-            "SELECT r.patient_id, r.vital, r.value, r.time FROM readings r \
+            "SELECT r.patient_id, r.vital, r.value, r.time, r.device_id FROM readings r \
              JOIN json_each($3) h ON r.vital = (h.value ->> 0) AND r.time >= (h.value ->> 1) \
              WHERE r.time >= $1 AND r.time < $2 ORDER BY r.time, r.patient_id, r.vital",
         )
@@ -590,6 +607,7 @@ impl crate::RulesStore for SqliteStore {
                     vital: r.try_get(1).map_err(classify)?,
                     value: r.try_get(2).map_err(classify)?,
                     time: r.try_get(3).map_err(classify)?,
+                    device_id: r.try_get(4).map_err(classify)?,
                 })
             })
             .collect()

@@ -222,8 +222,11 @@ impl crate::ViewStore for SqliteStore {
                (SELECT a.severity FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved' \
                  ORDER BY CASE a.severity WHEN 'emergency' THEN 1 WHEN 'high' THEN 2 \
                    WHEN 'medium' THEN 3 WHEN 'low' THEN 4 ELSE 5 END LIMIT 1), \
-               EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id AND f.rule = 'no_data' \
-                 AND f.cleared_at IS NULL) \
+               EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id \
+                 AND (f.rule = 'no_data' OR f.rule LIKE 'no_data:%') AND f.cleared_at IS NULL), \
+               (SELECT json_group_array(d) FROM (SELECT substr(f.rule, 9) AS d FROM flags f \
+                 WHERE f.patient_id = p.id AND f.rule LIKE 'no_data:%' AND f.cleared_at IS NULL \
+                 ORDER BY f.rule)) \
              FROM patients p WHERE p.team_id = $1 AND p.discharged_at IS NULL ORDER BY p.id",
         )
         .bind(team)
@@ -239,6 +242,8 @@ impl crate::ViewStore for SqliteStore {
                     care_plan_oxygen: r.try_get(3)?,
                     alert_severity: r.try_get(4)?,
                     silent: r.try_get(5)?,
+                    silent_devices: serde_json::from_str(&r.try_get::<String, _>(6)?)
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
