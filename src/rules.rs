@@ -275,7 +275,7 @@ fn horizons(rules: &RuleSet, replay_mins: u64) -> Vec<(Vital, i64)> {
     let mut spo2 = base;
     for p in rules.pathways.values() {
         if let Some(w) = &p.weight_gain {
-            weight = weight.max(w.window_secs);
+            weight = weight.max(w.window_secs).max(w.rate_window_secs);
         }
         if let Some(s) = &p.spo2_fall {
             spo2 = spo2.max(86_400 + s.sustain_secs);

@@ -144,6 +144,25 @@ struct TrendsFile {
 struct WeightGainFile {
     gain_kg: f64,
     window_days: i64,
+    /// A sustained rate that raises, kg/day (0 turns the rate off).
+    #[serde(default = "default_rate")]
+    rate_kg_per_day: f64,
+    #[serde(default = "default_rate_window")]
+    rate_window_days: i64,
+    #[serde(default = "default_clear_margin")]
+    clear_margin_kg: f64,
+}
+
+fn default_rate() -> f64 {
+    0.5
+}
+
+fn default_rate_window() -> i64 {
+    7
+}
+
+fn default_clear_margin() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,15 +360,26 @@ impl Pathway {
             thresholds.push((vital, threshold));
         }
         let weight_gain = match &f.trends.weight_gain {
-            Some(w) if w.gain_kg <= 0.0 || w.window_days < 1 => {
+            Some(w)
+                if w.gain_kg <= 0.0
+                    || w.window_days < 1
+                    || w.rate_kg_per_day < 0.0
+                    || !(3..=14).contains(&w.rate_window_days)
+                    || !(0.0..w.gain_kg).contains(&w.clear_margin_kg) =>
+            {
                 return Err(invalid(
                     "trends.weight_gain",
-                    "gain_kg must be positive and window_days at least 1".into(),
+                    "gain_kg must be positive, window_days at least 1, rate_kg_per_day 0 or more, \
+                     rate_window_days 3 to 14 and clear_margin_kg from 0 to below gain_kg"
+                        .into(),
                 ))
             }
             Some(w) => Some(WeightGainRule {
                 gain_kg: w.gain_kg,
                 window_secs: w.window_days * 86_400,
+                rate_kg_per_day: (w.rate_kg_per_day > 0.0).then_some(w.rate_kg_per_day),
+                rate_window_secs: w.rate_window_days * 86_400,
+                clear_margin_kg: w.clear_margin_kg,
             }),
             None => None,
         };

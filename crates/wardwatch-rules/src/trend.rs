@@ -9,14 +9,28 @@ use crate::threshold::Transition;
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
-/// Heart-failure weight gain: latest weight minus the lowest weight in the
-/// preceding window (default ≥ 2 kg over 3 days, the usual HF advice).
+/// Heart-failure weight gain (NICE NG106 patient advice, ESC: more than
+/// about 2 kg over 3 days prompts contact with the heart-failure team).
+///
+/// Measured against a robust baseline, the median of the window's first day
+/// of weights (up to three), so one low outlier (or a relative stepping on
+/// the scale) neither triggers nor hides a gain. A steady gain slower than
+/// `gain_kg` per window is caught by its rate: the least-squares slope over
+/// `rate_window_secs`, once weights span at least three days. Clearing has
+/// hysteresis: the gain back below `gain_kg - clear_margin_kg` and the rate
+/// below half its limit, on two weighings in a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WeightGainRule {
     /// Gain that raises, kg.
     pub gain_kg: f64,
     /// Window, seconds.
     pub window_secs: i64,
+    /// A sustained rate that raises, kg per day (`None`: rate not used).
+    pub rate_kg_per_day: Option<f64>,
+    /// Over how long the rate is fitted, seconds.
+    pub rate_window_secs: i64,
+    /// How far below `gain_kg` the gain must fall before clearing, kg.
+    pub clear_margin_kg: f64,
 }
 
 impl Default for WeightGainRule {
@@ -24,6 +38,9 @@ impl Default for WeightGainRule {
         Self {
             gain_kg: 2.0,
             window_secs: 3 * DAY,
+            rate_kg_per_day: Some(0.5),
+            rate_window_secs: 7 * DAY,
+            clear_margin_kg: 1.0,
         }
     }
 }
@@ -37,6 +54,8 @@ pub struct WeightTrend {
     len: u8,
     next: u8,
     raised: bool,
+    /// Consecutive weighings that met the clearing condition while raised.
+    clearing: u8,
 }
 
 impl Default for WeightTrend {
@@ -47,7 +66,18 @@ impl Default for WeightTrend {
             len: 0,
             next: 0,
             raised: false,
+            clearing: 0,
         }
+    }
+}
+
+/// The median of up to three values.
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
 
@@ -62,35 +92,95 @@ impl WeightTrend {
         self.raised = true;
     }
 
-    /// Feeds a weight (kg) at `at` (s); returns the flag transition and the gain.
+    /// Weights (time, kg) in [from, until), oldest first.
+    fn since(&self, from: i64, until: i64) -> Vec<(i64, f64)> {
+        let mut v: Vec<(i64, f64)> = (0..usize::from(self.len))
+            .filter(|&i| self.times[i] >= from && self.times[i] <= until)
+            .map(|i| (self.times[i], f64::from(self.kgs[i])))
+            .collect();
+        v.sort_by_key(|(t, _)| *t);
+        v
+    }
+
+    /// The least-squares slope (kg/day) of weights spanning at least three
+    /// days, with at least four of them.
+    fn rate(points: &[(i64, f64)]) -> Option<f64> {
+        let (first, last) = (points.first()?.0, points.last()?.0);
+        if points.len() < 4 || last - first < 3 * DAY {
+            return None;
+        }
+        let n = points.len() as f64;
+        let xs: Vec<f64> = points
+            .iter()
+            .map(|(t, _)| (t - first) as f64 / DAY as f64)
+            .collect();
+        let mx = xs.iter().sum::<f64>() / n;
+        let my = points.iter().map(|(_, y)| y).sum::<f64>() / n;
+        let sxy: f64 = xs
+            .iter()
+            .zip(points)
+            .map(|(x, (_, y))| (x - mx) * (y - my))
+            .sum();
+        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        (sxx > 0.0).then(|| sxy / sxx)
+    }
+
+    /// Feeds a weight (kg) at `at` (s); returns the flag transition and the
+    /// gain over the window's baseline.
     pub fn observe(&mut self, rule: &WeightGainRule, kg: f64, at: i64) -> (Transition, f64) {
-        let from = at - rule.window_secs;
-        let baseline = (0..usize::from(self.len))
-            .filter(|&i| self.times[i] >= from && self.times[i] < at)
-            .map(|i| f64::from(self.kgs[i]))
-            .fold(f64::INFINITY, f64::min);
+        let in_window = self.since(at - rule.window_secs, at - 1);
+        // The baseline: the median of the window's first day of weights (at
+        // most three), else its earliest weight.
+        let start = in_window.first().map(|(t, _)| *t);
+        let mut earliest: Vec<f64> = in_window
+            .iter()
+            .filter(|(t, _)| start.is_some_and(|s| *t < s + DAY))
+            .take(3)
+            .map(|(_, w)| *w)
+            .collect();
+        let baseline = median(&mut earliest);
         let i = usize::from(self.next);
         self.times[i] = at;
         self.kgs[i] = kg as f32;
         self.next = ((i + 1) % self.times.len()) as u8;
         self.len = (usize::from(self.len) + 1).min(self.times.len()) as u8;
-        if !baseline.is_finite() {
+        let rate = rule
+            .rate_kg_per_day
+            .and_then(|_| Self::rate(&self.since(at - rule.rate_window_secs, at)));
+        let Some(baseline) = baseline else {
             return (Transition::None, 0.0);
-        }
+        };
         // f32 storage: compare with a hair of tolerance so 2.0 kg exactly raises.
         let gain = ((kg - baseline) * 1000.0).round() / 1000.0;
-        let breach = gain >= rule.gain_kg;
-        let t = match (breach, self.raised) {
-            (true, false) => {
+        let fast = matches!((rate, rule.rate_kg_per_day), (Some(r), Some(limit)) if r >= limit);
+        let breach = gain >= rule.gain_kg || fast;
+        let t = if breach {
+            self.clearing = 0;
+            if self.raised {
+                Transition::Updated
+            } else {
                 self.raised = true;
                 Transition::Raised
             }
-            (true, true) => Transition::Updated,
-            (false, true) => {
-                self.raised = false;
-                Transition::Cleared
+        } else if self.raised {
+            let slow = match (rate, rule.rate_kg_per_day) {
+                (Some(r), Some(limit)) => r < limit / 2.0,
+                _ => true,
+            };
+            if gain <= rule.gain_kg - rule.clear_margin_kg && slow {
+                self.clearing = self.clearing.saturating_add(1);
+            } else {
+                self.clearing = 0;
             }
-            (false, false) => Transition::None,
+            if self.clearing >= 2 {
+                self.raised = false;
+                self.clearing = 0;
+                Transition::Cleared
+            } else {
+                Transition::None
+            }
+        } else {
+            Transition::None
         };
         (t, gain)
     }
@@ -249,27 +339,67 @@ mod tests {
         assert_eq!(w.observe(&r, 80.5, DAY).0, Transition::None);
         assert_eq!(w.observe(&r, 81.9, 2 * DAY).0, Transition::None);
         let (t, gain) = w.observe(&r, 82.0, 3 * DAY - 1);
-        assert_eq!((t, gain), (Transition::Raised, 2.0));
+        assert_eq!(
+            (t, gain),
+            (Transition::Raised, 2.0),
+            "from the first day's 80"
+        );
         assert_eq!(w.observe(&r, 82.5, 3 * DAY + 100).0, Transition::Updated);
+        // With two earlier weights only, their median is the baseline.
+        let mut w = WeightTrend::default();
+        w.observe(&r, 80.0, 0);
+        w.observe(&r, 80.0, DAY);
+        assert_eq!(w.observe(&r, 82.0, 2 * DAY), (Transition::Raised, 2.0));
+        let mut w = WeightTrend::default();
+        w.observe(&r, 80.0, 0);
+        assert_eq!(w.observe(&r, 81.9, DAY).0, Transition::None);
     }
 
     #[test]
-    fn the_same_gain_spread_over_more_than_the_window_does_not_raise() {
+    fn one_low_outlier_neither_triggers_nor_hides_a_gain() {
         let r = WeightGainRule::default();
+        // Steady 80 kg weighed three times on the first day, one of them
+        // 77.5 (a bad step on the scale).
         let mut w = WeightTrend::default();
-        w.observe(&r, 80.0, 0);
-        w.observe(&r, 81.0, 2 * DAY);
-        // 80 kg was 4 days ago: outside the window; gain within it is 1 kg.
-        assert_eq!(w.observe(&r, 82.0, 4 * DAY).0, Transition::None);
+        for (k, kg) in [80.0, 77.5, 80.1].iter().enumerate() {
+            w.observe(&r, *kg, k as i64 * DAY / 4);
+        }
+        w.observe(&r, 80.1, DAY);
+        assert_eq!(
+            w.observe(&r, 80.2, 2 * DAY).0,
+            Transition::None,
+            "a minimum-based baseline would say +2.7"
+        );
     }
 
     #[test]
-    fn losing_the_weight_again_clears() {
+    fn a_steady_gain_of_0_6_kg_a_day_raises_on_its_rate() {
+        let r = WeightGainRule::default();
+        let mut w = WeightTrend::default();
+        let mut raised_on = None;
+        for day in 0..8 {
+            let (t, _) = w.observe(&r, 80.0 + 0.6 * f64::from(day), i64::from(day) * DAY);
+            if t == Transition::Raised {
+                raised_on = Some(day);
+            }
+        }
+        // Never 2 kg within any 3 days (1.8 kg), but 0.6 kg/day over 3+ days.
+        assert_eq!(raised_on, Some(3));
+    }
+
+    #[test]
+    fn clearing_needs_the_gain_well_back_and_slow_on_two_weighings() {
         let r = WeightGainRule::default();
         let mut w = WeightTrend::default();
         w.observe(&r, 80.0, 0);
+        w.observe(&r, 80.0, DAY / 2);
         assert_eq!(w.observe(&r, 82.5, DAY).0, Transition::Raised);
-        assert_eq!(w.observe(&r, 80.5, 2 * DAY).0, Transition::Cleared);
+        // 81.5: under 2 kg but not under 1 kg of gain: stays.
+        assert_eq!(w.observe(&r, 81.5, 2 * DAY).0, Transition::None);
+        assert!(w.is_raised());
+        // 80.6 twice (gain 0.6, under 2 - 1): clears on the second.
+        assert_eq!(w.observe(&r, 80.6, 5 * DAY).0, Transition::None);
+        assert_eq!(w.observe(&r, 80.6, 5 * DAY + 3600).0, Transition::Cleared);
     }
 
     fn stable_day(t: &mut Spo2Trend, r: &Spo2FallRule, v: f64) {
