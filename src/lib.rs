@@ -17,6 +17,9 @@
 //! - [`simulate`]: `wardwatch simulate`, a synthetic virtual ward.
 //! - [`probe`]: alert latency probes for `loadgen --probes`.
 //! - [`score`]: `wardwatch score news2`.
+//! - [`evaluate`]: `wardwatch evaluate` (the realistic simulated ward
+//!   through the rules and the alert lifecycle) and `wardwatch backtest`
+//!   (stored history through a proposed rule set).
 //! - [`telemetry`]: logging, metrics, and the pipeline's operational events.
 //! - [`shutdown`]: SIGINT/SIGTERM handling.
 
@@ -24,6 +27,7 @@ pub mod alerting;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod evaluate;
 pub mod http;
 pub mod loadgen;
 pub mod pipeline;

@@ -64,6 +64,10 @@ enum Command {
     /// Run a simulated virtual ward: realistic patients and scripted
     /// deteriorations published over MQTT (enrols them first).
     Simulate(wardwatch::simulate::SimulateArgs),
+    /// Measure detection and alert burden on a realistic simulated home
+    /// ward (weeks of ward time in seconds), through the real rules and
+    /// alert lifecycle, beside naive single-reading limits.
+    Evaluate(wardwatch::evaluate::EvaluateArgs),
     /// Compute a clinical score from values given on the command line.
     Score {
         #[command(subcommand)]
@@ -410,6 +414,18 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Score { .. } => Ok(()),
+        Command::Evaluate(args) => {
+            let r = wardwatch::evaluate::run(&args, &cfg)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.table());
+            }
+            if !r.all_within_deadline() {
+                anyhow::bail!("a scripted deterioration was not paged by its deadline");
+            }
+            Ok(())
+        }
         Command::Demo(args) => wardwatch::demo::run(args, cfg, shutdown::on_signal()).await,
         Command::Simulate(args) => {
             let json = args.json;

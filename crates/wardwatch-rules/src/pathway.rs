@@ -158,7 +158,7 @@ fn default_rate() -> f64 {
 }
 
 fn default_rate_window() -> i64 {
-    7
+    4
 }
 
 fn default_clear_margin() -> f64 {

@@ -16,7 +16,8 @@ const DAY: i64 = 86_400;
 /// of weights (up to three), so one low outlier (or a relative stepping on
 /// the scale) neither triggers nor hides a gain. A steady gain slower than
 /// `gain_kg` per window is caught by its rate: the least-squares slope over
-/// `rate_window_secs`, once weights span at least three days. Clearing has
+/// `rate_window_secs` (four days by default, so the days before a gain began
+/// do not dilute it), once three weights span at least three days. Clearing has
 /// hysteresis: the gain back below `gain_kg - clear_margin_kg` and the rate
 /// below half its limit, on two weighings in a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,7 +40,7 @@ impl Default for WeightGainRule {
             gain_kg: 2.0,
             window_secs: 3 * DAY,
             rate_kg_per_day: Some(0.5),
-            rate_window_secs: 7 * DAY,
+            rate_window_secs: 4 * DAY,
             clear_margin_kg: 1.0,
         }
     }
@@ -103,10 +104,12 @@ impl WeightTrend {
     }
 
     /// The least-squares slope (kg/day) of weights spanning at least three
-    /// days, with at least four of them.
+    /// days, with at least three of them (home weighing misses days: asking
+    /// for more would leave a gaining patient unassessed exactly when the
+    /// scale is skipped).
     fn rate(points: &[(i64, f64)]) -> Option<f64> {
         let (first, last) = (points.first()?.0, points.last()?.0);
-        if points.len() < 4 || last - first < 3 * DAY {
+        if points.len() < 3 || last - first < 3 * DAY {
             return None;
         }
         let n = points.len() as f64;
@@ -385,6 +388,28 @@ mod tests {
         }
         // Never 2 kg within any 3 days (1.8 kg), but 0.6 kg/day over 3+ days.
         assert_eq!(raised_on, Some(3));
+    }
+
+    #[test]
+    fn a_gain_with_skipped_weighings_still_raises_on_three_weights() {
+        // Weighed every other day: on day 4 the rate window holds three
+        // weights (0, 2, 4) at 0.6 kg/day; the 3-day gain (from day 2's
+        // 81.2) is only 1.2 kg.
+        let r = WeightGainRule::default();
+        let mut w = WeightTrend::default();
+        let mut raised_on = None;
+        for day in [0, 2, 4] {
+            let (t, _) = w.observe(&r, 80.0 + 0.6 * f64::from(day), i64::from(day) * DAY);
+            if t == Transition::Raised {
+                raised_on = Some(day);
+            }
+        }
+        assert_eq!(raised_on, Some(4));
+        // Two weights three days apart are not a rate.
+        let mut w = WeightTrend::default();
+        w.observe(&r, 80.0, 0);
+        let (t, _) = w.observe(&r, 81.8, 3 * DAY);
+        assert_eq!(t, Transition::None);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! from their own generator seeded by (seed, index), so a run is
 //! reproducible and one patient's values do not depend on the others.
 
+pub mod home;
+
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
