@@ -24,6 +24,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM handling.
 
 pub mod alerting;
+pub mod backtest;
 pub mod broker;
 pub mod config;
 pub mod demo;

@@ -68,6 +68,10 @@ enum Command {
     /// ward (weeks of ward time in seconds), through the real rules and
     /// alert lifecycle, beside naive single-reading limits.
     Evaluate(wardwatch::evaluate::EvaluateArgs),
+    /// Replay stored history through proposed pathways and team policies
+    /// and compare, per patient and rule, with what was actually raised.
+    /// Read-only against the store.
+    Backtest(wardwatch::backtest::BacktestArgs),
     /// Compute a clinical score from values given on the command line.
     Score {
         #[command(subcommand)]
@@ -423,6 +427,15 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             }
             if !r.all_within_deadline() {
                 anyhow::bail!("a scripted deterioration was not paged by its deadline");
+            }
+            Ok(())
+        }
+        Command::Backtest(args) => {
+            let b = wardwatch::backtest::run(&args, &cfg).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                print!("{}", b.table());
             }
             Ok(())
         }

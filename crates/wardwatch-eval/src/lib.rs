@@ -21,6 +21,8 @@
 //!
 //! Pure: no I/O, no wall clock.
 
+pub mod backtest;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -38,6 +40,7 @@ use wardwatch_rules::shard::{
     PatientConfig, PatientFlag, PatientKey, RuleSet, ShardInput, ShardStats, ShardWorker,
     SlotReading,
 };
+use wardwatch_rules::threshold::Threshold;
 use wardwatch_sim::home::HomeWard;
 
 /// One patient as the evaluation sees them.
@@ -53,6 +56,13 @@ pub struct Patient {
     pub scale2: bool,
     /// NEWS2 applies (adult, not pregnant).
     pub news2_applies: bool,
+    /// On oxygen per the care plan.
+    pub care_plan_oxygen: bool,
+    /// Personal limits (as the store's rows become them).
+    pub overrides: Vec<(Vital, Threshold)>,
+    /// Monitored from (s; `None`: from the ward's start). Silence is
+    /// watched from here, as the engine watches a patient from enrolment.
+    pub enrolled_at: Option<i64>,
     /// Ground truth, when known: the scenario's name.
     pub scenario: Option<String>,
     /// The deterioration is about a device (a technical alert).
@@ -107,6 +117,9 @@ impl Ward {
                 devices: p.devices.iter().map(|d| d.id.clone()).collect(),
                 scale2: p.scale2,
                 news2_applies: true,
+                care_plan_oxygen: false,
+                overrides: Vec::new(),
+                enrolled_at: None,
                 scenario: Some(p.scenario.as_str().to_string()),
                 technical: p.scenario.technical(),
                 onset: p.onset,
@@ -188,6 +201,10 @@ pub struct Run {
     pub alerts: usize,
     /// Flags raised (all rules).
     pub flags_raised: usize,
+    /// Each flag raised: patient, rule key, when.
+    pub raised: Vec<(usize, String, i64)>,
+    /// Each alert opened: patient, technical, the flag that opened it, when.
+    pub opened: Vec<(usize, bool, String, i64)>,
 }
 
 fn ts(s: i64) -> DateTime<Utc> {
@@ -253,6 +270,7 @@ impl Book<'_> {
         let key = f.key();
         if f.state == FlagState::Raised {
             self.run.flags_raised += 1;
+            self.run.raised.push((patient, key.clone(), now));
         }
         let input = FlagInput {
             rule: key.clone(),
@@ -311,6 +329,7 @@ impl Book<'_> {
                 let i = self.alerts.len() - 1;
                 self.current.insert((patient, technical), i);
                 self.run.alerts += 1;
+                self.run.opened.push((patient, technical, key.clone(), now));
                 if reaches_someone(&notices) {
                     self.page(i, now, "opened", &key);
                 } else {
@@ -468,7 +487,8 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
             }
         }
     };
-    for (i, p) in ward.patients.iter().enumerate() {
+    let register = |w: &mut ShardWorker, out: &mut Vec<PatientFlag>, i: usize| {
+        let p = &ward.patients[i];
         let config = PatientConfig {
             pathway: p.pathway.clone(),
             settings: PatientSettings {
@@ -477,9 +497,9 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
                 } else {
                     SpO2Scale::One
                 },
-                care_plan_oxygen: false,
+                care_plan_oxygen: p.care_plan_oxygen,
                 news2_applies: p.news2_applies,
-                overrides: Vec::new(),
+                overrides: p.overrides.clone(),
                 version: 1,
             },
             monitored: true,
@@ -491,8 +511,19 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
                 patient: keys[i].clone(),
                 config: Arc::new(config),
             },
-            &mut out,
+            out,
         );
+    };
+    // Patients enrolled later join when the clock reaches them.
+    let mut registered: Vec<bool> = ward
+        .patients
+        .iter()
+        .map(|p| p.enrolled_at.is_none_or(|t| t <= ward.start))
+        .collect();
+    for i in 0..ward.patients.len() {
+        if registered[i] {
+            register(&mut w, &mut out, i);
+        }
     }
     w.handle(
         ShardInput::Restore {
@@ -518,9 +549,19 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
         }
         while clock + 60 <= r0.at {
             clock += 60;
+            for (i, p) in ward.patients.iter().enumerate() {
+                if !registered[i] && p.enrolled_at.is_some_and(|t| t <= clock) {
+                    registered[i] = true;
+                    register(&mut w, &mut out, i);
+                }
+            }
             w.handle(ShardInput::Tick(clock), &mut out);
             apply(&mut out, &mut book, clock);
             book.tick(clock);
+        }
+        if !registered[r0.patient] {
+            registered[r0.patient] = true;
+            register(&mut w, &mut out, r0.patient);
         }
         // As ingest validates: implausible values are quarantined, never scored.
         let valid: Vec<&Reading> = readings[k..end]
@@ -885,6 +926,9 @@ mod tests {
             devices: vec![device.into()],
             scale2: false,
             news2_applies: true,
+            care_plan_oxygen: false,
+            overrides: Vec::new(),
+            enrolled_at: None,
             scenario: None,
             technical: false,
             onset: None,

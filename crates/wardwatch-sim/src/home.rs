@@ -160,7 +160,11 @@ const LAYOUT: [(&str, Kit, HomeScenario); 12] = [
     ("covid-oximetry", Kit::Oximeter3, HomeScenario::Stable),
     ("covid-oximetry", Kit::Oximeter3, HomeScenario::CovidHypoxia),
     ("copd", Kit::OximeterThermometer, HomeScenario::Stable),
-    ("copd", Kit::OximeterThermometer, HomeScenario::CopdExacerbation),
+    (
+        "copd",
+        Kit::OximeterThermometer,
+        HomeScenario::CopdExacerbation,
+    ),
     ("heart-failure", Kit::ScalesAndCuff, HomeScenario::Stable),
     (
         "heart-failure",

@@ -26,6 +26,7 @@ use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, UserRow};
 use crate::reports::TeamReport;
 use crate::rules::{
     FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter, PatientRow, ReplayRow, Setting,
+    StoredOutcomes,
 };
 use crate::{
     BatchOutcome, IngestMessage, MessageKey, NewReading, PgStore, SqliteStore, Store, StoreError,
@@ -210,6 +211,8 @@ store_trait! {
         fn open_flags(&self) -> Vec<OpenFlagRow>;
         /// Readings in [from, to) for the replay.
         fn replay_slice(&self, from: DateTime<Utc>, to: DateTime<Utc>, horizons: &[(String, DateTime<Utc>)]) -> Vec<ReplayRow>;
+        /// Flags raised and alerts opened in [from, to) (the backtest's "actually raised").
+        fn outcomes_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoredOutcomes;
     }
 }
 

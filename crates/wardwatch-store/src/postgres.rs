@@ -105,6 +105,27 @@ impl PgStore {
         })
     }
 
+    /// Connects with every transaction read-only (the server refuses any
+    /// write): for tools that must never change the store, such as the
+    /// backtest. No migrations are run.
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        let opts: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.application_name("wardwatch-read-only").options([
+                ("statement_timeout", "300s"),
+                ("default_transaction_read_only", "on"),
+            ]))
+            .await?;
+        Ok(Self {
+            pool,
+            method: WriteMethod::default(),
+            conflict_guard: false,
+            timescale: false,
+        })
+    }
+
     /// Forces the pre-insert conflict filter on or off (normally decided by
     /// [`PgStore::prepare_storage`] from the TimescaleDB version).
     pub fn with_conflict_guard(mut self, on: bool) -> Self {

@@ -179,6 +179,42 @@ pub struct ReplayRow {
     pub device_id: String,
 }
 
+/// What the store holds as actually raised over a period: the backtest's
+/// comparison.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredOutcomes {
+    /// Flags raised in the period.
+    pub flags: Vec<RaisedFlagRow>,
+    /// Alerts opened in the period.
+    pub alerts: Vec<OpenedAlertRow>,
+}
+
+/// One flag as raised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaisedFlagRow {
+    /// Whose.
+    pub patient_id: String,
+    /// The rule's key (`news2`, `threshold:spo2`, `no_data:<device>`, ...).
+    pub rule: String,
+    /// Its severity as it stands.
+    pub severity: String,
+    /// Raised.
+    pub raised_at: DateTime<Utc>,
+}
+
+/// One alert as opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedAlertRow {
+    /// Whose.
+    pub patient_id: String,
+    /// `clinical` or `technical`.
+    pub kind: String,
+    /// The rules of its flags.
+    pub rules: Vec<String>,
+    /// Opened.
+    pub opened_at: DateTime<Utc>,
+}
+
 pub(crate) fn clean(s: &str, what: &str) -> Result<String, StoreError> {
     let s = s.trim();
     if s.is_empty() {
@@ -685,6 +721,55 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// Flags raised and alerts opened with `from <= time < to`, oldest
+    /// first: what the store says actually happened.
+    pub async fn outcomes_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<StoredOutcomes, StoreError> {
+        let flags = sqlx::query(
+            "SELECT patient_id, rule, severity, raised_at FROM flags \
+             WHERE raised_at >= $1 AND raised_at < $2 ORDER BY raised_at, patient_id, rule",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(RaisedFlagRow {
+                patient_id: r.try_get(0)?,
+                rule: r.try_get(1)?,
+                severity: r.try_get(2)?,
+                raised_at: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let alerts = sqlx::query(
+            "SELECT a.patient_id, a.kind, a.opened_at, \
+               ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
+                     WHERE af.alert_id = a.id ORDER BY f.rule) \
+             FROM alerts a WHERE a.opened_at >= $1 AND a.opened_at < $2 \
+             ORDER BY a.opened_at, a.patient_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(OpenedAlertRow {
+                patient_id: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                opened_at: r.try_get(2)?,
+                rules: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(StoredOutcomes { flags, alerts })
     }
 
     /// Stored readings with `from <= time < to`, keeping for each vital only

@@ -107,6 +107,28 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// Opens an existing database file read-only (SQLite refuses any
+    /// write on the connection): for tools that must never change the
+    /// store, such as the backtest. No migrations are run.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Rejected(format!(
+                "no SQLite store at {}",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        Ok(Self { pool })
+    }
+
     /// The pool (tests and tools).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -11,8 +11,8 @@ use sqlx::Row;
 use wardwatch_core::PatientId;
 
 use crate::rules::{
-    clean, limit_text, FlagChange, FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter,
-    PatientRow, ReplayRow, Setting,
+    clean, limit_text, FlagChange, FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, OpenedAlertRow,
+    PatientFilter, PatientRow, RaisedFlagRow, ReplayRow, Setting, StoredOutcomes,
 };
 use crate::StoreError;
 
@@ -611,5 +611,58 @@ impl crate::RulesStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn outcomes_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<StoredOutcomes, StoreError> {
+        let flags = sqlx::query(
+            "SELECT patient_id, rule, severity, raised_at FROM flags \
+             WHERE raised_at >= $1 AND raised_at < $2 ORDER BY raised_at, patient_id, rule",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|r| {
+            Ok(RaisedFlagRow {
+                patient_id: r.try_get(0).map_err(classify)?,
+                rule: r.try_get(1).map_err(classify)?,
+                severity: r.try_get(2).map_err(classify)?,
+                raised_at: r.try_get(3).map_err(classify)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        // PostgreSQL's ARRAY(...): a JSON array of the alert's flag rules.
+        let alerts = sqlx::query(
+            "SELECT a.patient_id, a.kind, a.opened_at, \
+               (SELECT json_group_array(rule) FROM (SELECT DISTINCT f.rule AS rule \
+                  FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
+                  WHERE af.alert_id = a.id ORDER BY f.rule)) \
+             FROM alerts a WHERE a.opened_at >= $1 AND a.opened_at < $2 \
+             ORDER BY a.opened_at, a.patient_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|r| {
+            let rules: String = r.try_get(3).map_err(classify)?;
+            Ok(OpenedAlertRow {
+                patient_id: r.try_get(0).map_err(classify)?,
+                kind: r.try_get(1).map_err(classify)?,
+                opened_at: r.try_get(2).map_err(classify)?,
+                rules: serde_json::from_str(&rules)
+                    .map_err(|e| StoreError::Rejected(format!("an alert's rules: {e}")))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(StoredOutcomes { flags, alerts })
     }
 }
