@@ -551,3 +551,67 @@ async fn a_silent_device_raises_its_own_no_data_while_the_patients_other_device_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_news2_does_not_apply_the_pathways_limits_still_page_and_the_board_says_not_applicable(
+) {
+    let (broker, db, engine) = stack("kit_pregnant").await;
+    enrol_on(&db, "preg-1", "general", "ox-p");
+    admin(
+        &db.url,
+        &[
+            "patient",
+            "set",
+            "--id",
+            "preg-1",
+            "--pregnant",
+            "true",
+            "--by",
+            "dr-jones",
+            "--reason",
+            "28 weeks",
+        ],
+    );
+    let mut p = broker.loadgen_publisher().await;
+    let t0 = now_secs() - 1200.0;
+    // Three oximeter readings 10 minutes apart: SpO2 88 breaches general's
+    // partial-kit limit (91 or below) for longer than its 15 minutes.
+    for k in 0..3 {
+        let t = t0 + f64::from(k) * 600.0;
+        p.publish(
+            &readings_topic("ox-p"),
+            format!(
+                r#"[{{"bt":{t},"n":"spo2","u":"%","v":88}},{{"n":"heart_rate","u":"/min","v":96}}]"#
+            ),
+        )
+        .await;
+    }
+    p.flush().await;
+    let a = wait_alerts(&db, "preg-1", 1).await;
+    assert!(a[0].1.contains("SpO2"), "{a:?}");
+    // No NEWS2 flag at all: NEWS2 is not validated in pregnancy.
+    let news2 = db
+        .count("SELECT count(*) FROM flags WHERE patient_id = 'preg-1' AND rule = 'news2'")
+        .await;
+    assert_eq!(news2, 0);
+    admin(
+        &db.url,
+        &[
+            "user", "add", "--id", "nurse-a", "--role", "nurse", "--team", "ward-a",
+        ],
+    );
+    let token = admin(&db.url, &["token", "create", "--user", "nurse-a"]);
+    let rows: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/teams/ward-a/patients",
+            engine.http
+        ))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["news2"]["status"], "not_applicable", "{rows}");
+}
