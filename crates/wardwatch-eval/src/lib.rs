@@ -520,10 +520,8 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
         .iter()
         .map(|p| p.enrolled_at.is_none_or(|t| t <= ward.start))
         .collect();
-    for i in 0..ward.patients.len() {
-        if registered[i] {
-            register(&mut w, &mut out, i);
-        }
+    for (i, _) in registered.iter().enumerate().filter(|(_, r)| **r) {
+        register(&mut w, &mut out, i);
     }
     w.handle(
         ShardInput::Restore {
