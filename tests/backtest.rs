@@ -24,41 +24,12 @@ fn at(offset_mins: i64) -> String {
     (Utc::now() + ChronoDuration::minutes(offset_mins)).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn enrol_oximeter(db_url: &str, patient: &str, device: &str) {
-    admin(
-        db_url,
-        &[
-            "patient",
-            "add",
-            "--id",
-            patient,
-            "--team",
-            "ward-a",
-            "--pathway",
-            "general",
-        ],
-    );
-    admin(
-        db_url,
-        &[
-            "device",
-            "assign",
-            "--device",
-            device,
-            "--patient",
-            patient,
-            "--from",
-            &at(-120),
-        ],
-    );
-}
-
 /// Two oximeter patients on `general`, three spot checks 10 minutes apart:
 /// `bt-low` at SpO2 84 / pulse 135 (raises), `bt-edge` at 93 / 95 (does not).
 async fn publish_history(broker: &Broker, db_url: &str) {
-    staff(db_url, "ward-a");
-    enrol_oximeter(db_url, "bt-low", "bt-ox-1");
-    enrol_oximeter(db_url, "bt-edge", "bt-ox-2");
+    // Enrolled without a pathway: `general`.
+    enrol(db_url, "bt-low", "ward-a", "bt-ox-1", &at(-120));
+    enrol(db_url, "bt-edge", "ward-a", "bt-ox-2", &at(-120));
     let mut p = broker.loadgen_publisher().await;
     let t0 = Utc::now().timestamp() - 40 * 60;
     for k in 0..3 {
