@@ -187,6 +187,18 @@ pub async fn prepare<S: Store>(
         ));
         return Some(msg);
     }
+    if d.retain {
+        msg.rejections.push(Rejection::payload(
+            QuarantineReason::Retained,
+            "a retained message (the broker's stored copy of an earlier publish, resent on \
+             subscription): not a new reading; devices must publish with retain off"
+                .to_string(),
+            stored_record(&String::from_utf8_lossy(
+                &d.payload[..d.payload.len().min(4096)],
+            )),
+        ));
+        return Some(msg);
+    }
     let mut anchor = d.received_at;
     let mut decoded = decode(format, &device, &d.payload, anchor, anchor, policy);
     // A redelivery may overtake its original, still in this pipeline after a

@@ -850,3 +850,106 @@ async fn a_packet_above_the_mqtt_limit_is_quarantined_not_a_reconnect_loop() {
     );
     assert_eq!(engine.metric("wardwatch_acks_sent_total").await, 2.0);
 }
+
+/// A retained copy is the broker's stored old publish, resent on every
+/// subscription: never a new reading. The shipped broker refuses retain;
+/// a broker that allows it still gets nothing stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_is_quarantined_as_retained_and_the_shipped_broker_refuses_retain() {
+    // The shipped config: a retained publish loses the connection (the
+    // broker disconnects the client); the same publish without retain goes.
+    let shipped = Broker::start().await;
+    let publish = |retain: bool| {
+        let mut c = std::process::Command::new("mosquitto_pub");
+        c.args(["-V", "mqttv311", "-h", "127.0.0.1", "-q", "1"])
+            .args(["-p", &shipped.port.to_string()])
+            .args(["-u", DEVICE_USERS[0], "-P", DEVICE_PASS])
+            .args(["-t", &readings_topic(DEVICE_USERS[0])])
+            .args(["-m", r#"[{"n":"spo2","u":"%","v":97}]"#]);
+        if retain {
+            c.arg("-r");
+        }
+        c.output()
+            .expect("mosquitto_pub (Debian package mosquitto-clients)")
+    };
+    let refused = publish(true);
+    assert!(
+        !refused.status.success(),
+        "a retained publish was accepted: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let accepted = publish(false);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+
+    // A broker that allows retain: a retained pack published before the
+    // engine subscribes arrives only as the broker's retained copy.
+    let broker = Broker::start_with(&[("retain_available false", "retain_available true")]).await;
+    let db = Db::create("retained").await;
+    enrol(
+        &db.url,
+        "pat-ret",
+        "ward-a",
+        DEVICE_USERS[1],
+        &rfc3339(Utc::now() - ChronoDuration::hours(1)),
+    );
+    let mut dev =
+        Publisher::connect(&broker.url(DEVICE_USERS[1], DEVICE_PASS), &unique("dev")).await;
+    let topic = readings_topic(DEVICE_USERS[1]);
+    dev.publish_retained(
+        &topic,
+        r#"[{"n":"spo2","u":"%","v":96},{"n":"heart_rate","u":"/min","v":70}]"#,
+    )
+    .await;
+    dev.flush().await;
+    let client = unique("eng");
+    let mut engine = Engine::start(&broker.engine_url(), &db.url, &client).await;
+    eventually("the retained copy quarantined", || async {
+        (db.count("SELECT count(*) FROM quarantine WHERE reason = 'retained'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let (detail, record): (String, String) =
+        sqlx::query_as("SELECT detail, record FROM quarantine WHERE reason = 'retained'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(detail.contains("retained"), "{detail}");
+    assert!(record.contains("spo2"), "{record}");
+    assert_eq!(
+        engine
+            .metric("wardwatch_quarantined_total{reason=\"retained\"}")
+            .await,
+        1.0
+    );
+    // A live publish, even with retain set, is forwarded as new (retain
+    // flag off) and stored once.
+    dev.publish_retained(
+        &topic,
+        format!(
+            r#"[{{"bt":{},"n":"spo2","u":"%","v":95}}]"#,
+            Utc::now().timestamp() - 5
+        ),
+    )
+    .await;
+    dev.flush().await;
+    db.wait_for_readings(1, "the live publish").await;
+    // A restart re-subscribes: the broker resends its retained copy (now
+    // the live one), which is quarantined again, not stored again.
+    engine.terminate();
+    let engine = Engine::start(&broker.engine_url(), &db.url, &client).await;
+    eventually("the resent copy quarantined", || async {
+        (db.count("SELECT count(*) FROM quarantine WHERE reason = 'retained'")
+            .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM readings").await, 1);
+    drop(engine);
+}

@@ -31,6 +31,7 @@ fn d1_delivery(
         topic: "wardwatch/v1/devices/d1/readings".into(),
         payload: bytes::Bytes::from_static(payload),
         dup,
+        retain: false,
         received_at,
         oversized: None,
     }

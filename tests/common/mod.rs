@@ -115,10 +115,17 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Edits to the project's config (each must match exactly once).
+    edits: Vec<(String, String)>,
 }
 
 impl Broker {
     pub async fn start() -> Broker {
+        Self::start_with(&[]).await
+    }
+
+    /// A broker from the project's config with `edits` applied.
+    pub async fn start_with(edits: &[(&str, &str)]) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("data")).unwrap();
@@ -146,6 +153,10 @@ impl Broker {
             port: 0,
             dir,
             child: None,
+            edits: edits
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
         };
         // Mosquitto cannot bind port 0 and tell us which port it took, so a
         // port found free may be taken by someone else before it binds:
@@ -166,8 +177,11 @@ impl Broker {
     /// The project's config, rewritten only for the port, file paths and
     /// log destination.
     fn write_config(&self) {
-        let conf = std::fs::read_to_string(repo().join("config/mosquitto/mosquitto.conf"))
+        let mut conf = std::fs::read_to_string(repo().join("config/mosquitto/mosquitto.conf"))
             .expect("project mosquitto.conf");
+        for (from, to) in &self.edits {
+            conf = edit(&conf, from, to);
+        }
         let d = self.dir.path();
         let port = self.port;
         let mut out = String::new();
@@ -608,6 +622,15 @@ impl Publisher {
     pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish");
+        self.sent += 1;
+    }
+
+    /// Publishes with the retain flag set (a broker keeps the last one).
+    pub async fn publish_retained(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
             .await
             .expect("publish");
         self.sent += 1;

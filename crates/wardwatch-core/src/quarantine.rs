@@ -28,11 +28,16 @@ pub enum QuarantineReason {
     TooOld,
     /// The payload exceeds the configured size limit.
     Oversized,
+    /// A retained message: the broker's stored copy of an old publish, sent
+    /// again on every (re)subscription. Storing it would turn an old pack
+    /// into a fresh reading (relative SenML times resolve to "now") and
+    /// make a silent device look alive.
+    Retained,
 }
 
 impl QuarantineReason {
     /// Every reason, for pre-registering metrics so dashboards see zeros.
-    pub const ALL: [QuarantineReason; 9] = [
+    pub const ALL: [QuarantineReason; 10] = [
         Self::Malformed,
         Self::UnknownDevice,
         Self::UnassignedDevice,
@@ -42,6 +47,7 @@ impl QuarantineReason {
         Self::FutureTime,
         Self::TooOld,
         Self::Oversized,
+        Self::Retained,
     ];
 
     /// The stable snake_case name stored and exported.
@@ -56,6 +62,7 @@ impl QuarantineReason {
             Self::FutureTime => "future_time",
             Self::TooOld => "too_old",
             Self::Oversized => "oversized",
+            Self::Retained => "retained",
         }
     }
 

@@ -169,6 +169,8 @@ pub struct Delivery {
     pub payload: Bytes,
     /// The broker marked it as a redelivery.
     pub dup: bool,
+    /// The broker sent its stored (retained) copy, not a live publish.
+    pub retain: bool,
     /// When the reader received it.
     pub received_at: DateTime<Utc>,
     /// Set when the packet exceeded `max_packet_bytes`: the payload's real
@@ -464,6 +466,7 @@ async fn run_reader(
                     topic: p.topic,
                     payload: p.payload,
                     dup: p.dup,
+                    retain: p.retain,
                     received_at: now_micros(),
                     oversized,
                 };
