@@ -325,13 +325,32 @@ impl Default for NotifySettings {
 pub struct HttpConfig {
     /// Listen address. Env: `WARDWATCH_HTTP_ADDR`.
     pub addr: SocketAddr,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// names the client, for the sign-in limiter and the audit. Empty:
+    /// the peer address is the client. Env: `WARDWATCH_HTTP_TRUSTED_PROXIES`
+    /// (comma-separated).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl HttpConfig {
+    /// The trusted proxies, parsed; a bad entry is refused with its text.
+    pub fn trusted_proxies(&self) -> Result<Vec<wardwatch_api::Cidr>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e: String| anyhow::anyhow!("http.trusted_proxies: {e}"))
+            })
+            .collect()
     }
 }
 
@@ -411,6 +430,14 @@ impl Config {
                 "false" | "0" => false,
                 _ => bail!("WARDWATCH_ALERTING_ENABLED must be true or false, not {v:?}"),
             };
+        }
+        if let Some(v) = get("WARDWATCH_HTTP_TRUSTED_PROXIES") {
+            self.http.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
         }
         if let Some(v) = get("WARDWATCH_TEAMS_DIR") {
             self.alerting.teams_dir = v.into();

@@ -98,14 +98,18 @@ pub async fn run(
     // Committed readings for the live board; bounded (a lagging viewer is
     // told to reload, ingest never waits for it).
     let (live, _) = tokio::sync::broadcast::channel(1024);
-    let api = wardwatch_api::router(wardwatch_api::ApiState {
+    let api_state = wardwatch_api::ApiState {
         store: store.clone(),
         feed: alerting.as_ref().map(|a| a.feed.clone()),
-        failed: Default::default(),
+        failed: std::sync::Arc::new(wardwatch_api::FailedAuth::with_trusted_proxies(
+            cfg.http.trusted_proxies()?,
+        )),
         catalog: std::sync::Arc::new(api_catalog(&cfg, pathways.clone())?),
         rules: rules_feed.clone(),
         readings: Some(live.clone()),
-    });
+    };
+    let refusals = tokio::spawn(audit_refusals(api_state.clone(), shutdown.clone()));
+    let api = wardwatch_api::router(api_state);
     let listener = TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
@@ -168,12 +172,34 @@ pub async fn run(
         .await
         .context("HTTP task")?
         .context("HTTP server")?;
+    refusals.await.context("refusal audit task")?;
     store.close().await;
     if !healthy {
         anyhow::bail!("an ingest task failed; exiting so a supervisor restarts the engine");
     }
     info!(message = "wardwatch stopped.");
     Ok(())
+}
+
+/// Audits the API's authentication refusals in aggregate every minute, and
+/// once more at shutdown (after the HTTP server has stopped taking requests).
+async fn audit_refusals(state: wardwatch_api::ApiState, shutdown: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => false,
+        };
+        if stopping {
+            // Let the server finish refusing what it is refusing.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Err(e) = wardwatch_api::audit_refusals(&state).await {
+            warn!(message = "Cannot audit API refusals; they stay counted in the metrics.", error = %e);
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// The pathways and teams the API checks requests against: the same

@@ -184,6 +184,7 @@ fn describe() {
     for reason in ["rate_limited", "missing", "invalid"] {
         metrics::counter!("wardwatch_api_auth_failures_total", "reason" => reason).increment(0);
     }
+    metrics::counter!("wardwatch_api_streams_closed_total", "reason" => "access_lost").increment(0);
 }
 
 /// A batch committed.

@@ -128,6 +128,14 @@ async fn board_round(db: &impl Counted, shot: &str) {
         "KEYBOARD RESOLVE pat-7 visit_arranged gone",
         "resolved by keyboard alone with the chosen outcome, and off the list"
     );
+    assert_eq!(next_line(&mut rx).await, "REVOKE");
+    admin(db.url(), &["token", "revoke", "--user", "nurse-ann"]);
+    assert_eq!(
+        next_line(&mut rx).await,
+        "SIGNED OUT 0 token Signed out: your access token was refused (revoked or expired). Sign in again.",
+        "told, asked to sign in again (focus on the token field), and no retries"
+    );
+    assert_eq!(next_line(&mut rx).await, "A11Y signed-out 0");
     assert_eq!(next_line(&mut rx).await, "DONE");
     let status = child.wait().unwrap();
     assert!(status.success());

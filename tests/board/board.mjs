@@ -138,6 +138,17 @@ try {
   }
   console.log(`KEYBOARD RESOLVE ${first} ${chosen} ${await gone(first)}`);
   await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-resolved.png"), fullPage: true });
+  // The test now revokes the token: the board must say so and stop asking
+  // (a tab retrying a refused token would be rate limited for nothing).
+  let calls = 0;
+  page.on("request", (r) => { if (r.url().includes("/api/v1/")) calls += 1; });
+  console.log("REVOKE");
+  await page.waitForSelector("body[data-signed-out=yes]", { timeout: 60000 });
+  const after = calls;
+  await page.waitForTimeout(5000); // the old board retried every 2 s
+  const focused = await page.evaluate(() => document.activeElement?.id);
+  console.log(`SIGNED OUT ${calls - after} ${focused} ${(await page.locator("#status").textContent()).trim()}`);
+  console.log(`A11Y signed-out ${await wcag(page)}`);
   console.log("DONE");
 } finally {
   await browser.close();

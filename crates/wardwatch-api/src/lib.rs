@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use wardwatch_store::prelude::*;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,7 +49,7 @@ use wardwatch_store::access::{AuditEntry, Principal};
 use wardwatch_store::alerts::AlertRow;
 use wardwatch_store::{Backend, NewReading, StoreError};
 
-pub use auth::{new_token, token_hash, FailedAuth};
+pub use auth::{new_token, token_hash, Cidr, FailedAuth};
 pub use patients::{team_is_run, TeamCheck};
 pub use problem::Problem;
 
@@ -225,30 +225,43 @@ async fn caller(
     method: &Method,
     uri: &Uri,
 ) -> Result<Caller, Response> {
-    let client = addr.ip().to_string();
-    match auth::authenticate(state, headers, addr.ip()).await {
+    let ip = state.failed.client_ip(addr.ip(), headers);
+    match auth::authenticate(state, headers, ip).await {
         Ok(principal) => Ok(Caller {
             principal,
-            client,
+            client: ip.to_string(),
             method: method.clone(),
             uri: uri.clone(),
         }),
-        Err(p) => {
-            let _ = state
-                .store
-                .audit(&AuditEntry {
-                    user_id: None,
-                    action: method.to_string(),
-                    resource: uri.path().to_string(),
-                    patient_id: None,
-                    status: i32::from(p.status),
-                    client: Some(client),
-                    detail: serde_json::json!({"reason": p.detail}),
-                })
-                .await;
-            Err(p.into_response())
-        }
+        // Counted, and audited in aggregate by `audit_refusals`: one row
+        // per request would let a flood fill the disk.
+        Err(p) => Err(p.into_response()),
     }
+}
+
+/// Writes the authentication refusals counted since the last call to the
+/// audit log, one entry per client and reason with its count; returns how
+/// many refusals it wrote. The engine calls it every minute and at shutdown.
+pub async fn audit_refusals(state: &ApiState) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for (ip, reason, count) in state.failed.take_refusals() {
+        let status = if reason == "rate_limited" { 429 } else { 401 };
+        tracing::warn!(message = "API requests refused at authentication.", client = %ip, reason, count);
+        state
+            .store
+            .audit(&AuditEntry {
+                user_id: None,
+                action: "authentication_refused".into(),
+                resource: "/api".into(),
+                patient_id: None,
+                status,
+                client: Some(ip.to_string()),
+                detail: serde_json::json!({"reason": reason, "count": count}),
+            })
+            .await?;
+        total += count;
+    }
+    Ok(total)
 }
 
 async fn record(
@@ -657,7 +670,32 @@ async fn snooze(
     Json(serde_json::json!({"alert_id": a.id, "until": until, "snoozed": snoozed})).into_response()
 }
 
-async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
+/// How often a live stream re-checks its caller: a revoked token, a
+/// disabled user or a nurse moved off a team stops receiving within this.
+const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves when the caller behind `hash` may no longer see what the stream
+/// was opened for: the token refused, another role, or a team lost.
+async fn access_lost(store: Backend, hash: Vec<u8>, original: Principal) {
+    loop {
+        tokio::time::sleep(STREAM_RECHECK).await;
+        match store.authenticate(&hash, Utc::now()).await {
+            Ok(Some(p))
+                if p.role == original.role
+                    && original.teams.iter().all(|t| p.teams.contains(t)) => {}
+            Ok(_) => {
+                tracing::info!(message = "Live stream closed: the caller's access changed.", user = %original.user_id);
+                metrics::counter!("wardwatch_api_streams_closed_total", "reason" => "access_lost")
+                    .increment(1);
+                return;
+            }
+            // The store is unreachable: keep streaming, check again later.
+            Err(_) => {}
+        }
+    }
+}
+
+async fn stream(State(state): State<ApiState>, headers: HeaderMap, c: Caller) -> Response {
     if !c.is(&["admin", "nurse", "clinician"]) {
         return refuse(&state, &c, None, Problem::not_found("resource")).await;
     }
@@ -711,6 +749,14 @@ async fn stream(State(state): State<ApiState>, c: Caller) -> Response {
         }
         None => alerts.boxed(),
     };
+    let Some(hash) = auth::presented_hash(&headers) else {
+        return Problem::unauthorized("an Authorization: Bearer token is required").into_response();
+    };
+    let events = events.take_until(Box::pin(access_lost(
+        state.store.clone(),
+        hash,
+        c.principal.clone(),
+    )));
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()

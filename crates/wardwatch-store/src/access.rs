@@ -5,6 +5,14 @@ use sqlx::Row;
 
 use crate::{PgStore, StoreError};
 
+/// How often a token's `last_used_at` is written, at most.
+pub const LAST_USED_EVERY_SECS: i64 = 300;
+
+/// Whether a token's recorded last use is old enough to write again.
+pub(crate) fn last_use_is_stale(last_used: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    last_used.is_none_or(|t| (now - t).num_seconds() >= LAST_USED_EVERY_SECS)
+}
+
 /// Who is calling, as the API's access checks need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -162,32 +170,40 @@ impl PgStore {
     }
 
     /// The principal behind a token hash, if the token is valid now.
+    /// `last_used_at` is written at most every [`LAST_USED_EVERY_SECS`]: a
+    /// read is not a write.
     pub async fn authenticate(
         &self,
         hash: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Option<Principal>, StoreError> {
         let row = sqlx::query(
-            "UPDATE api_tokens t SET last_used_at = $2 FROM users u \
+            "SELECT u.id, u.role, u.patient_id, \
+               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id), \
+               t.last_used_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 \
-               AND u.id = t.user_id AND u.disabled_at IS NULL \
-             RETURNING u.id, u.role, u.patient_id, \
-               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id)",
+               AND u.disabled_at IS NULL",
         )
         .bind(hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Principal {
-                user_id: r.try_get(0)?,
-                role: r.try_get(1)?,
-                patient_id: r.try_get(2)?,
-                teams: r.try_get(3)?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| StoreError::from(e))
+        let Some(r) = row else { return Ok(None) };
+        let last_used: Option<DateTime<Utc>> = r.try_get(4)?;
+        if last_use_is_stale(last_used, now) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1")
+                .bind(hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(Principal {
+            user_id: r.try_get(0)?,
+            role: r.try_get(1)?,
+            patient_id: r.try_get(2)?,
+            teams: r.try_get(3)?,
+        }))
     }
 
     /// Appends an audit entry.

@@ -569,7 +569,8 @@ impl crate::AccessStore for SqliteStore {
         // Times are compared here, not as text in SQL.
         let row = sqlx::query(
             "SELECT t.id, t.expires_at, t.revoked_at IS NOT NULL, u.id, u.role, u.patient_id, \
-               u.disabled_at IS NOT NULL FROM api_tokens t JOIN users u ON u.id = t.user_id \
+               u.disabled_at IS NOT NULL, t.last_used_at FROM api_tokens t \
+               JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = ?",
         )
         .bind(hash)
@@ -585,12 +586,15 @@ impl crate::AccessStore for SqliteStore {
             return Ok(None);
         }
         let user_id: String = r.try_get(3).map_err(classify)?;
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(token_id)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let last_used: Option<DateTime<Utc>> = r.try_get(7).map_err(classify)?;
+        if crate::access::last_use_is_stale(last_used, now) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(token_id)
+                .execute(&self.pool)
+                .await
+                .map_err(classify)?;
+        }
         let teams: Vec<String> =
             sqlx::query_scalar("SELECT team_id FROM user_teams WHERE user_id = ? ORDER BY team_id")
                 .bind(&user_id)
