@@ -302,6 +302,27 @@ async fn postgres_keeps_the_store_contract() {
     store.migrate().await.unwrap();
     conformance(&store).await;
     access_conformance(&store).await;
+    // The audit trails are append-only: the database itself refuses changes.
+    for sql in [
+        "UPDATE audit_log SET status = 200",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "TRUNCATE alert_events",
+        "TRUNCATE patient_settings_audit",
+    ] {
+        let changed = sqlx::query(sql).execute(store.pool()).await;
+        assert!(
+            changed
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("append-only")),
+            "{sql}: {changed:?}"
+        );
+    }
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(kept > 0, "the conformance run wrote audit entries");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

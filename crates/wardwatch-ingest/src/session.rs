@@ -107,11 +107,13 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// Parses `mqtt://[user:pass@]host[:port]` into host, port and credentials.
+    /// Errors quote the URL with its password masked: they reach logs.
     pub fn parse_url(url: &str) -> Result<BrokerAddress, SessionError> {
+        let shown = redact_url(url);
         let rest = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| SessionError::BadUrl(format!("{url:?} must start with mqtt://")))?;
+            .ok_or_else(|| SessionError::BadUrl(format!("{shown:?} must start with mqtt://")))?;
         let rest = rest.trim_end_matches('/');
         let (auth, hostport) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
@@ -125,14 +127,28 @@ impl SessionConfig {
             Some((h, p)) => (
                 h.to_string(),
                 p.parse::<u16>()
-                    .map_err(|_| SessionError::BadUrl(format!("bad port in {url:?}")))?,
+                    .map_err(|_| SessionError::BadUrl(format!("bad port in {shown:?}")))?,
             ),
             None => (hostport.to_string(), 1883),
         };
         if host.is_empty() {
-            return Err(SessionError::BadUrl(format!("no host in {url:?}")));
+            return Err(SessionError::BadUrl(format!("no host in {shown:?}")));
         }
         Ok((host, port, creds))
+    }
+}
+
+/// A URL for logs and errors: the password after `user:` replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -747,6 +763,15 @@ mod tests {
             ("broker".into(), 1883, Some(("eng".into(), "s3cret".into())))
         );
         assert!(SessionConfig::parse_url("http://x").is_err());
+        // An error never shows the password.
+        for bad in [
+            "http://eng:s3cret@broker",
+            "mqtt://eng:s3cret@broker:notaport",
+            "mqtt://eng:s3cret@:1883",
+        ] {
+            let e = SessionConfig::parse_url(bad).unwrap_err().to_string();
+            assert!(!e.contains("s3cret") && e.contains("eng:***@"), "{e}");
+        }
         assert!(SessionConfig::parse_url("mqtt://x:notaport").is_err());
         assert!(SessionConfig::parse_url("mqtt://:1883").is_err());
     }
