@@ -547,11 +547,11 @@ emergency_targets = [{ channel = "sms", phone = "+447700900000" }]
 [[escalation.tiers]]
 name = "nurse"
 wait = "15m"
-targets = [{ channel = "webhook", url = "http://x/1", secret_env = "S" }]
+targets = [{ channel = "webhook", url = "https://x/1", secret_env = "S" }]
 [[escalation.tiers]]
 name = "nurse in charge"
 wait = "10m"
-targets = [{ channel = "webhook", url = "http://x/2", secret_env = "S" }]
+targets = [{ channel = "webhook", url = "https://x/2", secret_env = "S" }]
 [[escalation.tiers]]
 name = "consultant"
 wait = "10m"

@@ -552,11 +552,34 @@ impl Team {
     }
 }
 
+/// A URL whose host is this machine.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 fn check_target(t: &Target) -> Result<(), String> {
     match t {
         Target::Webhook { url, secret_env } => {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("url {url:?} must start with http:// or https://"));
+            let Ok(parsed) = reqwest::Url::parse(url) else {
+                return Err(format!("url {url:?} is not a URL"));
+            };
+            match parsed.scheme() {
+                "https" => {}
+                // Plain HTTP carries a patient's alert in clear text: only
+                // to a receiver on this host, where it never crosses a network.
+                "http" if is_loopback(&parsed) => {}
+                "http" => {
+                    return Err(format!(
+                        "url {url:?}: plain http:// is allowed only to a receiver on this host \
+                         (127.0.0.1, ::1 or localhost); use https://"
+                    ))
+                }
+                _ => return Err(format!("url {url:?} must start with https://")),
             }
             if secret_env.is_empty() {
                 return Err("secret_env must name an environment variable".into());
@@ -695,6 +718,31 @@ wait = "10m"
         let targets = Team::tier_targets(&t.escalation, 0, t.mqtt);
         assert_eq!(targets[0], Target::Mqtt, "every team gets its MQTT topic");
         assert_eq!(targets.len(), 2);
+    }
+
+    #[test]
+    fn webhooks_are_https_unless_the_receiver_is_on_this_host() {
+        let hook = |url: &str| Target::Webhook {
+            url: url.into(),
+            secret_env: "S".into(),
+        };
+        for ok in [
+            "https://ward.example.nhs.uk/hook",
+            "http://127.0.0.1:9090/ward-a",
+            "http://[::1]:9090/x",
+            "http://localhost/x",
+        ] {
+            assert_eq!(check_target(&hook(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.5/hook",
+            "http://ward.example.nhs.uk/hook",
+            "http://127.0.0.1.evil.example/x",
+            "ftp://127.0.0.1/x",
+            "not a url",
+        ] {
+            assert!(check_target(&hook(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
