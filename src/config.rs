@@ -157,6 +157,10 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     /// Readings further ahead than this are quarantined as `future_time`.
     pub max_future_skew_secs: u64,
+    /// Records read from one payload at most (the rest: one `too_many_records` row).
+    pub max_records_per_payload: usize,
+    /// Refused records of one payload stored a row each at most (the rest: one summary row).
+    pub max_rejections_per_payload: usize,
     /// Flush a batch at this many messages.
     pub batch_max_messages: usize,
     /// Flush a batch at this many rows (readings plus rejections).
@@ -172,6 +176,8 @@ impl Default for IngestConfig {
         Self {
             max_payload_bytes: 256 * 1024,
             max_future_skew_secs: 300,
+            max_records_per_payload: 10_000,
+            max_rejections_per_payload: 100,
             batch_max_messages: 300,
             batch_max_rows: 10_000,
             batch_max_delay_ms: 20,
@@ -190,8 +196,11 @@ pub struct StorageConfig {
     pub chunk_interval_hours: u64,
     /// TimescaleDB: compress chunks older than this.
     pub compress_after_days: u64,
-    /// Plain PostgreSQL: how often the retention sweep runs.
+    /// Plain PostgreSQL: how often the retention sweep runs (quarantine
+    /// expiry runs on it on every store).
     pub sweep_interval_secs: u64,
+    /// Quarantine rows not seen again for this long are deleted.
+    pub quarantine_retention_days: u64,
 }
 
 impl Default for StorageConfig {
@@ -201,6 +210,7 @@ impl Default for StorageConfig {
             chunk_interval_hours: 24,
             compress_after_days: 7,
             sweep_interval_secs: 3600,
+            quarantine_retention_days: 90,
         }
     }
 }
@@ -501,6 +511,9 @@ impl Config {
         if self.mqtt.max_packet_bytes < self.ingest.max_payload_bytes {
             bail!("mqtt.max_packet_bytes must be at least ingest.max_payload_bytes, or oversized payloads would break the connection instead of being quarantined");
         }
+        if self.storage.quarantine_retention_days == 0 {
+            bail!("storage.quarantine_retention_days must be positive");
+        }
         if self.storage.retention_days == 0 {
             bail!("storage.retention_days must be positive");
         }
@@ -560,6 +573,8 @@ impl Config {
             max_payload_bytes: self.ingest.max_payload_bytes,
             max_future_skew: chrono::Duration::seconds(self.ingest.max_future_skew_secs as i64),
             retention: chrono::Duration::days(self.storage.retention_days as i64),
+            max_records: self.ingest.max_records_per_payload.max(1),
+            max_rejections: self.ingest.max_rejections_per_payload.max(1),
         }
     }
 

@@ -311,6 +311,18 @@ async fn maintenance(store: Backend, mode: StorageMode, cfg: Config, shutdown: C
         {
             warn!(message = "Anchor expiry failed.", %error);
         }
+        let cutoff =
+            Utc::now() - chrono::Duration::days(cfg.storage.quarantine_retention_days as i64);
+        loop {
+            match store.purge_quarantine(cutoff, 10_000).await {
+                Ok(0) => break,
+                Ok(n) => info!(message = "Quarantine expiry deleted old rows.", deleted = n),
+                Err(error) => {
+                    warn!(message = "Quarantine expiry failed.", %error);
+                    break;
+                }
+            }
+        }
         if mode != StorageMode::Plain {
             continue;
         }

@@ -953,3 +953,61 @@ async fn a_retained_message_is_quarantined_as_retained_and_the_shipped_broker_re
     assert_eq!(db.count("SELECT count(*) FROM readings").await, 1);
     drop(engine);
 }
+
+/// One device's pack of ~87,000 empty records: a bounded number of
+/// quarantine rows saying what happened, and the next pack is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_empty_records_is_quarantined_in_a_bounded_number_of_rows() {
+    let (broker, db, engine) = stack("flood").await;
+    enrol(
+        &db.url,
+        "pat-f",
+        "ward-a",
+        "ox-f",
+        &rfc3339(Utc::now() - ChronoDuration::hours(1)),
+    );
+    let n = (256 * 1024 - 2) / 3;
+    let flood = format!("[{}{{}}]", "{},".repeat(n - 1));
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(&readings_topic("ox-f"), flood).await;
+    p.publish(
+        &readings_topic("ox-f"),
+        format!(
+            r#"[{{"bt":{},"n":"spo2","u":"%","v":97}}]"#,
+            Utc::now().timestamp() - 5
+        ),
+    )
+    .await;
+    p.flush().await;
+    db.wait_for_readings(1, "the good pack after the flood")
+        .await;
+    eventually("the flood's quarantine rows", || async {
+        (db.count("SELECT count(*) FROM quarantine").await == 102).then_some(())
+    })
+    .await;
+    let reasons: Vec<(String, i64)> =
+        sqlx::query_as("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        [
+            ("malformed".to_string(), 101),
+            ("too_many_records".to_string(), 1)
+        ]
+    );
+    let summary: String = sqlx::query_scalar(
+        "SELECT detail FROM quarantine WHERE detail LIKE '% more refused records%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(summary.contains("9900 more"), "{summary}");
+    assert_eq!(
+        engine
+            .metric("wardwatch_quarantined_total{reason=\"too_many_records\"}")
+            .await,
+        1.0
+    );
+}

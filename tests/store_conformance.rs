@@ -16,7 +16,7 @@ use wardwatch_core::{
 };
 use wardwatch_store::access::AuditEntry;
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::{AccessStore, IngestMessage, PgStore, Store, StoreError};
+use wardwatch_store::{AccessStore, IngestMessage, MaintenanceStore, PgStore, Store, StoreError};
 
 fn t(mins: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(mins)
@@ -183,6 +183,20 @@ async fn conformance<S: Store>(s: &S) {
     );
 }
 
+/// Quarantine expiry: rows last seen before the cutoff go, in bounded
+/// slices; the rest stay.
+async fn maintenance_conformance<S: MaintenanceStore>(s: &S, quarantined: i64) {
+    assert!(quarantined > 2, "the conformance run quarantined rows");
+    assert_eq!(s.purge_quarantine(t(-24 * 60), 1000).await.unwrap(), 0);
+    let later = Utc::now() + Duration::days(1);
+    assert_eq!(s.purge_quarantine(later, 2).await.unwrap(), 2);
+    assert_eq!(
+        s.purge_quarantine(later, 1000).await.unwrap(),
+        u64::try_from(quarantined - 2).unwrap()
+    );
+    assert_eq!(s.purge_quarantine(later, 1000).await.unwrap(), 0);
+}
+
 async fn access_conformance<S: Store + AccessStore>(s: &S) {
     let now = t(0);
     let hash = |n: u8| vec![n; 32];
@@ -301,6 +315,11 @@ async fn postgres_keeps_the_store_contract() {
     let store = PgStore::connect(&db.url, 4).await.unwrap();
     store.migrate().await.unwrap();
     conformance(&store).await;
+    let quarantined: i64 = sqlx::query_scalar("SELECT count(*) FROM quarantine")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    maintenance_conformance(&store, quarantined).await;
     access_conformance(&store).await;
     // The audit trails are append-only: the database itself refuses changes.
     for sql in [
@@ -331,6 +350,11 @@ async fn sqlite_keeps_the_store_contract() {
     let path = dir.path().join("data").join("wardwatch.db");
     let store = SqliteStore::open(&path).await.unwrap();
     conformance(&store).await;
+    let quarantined: i64 = sqlx::query_scalar("SELECT count(*) FROM quarantine")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    maintenance_conformance(&store, quarantined).await;
     access_conformance(&store).await;
     // The audit trail is append-only: the database itself refuses changes.
     let changed = sqlx::query("UPDATE audit_log SET status = 200")

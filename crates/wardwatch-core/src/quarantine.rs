@@ -33,11 +33,14 @@ pub enum QuarantineReason {
     /// into a fresh reading (relative SenML times resolve to "now") and
     /// make a silent device look alive.
     Retained,
+    /// More records in one payload than a device could mean to send: the
+    /// records beyond the limit are not read (one row says how many).
+    TooManyRecords,
 }
 
 impl QuarantineReason {
     /// Every reason, for pre-registering metrics so dashboards see zeros.
-    pub const ALL: [QuarantineReason; 10] = [
+    pub const ALL: [QuarantineReason; 11] = [
         Self::Malformed,
         Self::UnknownDevice,
         Self::UnassignedDevice,
@@ -48,6 +51,7 @@ impl QuarantineReason {
         Self::TooOld,
         Self::Oversized,
         Self::Retained,
+        Self::TooManyRecords,
     ];
 
     /// The stable snake_case name stored and exported.
@@ -63,6 +67,7 @@ impl QuarantineReason {
             Self::TooOld => "too_old",
             Self::Oversized => "oversized",
             Self::Retained => "retained",
+            Self::TooManyRecords => "too_many_records",
         }
     }
 

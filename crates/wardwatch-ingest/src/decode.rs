@@ -33,6 +33,13 @@ pub struct ValidationPolicy {
     pub max_future_skew: Duration,
     /// Readings older than `now - retention` are `too_old`. Default 2922 days (8 years).
     pub retention: Duration,
+    /// Records read from one payload at most; the rest are one
+    /// `too_many_records` row. Default 10,000.
+    pub max_records: usize,
+    /// Refused records of one payload stored one row each at most; the rest
+    /// are summarised in one row, so one device cannot flood the quarantine
+    /// (or hold the in-order pipeline writing it). Default 100.
+    pub max_rejections: usize,
 }
 
 impl Default for ValidationPolicy {
@@ -41,6 +48,8 @@ impl Default for ValidationPolicy {
             max_payload_bytes: 256 * 1024,
             max_future_skew: Duration::minutes(5),
             retention: Duration::days(2922),
+            max_records: 10_000,
+            max_rejections: 100,
         }
     }
 }
@@ -136,6 +145,24 @@ pub fn decode(
         },
     };
 
+    let mut items = items;
+    if items.len() > policy.max_records {
+        let total = items.len();
+        items.truncate(policy.max_records);
+        out.rejections.push(Rejection::payload(
+            QuarantineReason::TooManyRecords,
+            format!(
+                "the payload has {total} records; the limit is {}: the {} after it were not read",
+                policy.max_records,
+                total - policy.max_records
+            ),
+            stored_record(&String::from_utf8_lossy(
+                payload.get(..OVERSIZED_PREFIX_BYTES).unwrap_or(payload),
+            )),
+        ));
+    }
+    let mut refused = 0usize;
+    let mut excess: Vec<(QuarantineReason, usize, String)> = Vec::new();
     for item in items {
         let Item {
             index,
@@ -153,13 +180,41 @@ pub fn decode(
                 source_name: c.source_name.as_deref().map(stored_detail),
                 update_interval_secs: c.update_interval_secs,
             }),
-            Err(f) => out.rejections.push(Rejection::record(
-                f.reason,
-                stored_detail(&f.detail),
-                index,
-                stored_record(&record),
-            )),
+            Err(f) => {
+                refused += 1;
+                if refused <= policy.max_rejections {
+                    out.rejections.push(Rejection::record(
+                        f.reason,
+                        stored_detail(&f.detail),
+                        index,
+                        stored_record(&record),
+                    ));
+                } else if excess.is_empty() {
+                    excess.push((f.reason, index, record));
+                } else {
+                    excess.push((f.reason, index, String::new()));
+                }
+            }
         }
+    }
+    if let Some((reason, index, record)) = excess.first() {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (r, _, _) in &excess {
+            *counts.entry(r.as_str()).or_default() += 1;
+        }
+        let by_reason: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        out.rejections.push(Rejection::record(
+            *reason,
+            format!(
+                "{} more refused records in this payload beyond the first {} (by reason: {}); \
+                 the first of them is kept here",
+                excess.len(),
+                policy.max_rejections,
+                by_reason.join(", ")
+            ),
+            *index,
+            stored_record(record),
+        ));
     }
     out
 }
@@ -367,6 +422,80 @@ mod tests {
     #[test]
     fn empty_pack_decodes_to_nothing() {
         assert_eq!(run(PayloadFormat::Senml, "[]"), Decoded::default());
+    }
+
+    #[test]
+    fn a_flood_of_empty_records_makes_a_bounded_number_of_quarantine_rows() {
+        // The largest pack of empty records the payload limit admits.
+        let n = (256 * 1024 - 2) / 3;
+        let pack = format!("[{}{{}}]", "{},".repeat(n - 1));
+        assert!(pack.len() <= 256 * 1024);
+        let d = decode(
+            PayloadFormat::Senml,
+            &dev(),
+            pack.as_bytes(),
+            now(),
+            now(),
+            &ValidationPolicy::default(),
+        );
+        assert!(d.readings.is_empty());
+        // One row for the unread rest, 100 rows of their own, one summary.
+        assert_eq!(d.rejections.len(), 102, "{:?}", &d.rejections[..3]);
+        assert!(d.rejections[1..101]
+            .iter()
+            .all(|r| r.record_index.is_some()));
+        let summary = &d.rejections[101];
+        assert_eq!(summary.record_index, Some(100));
+        assert!(
+            summary.detail.starts_with("9900 more refused records")
+                && summary.detail.contains("malformed 9900"),
+            "{}",
+            summary.detail
+        );
+        let unread = &d.rejections[0];
+        assert_eq!(unread.reason, QuarantineReason::TooManyRecords);
+        assert!(
+            unread.detail.contains(&format!("{n} records"))
+                && unread.detail.contains(&format!("{} after it", n - 10_000)),
+            "{}",
+            unread.detail
+        );
+    }
+
+    #[test]
+    fn records_beyond_the_limit_are_not_read_and_say_so() {
+        let policy = ValidationPolicy {
+            max_records: 5,
+            ..ValidationPolicy::default()
+        };
+        let records: Vec<String> = (0..8)
+            .map(|i| {
+                format!(
+                    r#"{{"n":"heart_rate","u":"/min","v":{},"t":-{}}}"#,
+                    60 + i,
+                    10 * i + 1
+                )
+            })
+            .collect();
+        let pack = format!("[{}]", records.join(","));
+        let d = decode(
+            PayloadFormat::Senml,
+            &dev(),
+            pack.as_bytes(),
+            now(),
+            now(),
+            &policy,
+        );
+        assert_eq!(d.readings.len(), 5);
+        assert_eq!(d.rejections.len(), 1);
+        assert_eq!(d.rejections[0].reason, QuarantineReason::TooManyRecords);
+        assert!(
+            d.rejections[0]
+                .detail
+                .contains("8 records; the limit is 5: the 3 after it"),
+            "{}",
+            d.rejections[0].detail
+        );
     }
 
     #[test]

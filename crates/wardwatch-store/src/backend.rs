@@ -123,6 +123,8 @@ store_trait! {
         fn sweep_retention(&self, cutoff: DateTime<Utc>, limit: i64) -> u64;
         /// Forgets relative-time anchors older than `cutoff`.
         fn purge_anchors(&self, cutoff: DateTime<Utc>) -> u64;
+        /// Deletes up to `limit` quarantine rows last seen before `cutoff`.
+        fn purge_quarantine(&self, cutoff: DateTime<Utc>, limit: i64) -> u64;
         /// Counts these patients' readings (load-test bookkeeping).
         fn count_readings_of_patients(&self, patients: &[String]) -> i64;
         /// Enrols many patients with one device each, lent from `from`

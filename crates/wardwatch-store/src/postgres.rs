@@ -262,6 +262,24 @@ impl PgStore {
         Ok(r.rows_affected())
     }
 
+    /// Deletes up to `limit` quarantine rows last seen before `cutoff`
+    /// (a device that keeps sending bad data keeps its rows).
+    pub async fn purge_quarantine(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM quarantine WHERE id IN \
+               (SELECT id FROM quarantine WHERE last_seen_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn load_assignments(
         conn: &mut PgConnection,
         messages: &[IngestMessage],

@@ -731,6 +731,21 @@ impl crate::MaintenanceStore for SqliteStore {
         Ok(r.rows_affected())
     }
 
+    async fn purge_quarantine(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let r = sqlx::query(
+            "DELETE FROM quarantine WHERE id IN \
+               (SELECT id FROM quarantine WHERE last_seen_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(r.rows_affected())
+    }
+
     async fn count_readings_of_patients(&self, patients: &[String]) -> Result<i64, StoreError> {
         let list = serde_json::to_string(patients)
             .map_err(|e| StoreError::Rejected(format!("patient list: {e}")))?;
