@@ -667,6 +667,11 @@ fn publish_stats(shards: &Shards) {
 }
 
 /// Records flags in batches, retrying while the database is unavailable.
+/// A batch the database refuses (not a transient error) is split to find
+/// the refused change, which is set aside with the reason
+/// (`flags_set_aside`), as ingest quarantines a refused reading: one bad
+/// flag must never hold every other flag and, behind them, every
+/// acknowledgement to the broker.
 async fn write_flags(
     store: Backend,
     mut flags: mpsc::Receiver<PatientFlag>,
@@ -681,41 +686,69 @@ async fn write_flags(
             return;
         }
         let records: Vec<FlagRecord> = batch.iter().map(flag_record).collect();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.write_flags(&records).await {
-                Ok(_) => {
-                    for f in &batch {
-                        log_flag(f);
+        // Slices still to write, first on top: order is kept (a raise is
+        // written before its clear).
+        let mut pending = vec![0..records.len()];
+        while let Some(range) = pending.pop() {
+            let slice = &records[range.clone()];
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match store.write_flags(slice).await {
+                    Ok(_) => {
+                        for f in &batch[range.clone()] {
+                            log_flag(f);
+                        }
+                        metrics::counter!("wardwatch_flag_writes_total", "outcome" => "ok")
+                            .increment(1);
+                        break;
                     }
-                    // Alerting picks the new flag events up at once.
-                    if let Some(n) = &on_flags {
-                        n.notify_one();
+                    Err(e) if !e.is_transient() && slice.len() > 1 => {
+                        metrics::counter!("wardwatch_flag_writes_total", "outcome" => "refused")
+                            .increment(1);
+                        let mid = range.start + slice.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                        break;
                     }
-                    metrics::counter!("wardwatch_flag_writes_total", "outcome" => "ok")
-                        .increment(1);
-                    break;
-                }
-                Err(e) => {
-                    metrics::counter!("wardwatch_flag_writes_total", "outcome" => "error")
-                        .increment(1);
-                    if !e.is_transient() {
-                        // Refused by the database itself (a bug or a broken
-                        // schema): keep trying slowly rather than lose a flag.
-                        error!(message = "Flags refused by the database; retrying.", error = %e, flags = records.len());
-                    } else {
-                        warn!(message = "Cannot record flags; retrying.", error = %e, flags = records.len());
+                    Err(e) if !e.is_transient() => {
+                        set_aside(&store, &slice[0], &e.to_string()).await;
+                        break;
                     }
-                    tokio::select! {
-                        // Shutting down with the database down: the start-up
-                        // replay raises these again from the stored readings.
-                        _ = stop.cancelled(), if flags.is_closed() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                    Err(e) => {
+                        metrics::counter!("wardwatch_flag_writes_total", "outcome" => "error")
+                            .increment(1);
+                        warn!(message = "Cannot record flags; retrying.", error = %e, flags = slice.len());
+                        tokio::select! {
+                            // Shutting down with the database down: the start-up
+                            // replay raises these again from the stored readings.
+                            _ = stop.cancelled(), if flags.is_closed() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
+        // Alerting picks the new flag events up at once.
+        if let Some(n) = &on_flags {
+            n.notify_one();
+        }
+    }
+}
+
+/// Keeps a refused flag change, with the database's reason, where
+/// operators see it; never silently dropped.
+async fn set_aside(store: &Backend, f: &FlagRecord, reason: &str) {
+    error!(
+        message = "A flag change was refused by the database and set aside; the others are recorded.",
+        patient = %f.patient_id,
+        rule = %f.rule,
+        change = f.change.as_str(),
+        reason
+    );
+    metrics::counter!("wardwatch_flags_set_aside_total").increment(1);
+    if let Err(e) = store.set_aside_flag(f, reason, Utc::now()).await {
+        error!(message = "Cannot store a set-aside flag; it is only in this log.", patient = %f.patient_id, rule = %f.rule, summary = %f.summary, error = %e);
     }
 }
 

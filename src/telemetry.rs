@@ -153,6 +153,7 @@ fn describe() {
         "wardwatch_rules_unknown_patient_total",
         "wardwatch_rules_missing_pathway_total",
         "wardwatch_rules_flags_emitted_total",
+        "wardwatch_flags_set_aside_total",
     ] {
         metrics::counter!(name).increment(0);
     }

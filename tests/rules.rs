@@ -624,3 +624,61 @@ async fn clinician_settings_are_audited_and_change_the_scoring_without_a_restart
         vec!["raised", "cleared"]
     );
 }
+
+/// A flag the database refuses (here a constraint the test adds, standing
+/// for a bug or a broken row) is set aside with the reason; every other
+/// patient's flags are recorded and ingest keeps acknowledging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_the_database_refuses_is_set_aside_and_never_holds_the_others() {
+    let (broker, db, engine) = stack("rules_set_aside").await;
+    enrol(&db.url, "pat-bad", "ward-a", "ox-bad", &an_hour_ago());
+    enrol(&db.url, "pat-good", "ward-a", "ox-good", &an_hour_ago());
+    sqlx::query(
+        "ALTER TABLE flags ADD CONSTRAINT test_refuses_pat_bad CHECK (patient_id <> 'pat-bad')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut p = broker.loadgen_publisher().await;
+    let t = now_secs() - 60.0;
+    // Both deteriorate in the same moment, so their flags share a batch.
+    p.publish(&readings_topic("ox-bad"), septic_pack(t)).await;
+    p.publish(&readings_topic("ox-good"), septic_pack(t)).await;
+    p.flush().await;
+    let good = eventually("pat-good's NEWS2 flag", || async {
+        let f = flags(&db, "pat-good").await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    assert_eq!(good[0].0, "news2");
+    let (rule, change, reason): (String, String, String) =
+        eventually("the set-aside flag", || async {
+            sqlx::query_as(
+                "SELECT rule, change, reason FROM flags_set_aside WHERE patient_id = 'pat-bad'",
+            )
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+        })
+        .await;
+    assert_eq!((rule.as_str(), change.as_str()), ("news2", "open"));
+    assert!(reason.contains("test_refuses_pat_bad"), "{reason}");
+    assert!(flags(&db, "pat-bad").await.is_empty());
+    assert!(engine.metric("wardwatch_flags_set_aside_total").await >= 1.0);
+    // Ingest is not held: later readings are stored and acknowledged.
+    p.publish(
+        &readings_topic("ox-good"),
+        format!(
+            r#"[{{"bt":{},"n":"spo2","u":"%","v":97}}]"#,
+            now_secs() - 1.0
+        ),
+    )
+    .await;
+    p.flush().await;
+    db.wait_for_readings(13, "the reading after the refusal")
+        .await;
+    eventually("every message acknowledged", || async {
+        (engine.metric("wardwatch_acks_sent_total").await == 3.0).then_some(())
+    })
+    .await;
+}

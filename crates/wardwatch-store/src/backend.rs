@@ -209,6 +209,8 @@ store_trait! {
         fn remove_limit(&self, patient: &PatientId, vital: &str, actor: &str, reason: &str) -> ();
         /// Writes flag changes and their events.
         fn write_flags(&self, flags: &[FlagRecord]) -> FlagsOutcome;
+        /// Sets aside a flag change the database refused, with the reason.
+        fn set_aside_flag(&self, flag: &FlagRecord, reason: &str, now: DateTime<Utc>) -> ();
         /// Every open flag.
         fn open_flags(&self) -> Vec<OpenFlagRow>;
         /// Readings in [from, to) for the replay.

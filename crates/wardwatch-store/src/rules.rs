@@ -119,6 +119,16 @@ pub enum FlagChange {
     Clear,
 }
 
+impl FlagChange {
+    /// `open` or `clear`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Clear => "clear",
+        }
+    }
+}
+
 /// One flag transition to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlagRecord {
@@ -636,6 +646,32 @@ impl PgStore {
     /// Records flag transitions in one transaction: at most one open flag
     /// per patient and rule (a unique index), and an event for each change.
     /// Retrying the whole batch after a failure is safe: it rolled back.
+    /// Sets aside a flag change the database refused, with the reason.
+    pub async fn set_aside_flag(
+        &self,
+        f: &FlagRecord,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO flags_set_aside (set_aside_at, patient_id, rule, technical, severity, \
+               change, at, summary, evidence, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(now)
+        .bind(&f.patient_id)
+        .bind(&f.rule)
+        .bind(f.technical)
+        .bind(f.severity)
+        .bind(f.change.as_str())
+        .bind(f.at)
+        .bind(&f.summary)
+        .bind(&f.evidence)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn write_flags(&self, flags: &[FlagRecord]) -> Result<FlagsOutcome, StoreError> {
         let mut out = FlagsOutcome::default();
         let mut tx = self.pool.begin().await?;

@@ -665,4 +665,32 @@ impl crate::RulesStore for SqliteStore {
         .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(StoredOutcomes { flags, alerts })
     }
+
+    async fn set_aside_flag(
+        &self,
+        f: &FlagRecord,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO flags_set_aside (set_aside_at, patient_id, rule, technical, severity, \
+               change, at, summary, evidence, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(now)
+        .bind(&f.patient_id)
+        .bind(&f.rule)
+        .bind(f.technical)
+        .bind(f.severity)
+        .bind(f.change.as_str())
+        .bind(f.at)
+        .bind(&f.summary)
+        .bind(f.evidence.to_string())
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
 }
