@@ -1081,6 +1081,25 @@ async fn patients_are_enrolled_moved_and_discharged_with_every_change_audited() 
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert!(detail(&body).contains("already enrolled"), "{body}");
+    // Another team's clinician is refused too, but is not told that this
+    // NHS number is under care (or on which team); the audit keeps why.
+    let mut elsewhere = enrol_body("pn-b", "9434765919", "copd");
+    elsewhere["team"] = json!("ward-b");
+    let (s, _, body) = post("/api/v1/patients", &clin_b, elsewhere).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let said = detail(&body);
+    assert!(
+        !said.contains("already") && !said.contains("NHS") && !said.contains("ward-a"),
+        "{body}"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM audit_log WHERE user_id = 'clin-b' AND status = 409 \
+             AND detail->>'reason' LIKE '%NHS number is already enrolled%'"
+        )
+        .await,
+        1
+    );
     // An unknown field is refused, not ignored.
     let mut extra = enrol_body("pn3", "4010232137", "copd");
     extra["ward"] = json!("a");

@@ -78,6 +78,25 @@ pub(crate) async fn enrol(
         .enrol_patient(&enrolment, &c.principal.user_id)
         .await
     {
+        if let wardwatch_store::StoreError::Rejected(reason) = &e {
+            if !conflict_in_reach(&state, &c, &enrolment).await {
+                // The real reason stays in the audit; the caller learns
+                // nothing about a record on another team.
+                let p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "Not possible",
+                    "this patient cannot be enrolled with these details; an administrator can \
+                     check for an existing record"
+                        .into(),
+                );
+                let status = StatusCode::CONFLICT;
+                let detail = serde_json::json!({"reason": reason, "answered": p.detail});
+                if let Err(r) = record_detail(&state, &c, None, status, detail).await {
+                    return r;
+                }
+                return p.into_response();
+            }
+        }
         return refuse(&state, &c, None, store_problem(e)).await;
     }
     let detail = serde_json::json!({"team": enrolment.team, "pathway": enrolment.pathway});
@@ -97,6 +116,28 @@ pub(crate) async fn enrol(
         })),
     )
         .into_response()
+}
+
+/// Whether the record an enrolment collided with (same id or NHS number)
+/// is one the caller may see: admins always, staff when it is on one of
+/// their teams. Otherwise a refusal must not tell them it exists.
+async fn conflict_in_reach(state: &ApiState, c: &Caller, e: &Enrolment) -> bool {
+    if c.is(&["admin"]) {
+        return true;
+    }
+    let by_nhs = match &e.nhs_number {
+        Some(n) => state
+            .store
+            .patient_by_nhs_number(n.as_str())
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, team)| team),
+        None => None,
+    };
+    let by_id = state.store.team_of(e.id.as_str()).await.ok().flatten();
+    let teams: Vec<String> = by_nhs.into_iter().chain(by_id).collect();
+    !teams.is_empty() && teams.iter().all(|t| c.staff_of(t))
 }
 
 /// A patient may only be put on a team someone runs: one with its own

@@ -226,6 +226,8 @@ store_trait! {
     pub trait RecordStore {
         /// Enrols a patient with identity.
         fn enrol_patient(&self, e: &Enrolment, actor: &str) -> ();
+        /// The record (id, team) holding an NHS number, if any.
+        fn patient_by_nhs_number(&self, nhs_number: &str) -> Option<(String, String)>;
         /// Moves a patient to another team with their open alerts.
         fn transfer(&self, patient: &PatientId, team: &str, team_policy: Option<&Value>, actor: &str, reason: &str) -> u64;
         /// Adds a device to the catalogue.

@@ -107,6 +107,19 @@ pub struct UserRow {
 }
 
 impl PgStore {
+    /// The record (id, team) holding an NHS number, if any.
+    pub async fn patient_by_nhs_number(
+        &self,
+        nhs_number: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, team_id FROM patients WHERE nhs_number = $1")
+                .bind(nhs_number)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// Enrols a new patient; a known id or NHS number is refused rather
     /// than merged (two records for one person, or one for two, both harm).
     pub async fn enrol_patient(&self, e: &Enrolment, actor: &str) -> Result<(), StoreError> {

@@ -67,6 +67,17 @@ impl SqliteStore {
 }
 
 impl crate::RecordStore for SqliteStore {
+    async fn patient_by_nhs_number(
+        &self,
+        nhs_number: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT id, team_id FROM patients WHERE nhs_number = $1")
+            .bind(nhs_number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
     async fn enrol_patient(&self, e: &Enrolment, actor: &str) -> Result<(), StoreError> {
         let team = clean(&e.team, "team")?;
         let actor = clean(actor, "who")?;
