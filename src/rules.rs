@@ -688,7 +688,8 @@ async fn write_flags(
         let records: Vec<FlagRecord> = batch.iter().map(flag_record).collect();
         // Slices still to write, first on top: order is kept (a raise is
         // written before its clear).
-        let mut pending = vec![0..records.len()];
+        let mut pending = Vec::with_capacity(8);
+        pending.push(0..records.len());
         while let Some(range) = pending.pop() {
             let slice = &records[range.clone()];
             let mut backoff = Duration::from_millis(100);
