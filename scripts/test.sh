@@ -78,6 +78,8 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo clippy --no-default-features (a build without the embedded broker)"
 cargo clippy --locked --no-default-features -- -D warnings
+log "supply chain (cargo deny: advisories, licences, bans, sources)"
+scripts/deny.sh
 log "doc tests"
 cargo test --workspace --doc --locked -q
 log "tests"
