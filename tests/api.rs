@@ -558,6 +558,38 @@ async fn readings_come_raw_or_downsampled_and_as_a_fhir_searchset() {
         vec![94.0, 94.0, 95.0, 96.0, 97.0, 98.0, 99.0],
         "the set's 94 and the six"
     );
+    // Paged, never cut: three at a time, each page links the next, and the
+    // pages together are the whole list, in order, each reading once.
+    let mut paged = Vec::new();
+    let mut next = Some(q("&vital=spo2&limit=3"));
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let res = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .bearer_auth(&nurse)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        next = res
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.strip_prefix('<'))
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .map(|(url, _)| url.to_string());
+        let page: serde_json::Value = res.json().await.unwrap();
+        let page = page.as_array().unwrap();
+        assert!(page.len() <= 3);
+        paged.extend(page.iter().map(|r| r["value"].as_f64().unwrap()));
+        pages += 1;
+    }
+    assert_eq!((paged, pages), (values.clone(), 3));
+    for bad in ["&limit=0", "&limit=10001", "&after=nonsense"] {
+        let (s, _, body) = api.call(Method::GET, &q(bad), Some(&nurse), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
     let (s, _, buckets) = api
         .call(Method::GET, &q("&vital=spo2&bucket=30m"), Some(&me), None)
         .await;
@@ -636,6 +668,46 @@ async fn readings_come_raw_or_downsampled_and_as_a_fhir_searchset() {
         "http://unitsofmeasure.org"
     );
     assert_eq!(spo2["resource"]["valueQuantity"]["code"], "%");
+    // FHIR paging: _count per page, Bundle.link "next" until the end; no
+    // total while the search spans pages.
+    let mut url = format!(
+        "{}/fhir/Observation?patient=pa&date=ge{from}&_count=5",
+        api.base
+    );
+    let mut seen = Vec::new();
+    let mut totals = Vec::new();
+    loop {
+        let page: serde_json::Value = api
+            .http
+            .get(&url)
+            .bearer_auth(&me)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        totals.push(page["total"].clone());
+        for e in page["entry"].as_array().unwrap() {
+            seen.push(e["fullUrl"].as_str().unwrap().to_string());
+        }
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+        match next {
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    let all: Vec<String> = entries
+        .iter()
+        .map(|e| e["fullUrl"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, all, "three pages of 5, 5 and 2 make the whole search");
+    assert!(totals.iter().all(|t| t.is_null()), "{totals:?}");
     let (s, _, _) = api
         .call(Method::GET, "/fhir/Observation?patient=pb", Some(&me), None)
         .await;

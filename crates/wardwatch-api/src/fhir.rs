@@ -68,15 +68,41 @@ pub(crate) async fn search_observations(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let mut patient = None;
+    let mut count: i64 = 1000;
+    let mut cursor = None;
+    let mut dates: Vec<&str> = Vec::new();
     let mut from = Utc::now() - chrono::Duration::days(7);
     let mut to = Utc::now() + chrono::Duration::minutes(10);
     for (k, v) in &params {
         match k.as_str() {
             "patient" => patient = Some(v.trim_start_matches("Patient/").to_string()),
+            "_count" => match v.parse::<i64>() {
+                Ok(n) if (1..=10_000).contains(&n) => count = n,
+                _ => {
+                    return refuse(
+                        &state,
+                        &c,
+                        None,
+                        Problem::bad_request("_count must be between 1 and 10000"),
+                    )
+                    .await
+                }
+            },
+            "_cursor" => match crate::parse_cursor(v) {
+                Ok(k) => cursor = Some(k),
+                Err(p) => return refuse(&state, &c, None, p).await,
+            },
             "date" => match parse_date(v) {
-                Ok(("ge" | "gt", t)) => from = t,
-                Ok(("le" | "lt", t)) => to = t,
+                Ok(("ge" | "gt", t)) => {
+                    dates.push(v);
+                    from = t
+                }
+                Ok(("le" | "lt", t)) => {
+                    dates.push(v);
+                    to = t
+                }
                 Ok((_, t)) => {
+                    dates.push(v);
                     from = t;
                     to = t + chrono::Duration::microseconds(1);
                 }
@@ -88,7 +114,7 @@ pub(crate) async fn search_observations(
                     &c,
                     None,
                     Problem::bad_request(&format!(
-                        "unsupported search parameter {other:?}: patient and date are supported"
+                        "unsupported search parameter {other:?}: patient, date, _count and _cursor are supported"
                     )),
                 )
                 .await
@@ -117,10 +143,17 @@ pub(crate) async fn search_observations(
         )
         .await;
     }
-    let rows = match state.store.readings_of(&p.id, None, from, to, 10_000).await {
+    // One more than asked: whether a next page exists.
+    let mut rows = match state
+        .store
+        .readings_page(&p.id, None, from, to, cursor.as_ref(), count + 1)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
+    let more = rows.len() as i64 > count;
+    rows.truncate(usize::try_from(count).unwrap_or(0));
     if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
@@ -133,13 +166,29 @@ pub(crate) async fn search_observations(
         .iter()
         .filter_map(|r| observation(&base, &p.id, r))
         .collect();
-    let bundle = serde_json::json!({
+    let mut links =
+        vec![serde_json::json!({"relation": "self", "url": format!("{base}{}", c.uri)})];
+    if let Some(last) = rows.last().filter(|_| more) {
+        let mut url = format!(
+            "{base}/fhir/Observation?patient={}&_count={count}&_cursor={}",
+            crate::query_value(&p.id),
+            crate::query_value(&crate::page_cursor(last))
+        );
+        for d in &dates {
+            url.push_str(&format!("&date={}", crate::query_value(d)));
+        }
+        links.push(serde_json::json!({"relation": "next", "url": url}));
+    }
+    let mut bundle = serde_json::json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": entries.len(),
-        "link": [{"relation": "self", "url": format!("{base}{}", c.uri)}],
+        "link": links,
         "entry": entries,
     });
+    // The total is known only when the search fits in this one page.
+    if !more && cursor.is_none() {
+        bundle["total"] = serde_json::json!(entries.len());
+    }
     (
         [(header::CONTENT_TYPE, "application/fhir+json")],
         bundle.to_string(),

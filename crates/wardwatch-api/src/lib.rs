@@ -839,6 +839,61 @@ struct ReadingsQuery {
     to: Option<chrono::DateTime<Utc>>,
     /// `"15m"`, `"1h"`: downsample into buckets (needs `vital`).
     bucket: Option<String>,
+    /// Readings per page (1 to 10,000; default 10,000).
+    limit: Option<i64>,
+    /// Where the previous page ended (its `Link: rel="next"` gives it).
+    after: Option<String>,
+}
+
+/// Adds a `Link: rel="next"` header when there is a next page.
+trait WithNext {
+    fn with_next(self, next: Option<String>) -> Response;
+}
+
+impl WithNext for Response {
+    fn with_next(mut self, next: Option<String>) -> Response {
+        if let Some(v) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+            self.headers_mut().insert(axum::http::header::LINK, v);
+        }
+        self
+    }
+}
+
+/// Most readings one page returns.
+const MAX_PAGE: i64 = 10_000;
+
+/// A page cursor: `<unix micros>~<vital>~<device>` of the last row.
+pub(crate) fn page_cursor(r: &wardwatch_store::access::ReadingRow) -> String {
+    format!("{}~{}~{}", r.time.timestamp_micros(), r.vital, r.device_id)
+}
+
+/// Reads a page cursor back.
+pub(crate) fn parse_cursor(s: &str) -> Result<wardwatch_store::access::ReadingKey, Problem> {
+    let bad = || Problem::bad_request("the page cursor is not one this API gave");
+    let (micros, rest) = s.split_once('~').ok_or_else(bad)?;
+    let (vital, device) = rest.split_once('~').ok_or_else(bad)?;
+    let time = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok(wardwatch_store::access::ReadingKey {
+        time,
+        vital: vital.to_string(),
+        device_id: device.to_string(),
+    })
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+pub(crate) fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The patient if the caller reaches them; the 404 otherwise (audited).
@@ -932,10 +987,49 @@ async fn readings(
             .await
         }
         (None, vital) => {
+            let limit = q.limit.unwrap_or(MAX_PAGE);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return refuse(
+                    &state,
+                    &c,
+                    None,
+                    Problem::bad_request("limit must be between 1 and 10000"),
+                )
+                .await;
+            }
+            let after = match q.after.as_deref().map(parse_cursor).transpose() {
+                Ok(a) => a,
+                Err(p) => return refuse(&state, &c, None, p).await,
+            };
+            // One more than asked: whether a next page exists.
             let rows = state
                 .store
-                .readings_of(&p.id, vital.as_deref(), from, to, 10_000)
+                .readings_page(&p.id, vital.as_deref(), from, to, after.as_ref(), limit + 1)
                 .await;
+            let (rows, next) = match rows {
+                Ok(mut rows) => {
+                    let more = rows.len() as i64 > limit;
+                    rows.truncate(usize::try_from(limit).unwrap_or(0));
+                    let next =
+                        more.then(|| rows.last().map(page_cursor))
+                            .flatten()
+                            .map(|cursor| {
+                                let mut link = format!(
+                            "/api/v1/patients/{}/readings?from={}&to={}&limit={limit}&after={}",
+                            query_value(&p.id),
+                            query_value(&from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                            query_value(&to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                            query_value(&cursor)
+                        );
+                                if let Some(v) = vital {
+                                    link.push_str(&format!("&vital={}", query_value(v)));
+                                }
+                                format!("<{link}>; rel=\"next\"")
+                            });
+                    (Ok(rows), next)
+                }
+                Err(e) => (Err(e), None),
+            };
             let notes = state.store.reading_notes(&p.id, from, to).await;
             match (rows, notes) {
                 (Ok(rows), Ok(notes)) => Json(
@@ -959,7 +1053,8 @@ async fn readings(
                         })
                         .collect::<Vec<_>>(),
                 )
-                .into_response(),
+                .into_response()
+                .with_next(next),
                 (Err(e), _) | (_, Err(e)) => store_error(e),
             }
         }

@@ -294,6 +294,17 @@ impl PgStore {
     }
 }
 
+/// Where a page of readings ended: the last row's (time, vital, device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingKey {
+    /// Measurement time.
+    pub time: DateTime<Utc>,
+    /// Vital name.
+    pub vital: String,
+    /// Device.
+    pub device_id: String,
+}
+
 /// A stored reading as the API returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadingRow {
@@ -327,6 +338,47 @@ pub struct BucketRow {
 impl PgStore {
     /// A patient's readings in `[from, to)`, optionally of one vital, oldest
     /// first, at most `limit`.
+    /// A page of a patient's readings after `after`, in (time, vital,
+    /// device) order.
+    pub async fn readings_page(
+        &self,
+        patient: &str,
+        vital: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&ReadingKey>,
+        limit: i64,
+    ) -> Result<Vec<ReadingRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT vital, time, value, device_id, source FROM readings \
+             WHERE patient_id = $1 AND ($2::text IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
+               AND ($6::timestamptz IS NULL OR (time, vital, device_id) > ($6, $7, $8)) \
+             ORDER BY time, vital, device_id LIMIT $5",
+        )
+        .bind(patient)
+        .bind(vital)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .bind(after.map(|k| k.time))
+        .bind(after.map(|k| k.vital.as_str()).unwrap_or(""))
+        .bind(after.map(|k| k.device_id.as_str()).unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReadingRow {
+                    vital: r.try_get(0)?,
+                    time: r.try_get(1)?,
+                    value: r.try_get(2)?,
+                    device_id: r.try_get(3)?,
+                    source: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     pub async fn readings_of(
         &self,
         patient: &str,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use wardwatch_core::{DeviceId, PatientId};
 
 use crate::access::{
-    AuditEntry, AuditRow, BucketRow, PatientView, Principal, ReadingRow, TeamPatient,
+    AuditEntry, AuditRow, BucketRow, PatientView, Principal, ReadingKey, ReadingRow, TeamPatient,
 };
 use crate::alerts::{
     AlertAction, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert, EscalationApply,
@@ -254,6 +254,9 @@ store_trait! {
         fn patient_view(&self, id: &str) -> Option<PatientView>;
         /// A patient's readings, newest first.
         fn readings_of(&self, patient: &str, vital: Option<&str>, from: DateTime<Utc>, to: DateTime<Utc>, limit: i64) -> Vec<ReadingRow>;
+        /// A page of a patient's readings in [from, to), in (time, vital,
+        /// device) order, after the row `after` names: for paging.
+        fn readings_page(&self, patient: &str, vital: Option<&str>, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&ReadingKey>, limit: i64) -> Vec<ReadingRow>;
         /// Downsampled readings.
         fn reading_buckets(&self, patient: &str, vital: &str, from: DateTime<Utc>, to: DateTime<Utc>, bucket_secs: i64) -> Vec<BucketRow>;
         /// Each patient's latest reading per vital.

@@ -112,6 +112,41 @@ impl crate::ViewStore for SqliteStore {
         }))
     }
 
+    async fn readings_page(
+        &self,
+        patient: &str,
+        vital: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&crate::access::ReadingKey>,
+        limit: i64,
+    ) -> Result<Vec<ReadingRow>, StoreError> {
+        if limit < 0 {
+            return Err(invalid("LIMIT must not be negative"));
+        }
+        let rows = sqlx::query(
+            "SELECT vital, time, value, device_id, source FROM readings \
+             WHERE patient_id = $1 AND ($2 IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
+               AND ($6 IS NULL OR (time, vital, device_id) > ($6, $7, $8)) \
+             ORDER BY time, vital, device_id LIMIT $5",
+        )
+        .bind(patient)
+        .bind(vital)
+        .bind(trunc_us(from))
+        .bind(trunc_us(to))
+        .bind(limit)
+        .bind(after.map(|k| trunc_us(k.time)))
+        .bind(after.map(|k| k.vital.as_str()).unwrap_or(""))
+        .bind(after.map(|k| k.device_id.as_str()).unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(reading_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
     async fn readings_of(
         &self,
         patient: &str,
