@@ -210,6 +210,15 @@ async fn lists_writes_tokens_and_the_audit_follow_each_callers_reach() {
         .call(M::GET, "/api/v1/alerts", Some(&nurse_t), None)
         .await;
     assert_eq!(ids(&mine), vec![alert_a]);
+    // A list read names the patients it showed, and only those.
+    let named: serde_json::Value = sqlx::query_scalar(
+        "SELECT detail->'patients' FROM audit_log WHERE user_id = 'nurse-a' \
+         AND resource = '/api/v1/alerts' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(named, serde_json::json!(["pa"]));
     let (_, _, theirs) = api
         .call(M::GET, "/api/v1/alerts?state=open", Some(&clin_t), None)
         .await;
@@ -857,6 +866,17 @@ async fn the_current_news2_and_the_boards_patient_rows() {
     let spo2_trend = rows[0]["trends"]["spo2"].as_array().unwrap();
     assert_eq!(spo2_trend.len(), 1, "one hourly point so far");
     assert_eq!(spo2_trend[0]["mean"], 94.0);
+    // The board read names every patient it showed.
+    let named: serde_json::Value = sqlx::query_scalar(
+        "SELECT detail->'patients' FROM audit_log \
+         WHERE resource = '/api/v1/teams/ward-a/patients' AND status = 200 ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let mut named: Vec<String> = serde_json::from_value(named).unwrap();
+    named.sort();
+    assert_eq!(named, ["pa", "pa2"]);
     for (tok, want) in [(&clin, 404), (&me, 404)] {
         let (s, _, _) = api
             .call(

@@ -485,7 +485,12 @@ async fn list_alerts(
         .filter(|a| c.reaches_alert(a))
         .map(AlertBody::from)
         .collect();
-    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
+    // A list read names every patient it showed.
+    let mut shown: Vec<&str> = body.iter().map(|a| a.patient_id.as_str()).collect();
+    shown.sort_unstable();
+    shown.dedup();
+    let detail = serde_json::json!({"patients": shown});
+    if let Err(r) = record_detail(&state, &c, None, StatusCode::OK, detail).await {
         return r;
     }
     Json(body).into_response()
@@ -707,7 +712,10 @@ async fn stream(State(state): State<ApiState>, headers: HeaderMap, c: Caller) ->
         )
         .into_response();
     };
-    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
+    // The stream shows the caller's teams' patients as they change; the
+    // audit names the teams it was opened for.
+    let detail = serde_json::json!({"teams": if c.is(&["admin"]) { vec!["*".to_string()] } else { c.principal.teams.clone() }});
+    if let Err(r) = record_detail(&state, &c, None, StatusCode::OK, detail).await {
         return r;
     }
     let admin = c.is(&["admin"]);

@@ -191,7 +191,9 @@ pub(crate) async fn team_patients(
         Ok(t) => t,
         Err(e) => return store_error(e),
     };
-    if let Err(r) = record(&state, &c, None, StatusCode::OK).await {
+    // A board read names every patient it showed.
+    let detail = serde_json::json!({"patients": ids});
+    if let Err(r) = crate::record_detail(&state, &c, None, StatusCode::OK, detail).await {
         return r;
     }
     let now = Utc::now();
