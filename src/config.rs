@@ -137,6 +137,11 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// `unnest` or `copy`.
     pub write_method: WriteMethod,
+    /// PostgreSQL: the API's own pool (its reads never wait for ingest's
+    /// connections).
+    pub api_max_connections: u32,
+    /// PostgreSQL: an API statement running longer is cancelled.
+    pub api_statement_timeout_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -145,6 +150,8 @@ impl Default for DatabaseConfig {
             url: String::new(),
             max_connections: 8,
             write_method: WriteMethod::Unnest,
+            api_max_connections: 4,
+            api_statement_timeout_secs: 15,
         }
     }
 }

@@ -98,8 +98,21 @@ pub async fn run(
     // Committed readings for the live board; bounded (a lagging viewer is
     // told to reload, ingest never waits for it).
     let (live, _) = tokio::sync::broadcast::channel(1024);
+    // The API's own pool on PostgreSQL; SQLite has one writer either way.
+    let api_store = match (&store, cfg.database.target()) {
+        (Backend::Pg(pg), DatabaseTarget::Postgres(url)) => Backend::Pg(
+            pg.api_pool(
+                &url,
+                cfg.database.api_max_connections,
+                Duration::from_secs(cfg.database.api_statement_timeout_secs.max(1)),
+            )
+            .await
+            .context("connecting the API's pool")?,
+        ),
+        _ => store.clone(),
+    };
     let api_state = wardwatch_api::ApiState {
-        store: store.clone(),
+        store: api_store.clone(),
         feed: alerting.as_ref().map(|a| a.feed.clone()),
         failed: std::sync::Arc::new(wardwatch_api::FailedAuth::with_trusted_proxies(
             cfg.http.trusted_proxies()?,
@@ -173,6 +186,7 @@ pub async fn run(
         .context("HTTP task")?
         .context("HTTP server")?;
     refusals.await.context("refusal audit task")?;
+    api_store.close().await;
     store.close().await;
     if !healthy {
         anyhow::bail!("an ingest task failed; exiting so a supervisor restarts the engine");

@@ -599,6 +599,17 @@ async fn readings_come_raw_or_downsampled_and_as_a_fhir_searchset() {
         let (s, _, body) = api.call(Method::GET, &q(bad), Some(&nurse), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
+    // Summaries have a row cap too: one-second buckets over most of a year.
+    let (s, _, body) = api
+        .call(
+            Method::GET,
+            "/api/v1/patients/pa/readings?vital=spo2&bucket=1s&from=2026-01-01T00:00:00Z",
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("buckets; at most 10000"), "{body}");
     let (s, _, buckets) = api
         .call(Method::GET, &q("&vital=spo2&bucket=30m"), Some(&me), None)
         .await;
@@ -1935,6 +1946,15 @@ async fn a_stale_tab_is_held_back_without_locking_out_the_ward_and_a_revoked_str
             .metric("wardwatch_api_auth_failures_total{reason=\"rate_limited\"}")
             .await,
         2.0
+    );
+    // The API runs on its own pool, apart from the ingest writers.
+    assert!(
+        db.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'wardwatch-api'"
+        )
+        .await
+            >= 1
     );
     // A read is not a write: last_used_at moves at most every few minutes.
     let used = || async {

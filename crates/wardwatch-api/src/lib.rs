@@ -968,6 +968,20 @@ async fn readings(
                 )
                 .await;
             };
+            // A row cap on summaries too: bucket=1s over a year is 31
+            // million rows of work for one request.
+            let buckets = (to - from).num_seconds() / span.secs().max(1);
+            if buckets > MAX_PAGE {
+                return refuse(
+                    &state,
+                    &c,
+                    None,
+                    Problem::bad_request(&format!(
+                        "that is {buckets} buckets; at most {MAX_PAGE}: choose a wider bucket or a shorter range"
+                    )),
+                )
+                .await;
+            }
             match state
                 .store
                 .reading_buckets(&p.id, vital, from, to, span.secs())

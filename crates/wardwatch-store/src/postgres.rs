@@ -105,6 +105,33 @@ impl PgStore {
         })
     }
 
+    /// A second store on the same database with its own pool, for the API:
+    /// a caller's expensive read waits for the API's connections, never
+    /// for the ingest writers', and is cut off after `statement_timeout`.
+    pub async fn api_pool(
+        &self,
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let opts: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+        let timeout = format!("{}ms", statement_timeout.as_millis().max(1));
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(
+                opts.application_name("wardwatch-api")
+                    .options([("statement_timeout", timeout.as_str())]),
+            )
+            .await?;
+        Ok(Self {
+            pool,
+            method: self.method,
+            conflict_guard: self.conflict_guard,
+            timescale: self.timescale,
+        })
+    }
+
     /// Connects with every transaction read-only (the server refuses any
     /// write): for tools that must never change the store, such as the
     /// backtest. No migrations are run.
