@@ -28,6 +28,15 @@ pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Res
     use anyhow::Context;
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
+    // No authentication, ACL or TLS: anyone who reaches it could publish as
+    // any device or read every team's alerts. Only this machine may.
+    if !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "the embedded MQTT broker has no authentication or TLS, so it listens only on a \
+             loopback address (127.0.0.1 or ::1), not {listen}; for devices on a network set \
+             [mqtt] url to a real broker (Mosquitto with config/mosquitto)"
+        );
+    }
     let probe = TcpListener::bind(listen)
         .with_context(|| format!("the embedded MQTT broker cannot listen on {listen} (port in use?); set [mqtt.embedded] listen or [mqtt] url"))?;
     // rumqttd binds by address, so a requested port 0 is resolved here.

@@ -91,3 +91,22 @@ async fn a_taken_port_is_refused_with_the_reason() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_embedded_broker_refuses_a_network_address_with_the_reason() {
+    let db = Db::create("embedded_open").await;
+    let out = wardwatch()
+        .arg("serve")
+        .env("WARDWATCH_MQTT_URL", "")
+        .env("WARDWATCH_MQTT_EMBEDDED_LISTEN", "0.0.0.0:0")
+        .env("WARDWATCH_DATABASE_URL", &db.url)
+        .env("WARDWATCH_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("run wardwatch serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listens only on a loopback address") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+}

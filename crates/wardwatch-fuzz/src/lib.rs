@@ -117,7 +117,11 @@ fn decoded(format: PayloadFormat, input: &[u8]) -> Result<(), String> {
         }
     }
     let bounded = policy.max_rejections + 2;
-    let records = d.rejections.iter().filter(|q| q.record_index.is_some()).count();
+    let records = d
+        .rejections
+        .iter()
+        .filter(|q| q.record_index.is_some())
+        .count();
     if records > bounded {
         return Err(format!("{records} record refusals: the cap did not hold"));
     }
