@@ -336,8 +336,6 @@ pub struct BucketRow {
 }
 
 impl PgStore {
-    /// A patient's readings in `[from, to)`, optionally of one vital, oldest
-    /// first, at most `limit`.
     /// A page of a patient's readings after `after`, in (time, vital,
     /// device) order.
     pub async fn readings_page(
@@ -379,6 +377,8 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 
+    /// A patient's readings in `[from, to)`, optionally of one vital, oldest
+    /// first, at most `limit`.
     pub async fn readings_of(
         &self,
         patient: &str,
@@ -387,30 +387,8 @@ impl PgStore {
         to: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ReadingRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT vital, time, value, device_id, source FROM readings \
-             WHERE patient_id = $1 AND ($2::text IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
-             ORDER BY time, vital LIMIT $5",
-        )
-        .bind(patient)
-        .bind(vital)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReadingRow {
-                    vital: r.try_get(0)?,
-                    time: r.try_get(1)?,
-                    value: r.try_get(2)?,
-                    device_id: r.try_get(3)?,
-                    source: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        self.readings_page(patient, vital, from, to, None, limit)
+            .await
     }
 
     /// One vital of a patient downsampled into buckets of `bucket_secs`:

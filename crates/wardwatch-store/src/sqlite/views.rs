@@ -155,27 +155,8 @@ impl crate::ViewStore for SqliteStore {
         to: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ReadingRow>, StoreError> {
-        // PostgreSQL refuses a negative LIMIT; SQLite would read "no limit".
-        if limit < 0 {
-            return Err(invalid("LIMIT must not be negative"));
-        }
-        let rows = sqlx::query(
-            "SELECT vital, time, value, device_id, source FROM readings \
-             WHERE patient_id = $1 AND ($2 IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
-             ORDER BY time, vital LIMIT $5",
-        )
-        .bind(patient)
-        .bind(vital)
-        .bind(trunc_us(from))
-        .bind(trunc_us(to))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(reading_row)
-            .collect::<Result<_, _>>()
-            .map_err(classify)
+        self.readings_page(patient, vital, from, to, None, limit)
+            .await
     }
 
     async fn reading_buckets(
