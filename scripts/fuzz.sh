@@ -16,6 +16,6 @@ for t in "${targets[@]}"; do
   out=$(WARDWATCH_FUZZ_SECS="$secs" WARDWATCH_FUZZ_TARGET="$t" WARDWATCH_FUZZ_SEED="$seed" \
     cargo test --release --locked -q -p wardwatch-fuzz --test fuzz -- --nocapture --test-threads 1 2>&1) \
     || status=1
-  printf '%s\n' "$out" | grep -E "^FUZZ|failing inputs" || printf '%s\n' "$out" | tail -20
+  printf '%s\n' "$out" | grep -oE "FUZZ .*|[0-9]+ failing inputs.*" || printf '%s\n' "$out" | tail -20
 done
 exit "$status"
