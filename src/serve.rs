@@ -122,6 +122,7 @@ pub async fn run(
         readings: Some(live.clone()),
     };
     let refusals = tokio::spawn(audit_refusals(api_state.clone(), shutdown.clone()));
+    let last_refusals = api_state.clone();
     let api = wardwatch_api::router(api_state);
     let listener = TcpListener::bind(cfg.http.addr)
         .await
@@ -186,6 +187,10 @@ pub async fn run(
         .context("HTTP task")?
         .context("HTTP server")?;
     refusals.await.context("refusal audit task")?;
+    // What was refused while the server drained.
+    if let Err(e) = wardwatch_api::audit_refusals(&last_refusals).await {
+        warn!(message = "Cannot audit API refusals; they stay counted in the metrics.", error = %e);
+    }
     api_store.close().await;
     store.close().await;
     if !healthy {
@@ -195,18 +200,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Audits the API's authentication refusals in aggregate every minute, and
-/// once more at shutdown (after the HTTP server has stopped taking requests).
+/// Audits the API's authentication refusals in aggregate every minute and
+/// at shutdown (`run` writes the last ones once the server has drained).
 async fn audit_refusals(state: wardwatch_api::ApiState, shutdown: CancellationToken) {
     loop {
         let stopping = tokio::select! {
             _ = shutdown.cancelled() => true,
             _ = tokio::time::sleep(Duration::from_secs(60)) => false,
         };
-        if stopping {
-            // Let the server finish refusing what it is refusing.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
         if let Err(e) = wardwatch_api::audit_refusals(&state).await {
             warn!(message = "Cannot audit API refusals; they stay counted in the metrics.", error = %e);
         }
