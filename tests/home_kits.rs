@@ -84,31 +84,34 @@ async fn an_oximeter_alone_on_general_raises_a_partial_news2_alert_and_the_board
         "{a:?}"
     );
     // The board never shows it as a complete score.
+    let rows = board_rows(&db, &engine).await;
+    let news2 = &rows[0]["news2"];
+    assert_eq!(news2["status"], "unscorable", "{rows}");
+    assert_eq!(news2["words"], "unscorable (partial: at least 6)", "{rows}");
+    assert_eq!(news2["lower_bound"], true, "{rows}");
+}
+
+/// Ward A's board rows, as a nurse of the ward (added here) sees them.
+async fn board_rows(db: &Db, engine: &Engine) -> serde_json::Value {
     admin(
         &db.url,
         &[
             "user", "add", "--id", "nurse-a", "--role", "nurse", "--team", "ward-a",
         ],
     );
-    let token = admin(&db.url, &["token", "create", "--user", "nurse-a"])
-        .trim()
-        .to_string();
-    let rows: serde_json::Value = reqwest::Client::new()
+    let token = admin(&db.url, &["token", "create", "--user", "nurse-a"]);
+    reqwest::Client::new()
         .get(format!(
             "http://127.0.0.1:{}/api/v1/teams/ward-a/patients",
             engine.http
         ))
-        .bearer_auth(&token)
+        .bearer_auth(token.trim())
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    let news2 = &rows[0]["news2"];
-    assert_eq!(news2["status"], "unscorable", "{rows}");
-    assert_eq!(news2["words"], "unscorable (partial: at least 6)", "{rows}");
-    assert_eq!(news2["lower_bound"], true, "{rows}");
+        .unwrap()
 }
 
 /// A copy of the shipped pathways with `edits` applied to one file.
@@ -594,24 +597,6 @@ async fn where_news2_does_not_apply_the_pathways_limits_still_page_and_the_board
         .count("SELECT count(*) FROM flags WHERE patient_id = 'preg-1' AND rule = 'news2'")
         .await;
     assert_eq!(news2, 0);
-    admin(
-        &db.url,
-        &[
-            "user", "add", "--id", "nurse-a", "--role", "nurse", "--team", "ward-a",
-        ],
-    );
-    let token = admin(&db.url, &["token", "create", "--user", "nurse-a"]);
-    let rows: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "http://127.0.0.1:{}/api/v1/teams/ward-a/patients",
-            engine.http
-        ))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rows = board_rows(&db, &engine).await;
     assert_eq!(rows[0]["news2"]["status"], "not_applicable", "{rows}");
 }

@@ -34,7 +34,8 @@ use wardwatch_alerting::lifecycle::{
 };
 use wardwatch_alerting::policy::{EscalationPolicy, Target, Team};
 use wardwatch_core::Vital;
-use wardwatch_rules::news2::SpO2Scale;
+use wardwatch_rules::clinical;
+use wardwatch_rules::news2::{self, SpO2Scale};
 use wardwatch_rules::patient::{Flag, FlagState, PatientSettings};
 use wardwatch_rules::shard::{
     PatientConfig, PatientFlag, PatientKey, RuleSet, ShardInput, ShardStats, ShardWorker,
@@ -597,6 +598,26 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
     book.run
 }
 
+/// Whether a reading alone scores on the RCP chart (the chart itself, as
+/// the rules score it: rounding and the patient's SpO2 scale included).
+fn scores_on_its_own(r: &Reading, p: &Patient) -> bool {
+    if r.vital == Vital::Consciousness {
+        // Anything but Alert scores 3 (a set needs a measured parameter).
+        return r.value > 0.0;
+    }
+    let obs = clinical::observations(|v| (v == r.vital).then_some(r.value), false);
+    let scale = if p.scale2 {
+        SpO2Scale::Two
+    } else {
+        SpO2Scale::One
+    };
+    news2::score_partial(&obs, scale).is_ok_and(|s| {
+        s.breakdown.iter().any(|b| {
+            b.parameter != news2::Parameter::AirOrOxygen && b.value.is_some() && b.score > 0
+        })
+    })
+}
+
 /// Naive single-reading limits: every reading outside the normal range
 /// pages (the NEWS2 0 band for the vitals NEWS2 scores, on the patient's
 /// SpO2 scale, and the pathway's own limits), with no persistence,
@@ -614,17 +635,7 @@ pub fn run_naive(ward: &Ward, rules: &RuleSet) -> Run {
         let pathway = rules.pathways.get(&p.pathway);
         let news2 = pathway.is_some_and(|pw| pw.news2_enabled);
         let v = r.value;
-        let outside_news2 = news2
-            && match r.vital {
-                Vital::RespiratoryRate => !(12.0..=20.0).contains(&v),
-                Vital::Spo2 if p.scale2 => v < 88.0,
-                Vital::Spo2 => v < 96.0,
-                Vital::SystolicBp => !(111.0..=219.0).contains(&v),
-                Vital::HeartRate => !(51.0..=90.0).contains(&v),
-                Vital::BodyTemperature => !(36.1..=38.0).contains(&v),
-                Vital::Consciousness => v > 0.0,
-                _ => false,
-            };
+        let outside_news2 = news2 && scores_on_its_own(r, p);
         let outside_pathway = pathway.is_some_and(|pw| {
             pw.thresholds.iter().any(|(vital, t)| {
                 *vital == r.vital

@@ -493,7 +493,9 @@ fn truth(p: &HomePatient, u: &Usual, at: i64, start: i64) -> Truth {
 }
 
 /// The true NEWS2 (all seven parameters, alert, on air) at `at`: the
-/// ground truth for sepsis's actionable time.
+/// ground truth for sepsis's actionable time. Written out from the RCP
+/// chart here on purpose, not taken from `wardwatch-rules`: the ground
+/// truth must not share the code it judges.
 fn true_news2(t: &Truth) -> u8 {
     let rr = match t.rr.round() {
         x if x <= 8.0 => 3,
