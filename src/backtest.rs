@@ -76,7 +76,8 @@ pub async fn run(args: &BacktestArgs, cfg: &Config) -> Result<Backtest> {
         (0..=24 * 30).contains(&args.warmup_hours),
         "--warmup-hours must be between 0 and 720"
     );
-    let (rules, _) = crate::evaluate::rules_and_team(cfg, args.pathways.as_deref(), None)?;
+    let rules =
+        crate::rules::load_rule_set(args.pathways.as_deref().unwrap_or(&cfg.rules.pathways_dir))?;
     let teams =
         crate::alerting::load_teams(args.teams.as_deref().unwrap_or(&cfg.alerting.teams_dir))?;
     let store = open_read_only(cfg).await?;

@@ -854,17 +854,11 @@ struct ReadingsQuery {
 }
 
 /// Adds a `Link: rel="next"` header when there is a next page.
-trait WithNext {
-    fn with_next(self, next: Option<String>) -> Response;
-}
-
-impl WithNext for Response {
-    fn with_next(mut self, next: Option<String>) -> Response {
-        if let Some(v) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
-            self.headers_mut().insert(axum::http::header::LINK, v);
-        }
-        self
+fn with_next(mut response: Response, next: Option<String>) -> Response {
+    if let Some(v) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert(axum::http::header::LINK, v);
     }
+    response
 }
 
 /// Most readings one page returns.
@@ -1054,7 +1048,8 @@ async fn readings(
             };
             let notes = state.store.reading_notes(&p.id, from, to).await;
             match (rows, notes) {
-                (Ok(rows), Ok(notes)) => Json(
+                (Ok(rows), Ok(notes)) => with_next(
+                    Json(
                     rows.into_iter()
                         .map(|r| {
                             // Correction notes travel with the reading they are about.
@@ -1075,8 +1070,9 @@ async fn readings(
                         })
                         .collect::<Vec<_>>(),
                 )
-                .into_response()
-                .with_next(next),
+                .into_response(),
+                    next,
+                ),
                 (Err(e), _) | (_, Err(e)) => store_error(e),
             }
         }

@@ -524,6 +524,17 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
     for (i, _) in registered.iter().enumerate().filter(|(_, r)| **r) {
         register(&mut w, &mut out, i);
     }
+    // The rest, in enrolment order: the clock takes them off the front.
+    let mut joining: std::collections::VecDeque<(i64, usize)> = {
+        let mut later: Vec<(i64, usize)> = ward
+            .patients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.enrolled_at.filter(|_| !registered[i]).map(|t| (t, i)))
+            .collect();
+        later.sort_unstable();
+        later.into()
+    };
     w.handle(
         ShardInput::Restore {
             open: Vec::new(),
@@ -548,8 +559,9 @@ pub fn run_engine(ward: &Ward, rules: RuleSet, team: &Team, nurse: Nurse) -> Run
         }
         while clock + 60 <= r0.at {
             clock += 60;
-            for (i, p) in ward.patients.iter().enumerate() {
-                if !registered[i] && p.enrolled_at.is_some_and(|t| t <= clock) {
+            while let Some(&(_, i)) = joining.front().filter(|(t, _)| *t <= clock) {
+                joining.pop_front();
+                if !registered[i] {
                     registered[i] = true;
                     register(&mut w, &mut out, i);
                 }

@@ -162,7 +162,9 @@ pub fn decode(
         ));
     }
     let mut refused = 0usize;
-    let mut excess: Vec<(QuarantineReason, usize, String)> = Vec::new();
+    // Beyond the cap: the first refused record, kept, and a count by reason.
+    let mut first_excess: Option<(QuarantineReason, usize, String)> = None;
+    let mut excess: std::collections::BTreeMap<&'static str, usize> = Default::default();
     for item in items {
         let Item {
             index,
@@ -189,31 +191,26 @@ pub fn decode(
                         index,
                         stored_record(&record),
                     ));
-                } else if excess.is_empty() {
-                    excess.push((f.reason, index, record));
                 } else {
-                    excess.push((f.reason, index, String::new()));
+                    *excess.entry(f.reason.as_str()).or_default() += 1;
+                    first_excess.get_or_insert((f.reason, index, record));
                 }
             }
         }
     }
-    if let Some((reason, index, record)) = excess.first() {
-        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-        for (r, _, _) in &excess {
-            *counts.entry(r.as_str()).or_default() += 1;
-        }
-        let by_reason: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    if let Some((reason, index, record)) = first_excess {
+        let by_reason: Vec<String> = excess.iter().map(|(r, n)| format!("{r} {n}")).collect();
         out.rejections.push(Rejection::record(
-            *reason,
+            reason,
             format!(
                 "{} more refused records in this payload beyond the first {} (by reason: {}); \
                  the first of them is kept here",
-                excess.len(),
+                refused - policy.max_rejections,
                 policy.max_rejections,
                 by_reason.join(", ")
             ),
-            *index,
-            stored_record(record),
+            index,
+            stored_record(&record),
         ));
     }
     out
