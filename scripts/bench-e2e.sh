@@ -58,8 +58,15 @@ sed -e "s#^listener 1883#listener $port 127.0.0.1#" \
     config/mosquitto/mosquitto.conf > "$work/mosquitto.conf"
 echo "user $(id -un)" >> "$work/mosquitto.conf"
 cp config/mosquitto/acl "$work/acl"
-mosquitto_passwd -c -b "$work/passwd" wardwatch-engine engine-bench >/dev/null
-mosquitto_passwd -b "$work/passwd" wardwatch-loadgen loadgen-bench >/dev/null
+# The broker binds each client id to its user: the engine's two sessions and
+# each of loadgen's connections get users of their own (staging ACL lines
+# appended for the load generator only).
+issue() { pw=$1; shift; BENCH_PW="$pw" "$BIN" credentials "$@" --passwd "$work/passwd" --acl "$work/acl" --password-env BENCH_PW >/dev/null; }
+issue engine-bench service engine
+issue alerts-bench service alerts
+issue loadgen-bench staging-publisher wardwatch-loadgen --connections 64
+# The embedded broker reads the same kind of file (its engine users it makes itself).
+cp "$work/passwd" "$work/embedded-passwd"
 mosquitto -c "$work/mosquitto.conf" & broker_pid=$!
 
 # Alerts go to the probes' receiver (first tier) and the team's MQTT topic.
@@ -98,13 +105,16 @@ run() {
   http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   if [ "$broker" = embedded ]; then
     eport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    engine_url=""; loadgen_url="mqtt://127.0.0.1:$eport"
+    engine_url=""; alerts_url=""
   else
     eport=18830
     engine_url="mqtt://wardwatch-engine:engine-bench@127.0.0.1:$port"
-    loadgen_url="mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$port"
+    alerts_url="mqtt://wardwatch-alerts:alerts-bench@127.0.0.1:$port"
   fi
+  loadgen_url="mqtt://wardwatch-loadgen:loadgen-bench@127.0.0.1:$( [ "$broker" = embedded ] && echo "$eport" || echo "$port" )"
   WARDWATCH_MQTT_URL="$engine_url" \
+  WARDWATCH_MQTT_ALERTS_URL="$alerts_url" \
+  WARDWATCH_MQTT_EMBEDDED_PASSWORD_FILE="$work/embedded-passwd" \
   WARDWATCH_MQTT_EMBEDDED_LISTEN="127.0.0.1:$eport" \
   WARDWATCH_DATABASE_URL="$db_url" \
   WARDWATCH_HTTP_ADDR="127.0.0.1:$http" \

@@ -141,13 +141,13 @@ impl Alerting {
     pub fn start(cfg: &Config, store: Backend, shutdown: CancellationToken) -> Result<Self> {
         let teams = Arc::new(load_teams(&cfg.alerting.teams_dir)?);
         info!(message = "Teams loaded.", teams = teams.iter().count(), dir = %cfg.alerting.teams_dir.display());
-        let (host, port, credentials) = SessionConfig::parse_url(&cfg.broker_url())?;
-        let mqtt = MqttPublisher::start(
-            &host,
-            port,
-            credentials,
-            &format!("{}-alerts", cfg.mqtt.client_id),
-        );
+        let (host, port, credentials) = SessionConfig::parse_url(&cfg.alerts_broker_url())?;
+        // Its client id is its user name: the broker binds the two.
+        let client_id = credentials
+            .as_ref()
+            .map(|(user, _)| user.clone())
+            .unwrap_or_else(|| crate::config::embedded_alerts_user(&cfg.mqtt.client_id));
+        let mqtt = MqttPublisher::start(&host, port, credentials, &client_id);
         let a = &cfg.alerting;
         let notify = if a.notify.base_url.is_empty() {
             None

@@ -8,9 +8,42 @@
 //! the process. Production sites run Mosquitto (or another broker) and set
 //! `[mqtt] url`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Result};
+
+use crate::credentials::PasswordFile;
+
+/// Who may connect to the embedded broker.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedUsers {
+    /// The engine's own sessions (and the demo's simulator): user name →
+    /// password, made at start.
+    pub sessions: HashMap<String, String>,
+    /// Devices and tools, from `[mqtt.embedded] password_file`.
+    pub file: PasswordFile,
+}
+
+impl EmbeddedUsers {
+    /// Whether a CONNECT may proceed: a known user with its password, and
+    /// a client id equal to the user name (as Mosquitto's
+    /// `use_username_as_clientid` makes it), so no one holding one
+    /// password can take over another client's session.
+    pub fn admits(&self, client_id: &str, user: &str, password: &str) -> bool {
+        if client_id != user {
+            return false;
+        }
+        match self.sessions.get(user) {
+            Some(p) => constant_time_eq(p.as_bytes(), password.as_bytes()),
+            None => self.file.check(user, password),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// Starts the embedded broker on `listen` and waits until it accepts
 /// connections; returns the address it listens on (port 0 picks a free
@@ -21,20 +54,26 @@ use anyhow::{bail, Result};
 /// own limit, so the engine (not the broker) refuses and quarantines an
 /// oversized message.
 #[cfg(feature = "embedded-broker")]
-pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Result<SocketAddr> {
-    use std::collections::HashMap;
+pub fn start(
+    listen: SocketAddr,
+    max_payload: usize,
+    max_inflight: usize,
+    users: EmbeddedUsers,
+) -> Result<SocketAddr> {
     use std::net::TcpListener;
+    use std::sync::Arc;
 
     use anyhow::Context;
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-    // No authentication, ACL or TLS: anyone who reaches it could publish as
-    // any device or read every team's alerts. Only this machine may.
+    // It authenticates every client, but rumqttd has no per-topic ACL and
+    // no TLS here: any device with a password could publish as another or
+    // read every team's alerts. Only this machine may reach it.
     if !listen.ip().is_loopback() {
         anyhow::bail!(
-            "the embedded MQTT broker has no authentication or TLS, so it listens only on a \
-             loopback address (127.0.0.1 or ::1), not {listen}; for devices on a network set \
-             [mqtt] url to a real broker (Mosquitto with config/mosquitto)"
+            "the embedded MQTT broker cannot limit a device to its own topics (no ACL) and has \
+             no TLS, so it listens only on a loopback address (127.0.0.1 or ::1), not {listen}; \
+             for devices on a network set [mqtt] url to a real broker (Mosquitto with config/mosquitto)"
         );
     }
     let probe = TcpListener::bind(listen)
@@ -44,19 +83,32 @@ pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Res
         .local_addr()
         .context("the embedded broker's address")?;
     drop(probe);
+    let users = Arc::new(users);
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: max_payload,
+        max_inflight_count: max_inflight,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    connections.set_auth_handler(move |client_id: String, user: String, password: String| {
+        let users = users.clone();
+        async move {
+            let admitted = users.admits(&client_id, &user, &password);
+            if !admitted {
+                metrics::counter!("wardwatch_embedded_broker_refused_total").increment(1);
+                tracing::warn!(message = "The embedded broker refused a connection: unknown user, wrong password, or a client id that is not the user name.", client_id = %client_id, user = %user);
+            }
+            admitted
+        }
+    });
     let server = ServerSettings {
         name: "wardwatch-embedded".into(),
         listen,
         tls: None,
         next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: max_payload,
-            max_inflight_count: max_inflight,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
+        connections,
     };
     let config = Config {
         id: 0,
@@ -90,7 +142,12 @@ pub fn start(listen: SocketAddr, max_payload: usize, max_inflight: usize) -> Res
 
 /// Without the feature there is no embedded broker: say how to get one.
 #[cfg(not(feature = "embedded-broker"))]
-pub fn start(_listen: SocketAddr, _max_payload: usize, _max_inflight: usize) -> Result<SocketAddr> {
+pub fn start(
+    _listen: SocketAddr,
+    _max_payload: usize,
+    _max_inflight: usize,
+    _users: EmbeddedUsers,
+) -> Result<SocketAddr> {
     bail!("no [mqtt] url is configured and this build has no embedded broker (built without the `embedded-broker` feature): set WARDWATCH_MQTT_URL")
 }
 
@@ -107,4 +164,25 @@ fn wait_until_listening(listen: SocketAddr) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("the embedded MQTT broker did not start listening on {listen} within 10 s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_a_known_user_only_under_its_own_client_id() {
+        let mut users = EmbeddedUsers::default();
+        users
+            .sessions
+            .insert("wardwatch-engine".into(), "pw".into());
+        assert!(users.admits("wardwatch-engine", "wardwatch-engine", "pw"));
+        assert!(!users.admits("wardwatch-engine", "wardwatch-engine", "px"));
+        assert!(!users.admits("wardwatch-engine", "wardwatch-engine", ""));
+        assert!(
+            !users.admits("other", "wardwatch-engine", "pw"),
+            "client id bound to user"
+        );
+        assert!(!users.admits("dev-1", "dev-1", "pw"), "unknown user");
+    }
 }

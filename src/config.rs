@@ -42,6 +42,11 @@ pub struct MqttConfig {
     /// `mqtt://[user:pass@]host[:port]`. Env: `WARDWATCH_MQTT_URL`. Empty:
     /// run the embedded broker (trials and small sites).
     pub url: String,
+    /// The alert publisher's broker URL, with its own user: the broker
+    /// binds each client id to one user, so it cannot share the ingest
+    /// session's. Env: `WARDWATCH_MQTT_ALERTS_URL`. Required with `url`;
+    /// unused with the embedded broker (which makes its own).
+    pub alerts_url: String,
     /// The embedded broker, used when `url` is empty.
     pub embedded: EmbeddedBrokerConfig,
     /// Fixed client id of the persistent session.
@@ -62,6 +67,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            alerts_url: String::new(),
             embedded: EmbeddedBrokerConfig::default(),
             client_id: "wardwatch-engine".into(),
             keep_alive_secs: 30,
@@ -80,14 +86,35 @@ pub struct EmbeddedBrokerConfig {
     /// Where it listens: loopback by default, and not 1883, so it never
     /// clashes with (or stands in for) a system broker.
     pub listen: std::net::SocketAddr,
+    /// Devices' and tools' credentials (a Mosquitto password file, made
+    /// with `wardwatch credentials`). Empty: only the engine's own
+    /// sessions (and the demo's simulator) can connect. Env:
+    /// `WARDWATCH_MQTT_EMBEDDED_PASSWORD_FILE`.
+    pub password_file: Option<std::path::PathBuf>,
+    /// The engine's own passwords (ingest, alerts), made at start (never
+    /// configured).
+    #[serde(skip)]
+    pub session_passwords: Option<(String, String)>,
+    /// A publisher in this process (the demo's simulated ward): base user
+    /// name (it connects as `<user>-pub0`) and password, made at start.
+    #[serde(skip)]
+    pub local_publisher: Option<(String, String)>,
 }
 
 impl Default for EmbeddedBrokerConfig {
     fn default() -> Self {
         Self {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 18830)),
+            password_file: None,
+            session_passwords: None,
+            local_publisher: None,
         }
     }
+}
+
+/// The alert publisher's user on the embedded broker.
+pub fn embedded_alerts_user(client_id: &str) -> String {
+    format!("{client_id}-alerts")
 }
 
 /// The embedded store's file when no database URL is set, relative to the
@@ -468,6 +495,12 @@ impl Config {
         if let Some(v) = get("WARDWATCH_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
         }
+        if let Some(v) = get("WARDWATCH_MQTT_ALERTS_URL") {
+            self.mqtt.alerts_url = v;
+        }
+        if let Some(v) = get("WARDWATCH_MQTT_EMBEDDED_PASSWORD_FILE") {
+            self.mqtt.embedded.password_file = Some(v).filter(|v| !v.is_empty()).map(Into::into);
+        }
         if let Some(v) = get("WARDWATCH_MQTT_EMBEDDED_LISTEN") {
             self.mqtt.embedded.listen = v.parse().with_context(|| {
                 format!("WARDWATCH_MQTT_EMBEDDED_LISTEN={v:?} is not host:port")
@@ -486,6 +519,9 @@ impl Config {
     /// Refuses settings that would stall or lose data.
     pub fn validate(&self) -> Result<()> {
         SessionConfig::parse_url(&self.broker_url()).context("mqtt.url")?;
+        if !self.mqtt.alerts_url.trim().is_empty() {
+            SessionConfig::parse_url(&self.mqtt.alerts_url).context("mqtt.alerts_url")?;
+        }
         if self.mqtt.keep_alive_secs < 5 {
             bail!("mqtt.keep_alive_secs must be at least 5: the engine pings on it and treats two silent periods as a dead connection");
         }
@@ -543,17 +579,68 @@ impl Config {
         Ok(())
     }
 
+    /// The engine's two broker sessions have users of their own: the
+    /// broker binds each client id to its user, so a shared one would make
+    /// the alert publisher take over the ingest session. Checked by
+    /// `serve` only (tools do not publish alerts).
+    pub fn check_broker_identities(&self) -> Result<()> {
+        let (_, _, ingest_user) =
+            SessionConfig::parse_url(&self.broker_url()).context("mqtt.url")?;
+        if !self.embedded_broker() && self.alerting.enabled {
+            if self.mqtt.alerts_url.trim().is_empty() {
+                bail!("mqtt.alerts_url (WARDWATCH_MQTT_ALERTS_URL) is not set: the alert publisher needs its own broker user (e.g. mqtt://wardwatch-alerts:SECRET@broker:1883; `wardwatch credentials service alerts` makes one)");
+            }
+            let (_, _, alerts_user) =
+                SessionConfig::parse_url(&self.mqtt.alerts_url).context("mqtt.alerts_url")?;
+            if let (Some((a, _)), Some((b, _))) = (&ingest_user, &alerts_user) {
+                if a == b {
+                    bail!("mqtt.url and mqtt.alerts_url use the same broker user {a:?}: the broker binds each client id to its user, so the alert publisher would take over the ingest session; give it its own (wardwatch-alerts)");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True when the engine runs its own broker (no `[mqtt] url`).
     pub fn embedded_broker(&self) -> bool {
         self.mqtt.url.trim().is_empty()
     }
 
-    /// The broker to connect to: the configured one, or the embedded one.
+    /// The broker the ingest session connects to: the configured one, or
+    /// the embedded one as the engine's own user.
     pub fn broker_url(&self) -> String {
         if self.embedded_broker() {
-            format!("mqtt://{}", self.mqtt.embedded.listen)
+            let (password, _) = self
+                .mqtt
+                .embedded
+                .session_passwords
+                .clone()
+                .unwrap_or_default();
+            format!(
+                "mqtt://{}:{password}@{}",
+                self.mqtt.client_id, self.mqtt.embedded.listen
+            )
         } else {
             self.mqtt.url.clone()
+        }
+    }
+
+    /// The broker the alert publisher connects to, as its own user.
+    pub fn alerts_broker_url(&self) -> String {
+        if self.embedded_broker() {
+            let (_, password) = self
+                .mqtt
+                .embedded
+                .session_passwords
+                .clone()
+                .unwrap_or_default();
+            format!(
+                "mqtt://{}:{password}@{}",
+                embedded_alerts_user(&self.mqtt.client_id),
+                self.mqtt.embedded.listen
+            )
+        } else {
+            self.mqtt.alerts_url.clone()
         }
     }
 
@@ -598,6 +685,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alert_publisher_needs_a_broker_user_of_its_own() {
+        let mut cfg = Config::default();
+        cfg.mqtt.url = "mqtt://wardwatch-engine:a@broker".into();
+        let e = cfg.check_broker_identities().unwrap_err().to_string();
+        assert!(e.contains("WARDWATCH_MQTT_ALERTS_URL"), "{e}");
+        cfg.mqtt.alerts_url = "mqtt://wardwatch-engine:a@broker".into();
+        let e = cfg.check_broker_identities().unwrap_err().to_string();
+        assert!(e.contains("same broker user"), "{e}");
+        cfg.mqtt.alerts_url = "mqtt://wardwatch-alerts:b@broker".into();
+        cfg.check_broker_identities().unwrap();
+        // Without alerting, or on the embedded broker, none is needed.
+        cfg.mqtt.alerts_url.clear();
+        cfg.alerting.enabled = false;
+        cfg.check_broker_identities().unwrap();
+        cfg.alerting.enabled = true;
+        cfg.mqtt.url.clear();
+        cfg.check_broker_identities().unwrap();
+    }
 
     #[test]
     fn the_shipped_config_file_parses_and_validates() {

@@ -41,7 +41,19 @@ const TEAM: &str = "ward-a";
 const NURSE: &str = "demo-nurse";
 
 /// Runs the demo until `stop`.
-pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result<()> {
+pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Result<()> {
+    if !cfg.embedded_broker() {
+        anyhow::bail!(
+            "the demo publishes its simulated ward on the engine's embedded broker: unset \
+             WARDWATCH_MQTT_URL (and [mqtt] url); against a real broker run `wardwatch serve` \
+             and `wardwatch simulate` with a staging publisher's credentials"
+        );
+    }
+    // The simulated ward connects as a user of its own.
+    cfg.mqtt.embedded.local_publisher = Some((
+        "wardwatch-demo".into(),
+        crate::credentials::random_password(),
+    ));
     // `serve` waits for a database that is down (production: the broker
     // holds the readings meanwhile); a demo should say at once what it needs.
     // The embedded store (no URL) needs nothing.
@@ -117,7 +129,10 @@ pub async fn run(args: DemoArgs, cfg: Config, stop: CancellationToken) -> Result
     let sim_stop = CancellationToken::new();
     let sim_args = SimulateArgs {
         target: crate::loadgen::TargetArgs {
-            mqtt_url: bound.broker_url.clone(),
+            mqtt_url: bound
+                .publisher_url
+                .clone()
+                .context("the embedded broker gave no publisher address")?,
             database_url: cfg.database.url.clone(),
         },
         patients: args.patients,

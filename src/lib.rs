@@ -10,6 +10,7 @@
 //! - [`rules`]: the rules runtime (committed readings → shards → flags in
 //!   the store), start-up rebuild, reload on SIGHUP and file change.
 //! - [`broker`]: the embedded MQTT broker (no `[mqtt] url`).
+//! - [`credentials`]: broker users, password files and ACL lines (`wardwatch credentials`).
 //! - [`serve`]: the engine process (`wardwatch serve`).
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`loadgen`]: `wardwatch loadgen`, the synthetic device fleet.
@@ -27,6 +28,7 @@ pub mod alerting;
 pub mod backtest;
 pub mod broker;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod evaluate;
 pub mod http;

@@ -262,13 +262,15 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         if devices.is_empty() {
             continue;
         }
-        let mut opts = MqttOptions::new(format!("{prefix}pub{c}"), host.clone(), port);
+        let (client_id, identity) =
+            crate::credentials::connection_identity(&creds, &prefix, &format!("pub{c}"));
+        let mut opts = MqttOptions::new(client_id, host.clone(), port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_inflight(1000)
             .set_request_channel_capacity(4096)
             .set_max_packet_size(1 << 20, 1 << 20);
-        if let Some((u, p)) = &creds {
-            opts.set_credentials(u.clone(), p.clone());
+        if let Some((u, p)) = identity {
+            opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
         let acked_c = acked.clone();

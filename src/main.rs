@@ -72,6 +72,9 @@ enum Command {
     /// and compare, per patient and rule, with what was actually raised.
     /// Read-only against the store.
     Backtest(wardwatch::backtest::BacktestArgs),
+    /// Issue MQTT broker credentials (password file and ACL lines) for a
+    /// device, a team's app, an engine service or a staging load generator.
+    Credentials(wardwatch::credentials::CredentialsArgs),
     /// Compute a clinical score from values given on the command line.
     Score {
         #[command(subcommand)]
@@ -324,6 +327,10 @@ fn main() -> std::process::ExitCode {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     // Scoring needs no configuration, database or runtime.
+    if let Command::Credentials(args) = &cli.command {
+        print!("{}", wardwatch::credentials::run(args)?);
+        return Ok(());
+    }
     if let Command::Score {
         command: ScoreCommand::News2(args),
     } = &cli.command
@@ -417,7 +424,7 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
             }
             Ok(())
         }
-        Command::Score { .. } => Ok(()),
+        Command::Score { .. } | Command::Credentials(_) => Ok(()),
         Command::Evaluate(args) => {
             let r = wardwatch::evaluate::run(&args, &cfg)?;
             if args.json {

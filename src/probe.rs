@@ -156,17 +156,18 @@ impl Probes {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let (host, port, creds) = plan.broker.clone();
-        let options = |id: String| {
+        let options = |role: &str| {
+            let (id, identity) =
+                crate::credentials::connection_identity(&creds, &plan.prefix, role);
             let mut o = MqttOptions::new(id, host.clone(), port);
             o.set_keep_alive(Duration::from_secs(30));
-            if let Some((u, p)) = &creds {
-                o.set_credentials(u.clone(), p.clone());
+            if let Some((u, p)) = identity {
+                o.set_credentials(u, p);
             }
             o
         };
         // The nurse app's view: the team's alert topic.
-        let (watcher, mut watch_loop) =
-            AsyncClient::new(options(format!("{}watch", plan.prefix)), 64);
+        let (watcher, mut watch_loop) = AsyncClient::new(options("watch"), 64);
         watcher
             .subscribe(
                 format!("wardwatch/v1/teams/{}/alerts", plan.team),
@@ -186,8 +187,7 @@ impl Probes {
             }
         });
         // The probes themselves, on their own connection.
-        let (client, mut probe_loop) =
-            AsyncClient::new(options(format!("{}probe", plan.prefix)), 64);
+        let (client, mut probe_loop) = AsyncClient::new(options("probe"), 64);
         tokio::spawn(async move {
             loop {
                 if probe_loop.poll().await.is_err() {

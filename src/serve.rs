@@ -22,8 +22,9 @@ use crate::{http, telemetry};
 pub struct Bound {
     /// The HTTP listener (board, API, health, metrics).
     pub http: std::net::SocketAddr,
-    /// The broker the engine's session uses (the embedded one's real port).
-    pub broker_url: String,
+    /// The embedded broker's URL for this process's own publisher (the
+    /// demo's simulated ward), as `[mqtt.embedded] local_publisher`.
+    pub publisher_url: Option<String>,
 }
 
 /// Runs the engine until `shutdown` is cancelled; `bound`, when given,
@@ -34,12 +35,39 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> Result<()> {
     let metrics = telemetry::init_metrics()?;
+    cfg.check_broker_identities()?;
     if cfg.embedded_broker() {
+        // The engine's own sessions get passwords nobody else knows.
+        let passwords = (
+            crate::credentials::random_password(),
+            crate::credentials::random_password(),
+        );
+        let mut users = crate::broker::EmbeddedUsers::default();
+        users
+            .sessions
+            .insert(cfg.mqtt.client_id.clone(), passwords.0.clone());
+        users.sessions.insert(
+            crate::config::embedded_alerts_user(&cfg.mqtt.client_id),
+            passwords.1.clone(),
+        );
+        if let Some((user, password)) = &cfg.mqtt.embedded.local_publisher {
+            // It connects as a tool does: its first publishing connection.
+            users.sessions.insert(
+                crate::credentials::connection_user(user, "pub0"),
+                password.clone(),
+            );
+        }
+        if let Some(path) = &cfg.mqtt.embedded.password_file {
+            users.file = crate::credentials::PasswordFile::load(path)
+                .with_context(|| format!("[mqtt.embedded] password_file {}", path.display()))?;
+        }
+        cfg.mqtt.embedded.session_passwords = Some(passwords);
         // Port 0 picks a free port; the session connects to the one taken.
         cfg.mqtt.embedded.listen = crate::broker::start(
             cfg.mqtt.embedded.listen,
             cfg.mqtt.max_packet_bytes,
             cfg.mqtt.max_inflight,
+            users,
         )?;
         warn!(
             message = "Embedded MQTT broker running: for trials and small sites only. It keeps queued messages in memory, so they do not survive a restart; set [mqtt] url to use a real broker.",
@@ -132,7 +160,15 @@ pub async fn run(
     if let Some(bound) = bound {
         let _ = bound.send(Bound {
             http: http_addr,
-            broker_url: cfg.broker_url(),
+            publisher_url: cfg
+                .mqtt
+                .embedded
+                .local_publisher
+                .as_ref()
+                .filter(|_| cfg.embedded_broker())
+                .map(|(user, password)| {
+                    format!("mqtt://{user}:{password}@{}", cfg.mqtt.embedded.listen)
+                }),
         });
     }
     let session = cfg.session()?;

@@ -169,7 +169,13 @@ pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSumma
     store.close().await;
 
     let (host, port, creds) = SessionConfig::parse_url(&args.target.mqtt_url)?;
-    let mut opts = MqttOptions::new(format!("{}sim-{}", args.prefix, args.seed), host, port);
+    // As a load generator's first connection (`staging-publisher` users).
+    let (client_id, creds) = crate::credentials::connection_identity(
+        &creds,
+        &format!("{}sim-{}-", args.prefix, args.seed),
+        "pub0",
+    );
+    let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_keep_alive(Duration::from_secs(30))
         .set_inflight(100)
         .set_max_packet_size(1 << 20, 1 << 20);

@@ -215,15 +215,12 @@ async fn engine_with(
     Engine::start_with(&broker.engine_url(), &db.url, client, &env).await
 }
 
-/// Subscribes to a team's alert topic with the load generator's account.
+/// Subscribes to a team's alert topic with the load generator's watcher
+/// account (it may read every team's alerts).
 async fn subscribe(broker: &Broker, team: &str) -> Arc<Mutex<Vec<serde_json::Value>>> {
-    let url = broker.url(LOADGEN_USER, LOADGEN_PASS);
-    let rest = url.strip_prefix("mqtt://").unwrap();
-    let (auth, hostport) = rest.rsplit_once('@').unwrap();
-    let (user, pass) = auth.split_once(':').unwrap();
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    let mut o = MqttOptions::new(unique("nurse-app"), host, port.parse().unwrap());
-    o.set_credentials(user, pass);
+    let user = format!("{LOADGEN_USER}-watch");
+    let mut o = MqttOptions::new(&user, "127.0.0.1", broker.port);
+    o.set_credentials(&user, LOADGEN_PASS);
     let (client, mut el) = AsyncClient::new(o, 100);
     client
         .subscribe(

@@ -26,11 +26,22 @@ use tokio::sync::Notify;
 
 pub const ENGINE_USER: &str = "wardwatch-engine";
 pub const ENGINE_PASS: &str = "engine-secret";
+/// The engine's alert publisher: a user of its own.
+pub const ALERTS_USER: &str = "wardwatch-alerts";
+pub const ALERTS_PASS: &str = "alerts-secret";
+/// The load generator (a staging publisher: `<user>-pub<n>`, `-watch`, `-probe`).
 pub const LOADGEN_USER: &str = "wardwatch-loadgen";
 pub const LOADGEN_PASS: &str = "loadgen-secret";
+/// The tests' own publishers, one user per connection.
+pub const TESTPUB_USER: &str = "wardwatch-testpub";
+/// Connections each staging publisher has users for.
+pub const STAGING_CONNECTIONS: usize = 8;
 /// Device users created in every test broker (user name = device id).
 pub const DEVICE_USERS: [&str; 2] = ["acl-dev-1", "acl-dev-2"];
 pub const DEVICE_PASS: &str = "device-secret";
+/// A device user only the broker's readiness check uses, so the check never
+/// takes over a session a test holds.
+const READY_USER: &str = "broker-ready-check";
 
 /// Every wait in a test is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -73,7 +84,7 @@ pub fn logged_port(log: &str, message: &str, field: &str) -> Option<u16> {
 /// Whether an MQTT broker on `port` answers a CONNECT with CONNACK (a
 /// listening socket alone does not mean it is ready for sessions).
 pub async fn mqtt_answers(port: u16, user: &str, pass: &str) -> bool {
-    let mut o = MqttOptions::new(unique("ready"), "127.0.0.1", port);
+    let mut o = MqttOptions::new(user, "127.0.0.1", port);
     o.set_credentials(user, pass);
     let (client, mut el) = AsyncClient::new(o, 10);
     let ok = tokio::time::timeout(Duration::from_secs(2), async {
@@ -130,24 +141,56 @@ impl Broker {
         let d = dir.path();
         std::fs::create_dir_all(d.join("data")).unwrap();
         std::fs::copy(repo().join("config/mosquitto/acl"), d.join("acl")).unwrap();
+        // Users are issued as an operator would: `wardwatch credentials`.
         let passwd = d.join("passwd");
-        let mut users = vec![(ENGINE_USER, ENGINE_PASS), (LOADGEN_USER, LOADGEN_PASS)];
-        users.extend(DEVICE_USERS.iter().map(|u| (*u, DEVICE_PASS)));
-        for (i, (u, p)) in users.iter().enumerate() {
-            let mut cmd = Command::new("mosquitto_passwd");
-            if i == 0 {
-                cmd.arg("-c");
-            }
-            let st = cmd
-                .arg("-b")
+        let acl = d.join("acl");
+        let connections = STAGING_CONNECTIONS.to_string();
+        let mut issues: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["service", "engine"], ENGINE_PASS),
+            (vec!["service", "alerts"], ALERTS_PASS),
+            (
+                vec![
+                    "staging-publisher",
+                    LOADGEN_USER,
+                    "--connections",
+                    &connections,
+                ],
+                LOADGEN_PASS,
+            ),
+            (
+                vec![
+                    "staging-publisher",
+                    TESTPUB_USER,
+                    "--connections",
+                    &connections,
+                ],
+                LOADGEN_PASS,
+            ),
+            (vec!["device", READY_USER], DEVICE_PASS),
+        ];
+        issues.extend(
+            DEVICE_USERS
+                .iter()
+                .map(|u| (vec!["device", *u], DEVICE_PASS)),
+        );
+        for (args, password) in issues {
+            let out = wardwatch()
+                .arg("credentials")
+                .args(&args)
+                .arg("--passwd")
                 .arg(&passwd)
-                .arg(u)
-                .arg(p)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("mosquitto_passwd (Debian package mosquitto)");
-            assert!(st.success(), "mosquitto_passwd failed");
+                .arg("--acl")
+                .arg(&acl)
+                .arg("--password-env")
+                .arg("WARDWATCH_TEST_BROKER_PASSWORD")
+                .env("WARDWATCH_TEST_BROKER_PASSWORD", password)
+                .output()
+                .expect("wardwatch credentials");
+            assert!(
+                out.status.success(),
+                "wardwatch credentials {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let mut b = Broker {
             port: 0,
@@ -228,7 +271,7 @@ impl Broker {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if mqtt_answers(self.port, ENGINE_USER, ENGINE_PASS).await {
+            if mqtt_answers(self.port, READY_USER, DEVICE_PASS).await {
                 self.child = Some(child);
                 return true;
             }
@@ -277,6 +320,39 @@ impl Broker {
 
     pub fn engine_url(&self) -> String {
         self.url(ENGINE_USER, ENGINE_PASS)
+    }
+
+    /// The broker's password file and ACL (to issue users into).
+    pub fn passwd_path(&self) -> PathBuf {
+        self.dir.path().join("passwd")
+    }
+
+    pub fn acl_path(&self) -> PathBuf {
+        self.dir.path().join("acl")
+    }
+
+    /// Makes Mosquitto re-read its password file and ACL (SIGHUP), as an
+    /// operator does after issuing credentials; returns once a user issued
+    /// before the reload can connect.
+    pub async fn reload(&self, issued_user: &str, issued_pass: &str) {
+        let pid = self.child.as_ref().expect("broker running").id();
+        let st = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let port = self.port;
+        eventually("the broker re-read its password file", || async move {
+            mqtt_answers(port, issued_user, issued_pass)
+                .await
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The alert publisher's URL (its own user).
+    pub fn alerts_url(&self) -> String {
+        self.url(ALERTS_USER, ALERTS_PASS)
     }
 
     pub fn log(&self) -> String {
@@ -446,8 +522,15 @@ impl Engine {
         let log = std::env::temp_dir().join(format!("wardwatch-{}.log", unique(client_id)));
         let file = std::fs::File::create(&log).expect("engine log");
         let mut cmd = wardwatch();
+        // The alert publisher's own user on the same broker (tests give the
+        // engine's URL; an embedded broker needs none).
+        let alerts_url = mqtt_url.replace(
+            &format!("{ENGINE_USER}:{ENGINE_PASS}@"),
+            &format!("{ALERTS_USER}:{ALERTS_PASS}@"),
+        );
         cmd.arg("serve")
             .env("WARDWATCH_MQTT_URL", mqtt_url)
+            .env("WARDWATCH_MQTT_ALERTS_URL", alerts_url)
             .env("WARDWATCH_DATABASE_URL", db_url)
             // The engine binds a free port itself and logs it: no race with
             // another test for a port found free beforehand.
@@ -756,9 +839,14 @@ pub async fn stack(tag: &str) -> (Broker, Db, Engine) {
 }
 
 impl Broker {
-    /// A publisher with the load generator's credentials (may publish as any device).
+    /// A publisher with a staging publisher's credentials (may publish as
+    /// any device): each call takes the next connection's user, so two
+    /// publishers in one test do not take each other over.
     pub async fn loadgen_publisher(&self) -> Publisher {
-        Publisher::connect(&self.url(LOADGEN_USER, LOADGEN_PASS), &unique("pub")).await
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STAGING_CONNECTIONS;
+        let user = format!("{TESTPUB_USER}-pub{n}");
+        Publisher::connect(&self.url(&user, LOADGEN_PASS), &user).await
     }
 }
 
