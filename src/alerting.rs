@@ -141,13 +141,15 @@ impl Alerting {
     pub fn start(cfg: &Config, store: Backend, shutdown: CancellationToken) -> Result<Self> {
         let teams = Arc::new(load_teams(&cfg.alerting.teams_dir)?);
         info!(message = "Teams loaded.", teams = teams.iter().count(), dir = %cfg.alerting.teams_dir.display());
-        let (host, port, credentials) = SessionConfig::parse_url(&cfg.alerts_broker_url())?;
+        let addr = SessionConfig::parse_url(&cfg.alerts_broker_url())?;
+        let tls = cfg.mqtt_tls(&addr)?;
         // Its client id is its user name: the broker binds the two.
-        let client_id = credentials
+        let client_id = addr
+            .credentials
             .as_ref()
             .map(|(user, _)| user.clone())
             .unwrap_or_else(|| crate::config::embedded_alerts_user(&cfg.mqtt.client_id));
-        let mqtt = MqttPublisher::start(&host, port, credentials, &client_id);
+        let mqtt = MqttPublisher::start(&addr.host, addr.port, addr.credentials, tls, &client_id);
         let a = &cfg.alerting;
         let notify = if a.notify.base_url.is_empty() {
             None

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use wardwatch_ingest::decode::ValidationPolicy;
-use wardwatch_ingest::session::SessionConfig;
+use wardwatch_ingest::session::{BrokerAddress, SessionConfig};
 use wardwatch_store::{TimescalePolicy, WriteMethod};
 
 /// The whole configuration.
@@ -42,6 +42,9 @@ pub struct MqttConfig {
     /// `mqtt://[user:pass@]host[:port]`. Env: `WARDWATCH_MQTT_URL`. Empty:
     /// run the embedded broker (trials and small sites).
     pub url: String,
+    /// The CA certificates (PEM) that sign the broker's certificate, for
+    /// `mqtts://` URLs; unset: the Mozilla roots. Env: `WARDWATCH_MQTT_CA_FILE`.
+    pub ca_file: Option<std::path::PathBuf>,
     /// The alert publisher's broker URL, with its own user: the broker
     /// binds each client id to one user, so it cannot share the ingest
     /// session's. Env: `WARDWATCH_MQTT_ALERTS_URL`. Required with `url`;
@@ -67,6 +70,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            ca_file: None,
             alerts_url: String::new(),
             embedded: EmbeddedBrokerConfig::default(),
             client_id: "wardwatch-engine".into(),
@@ -110,6 +114,19 @@ impl Default for EmbeddedBrokerConfig {
             local_publisher: None,
         }
     }
+}
+
+/// The TLS client configuration for `addr` (`None` unless `mqtts://`).
+pub fn mqtt_tls(
+    addr: &BrokerAddress,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>> {
+    if !addr.tls {
+        return Ok(None);
+    }
+    Ok(Some(
+        wardwatch_ingest::tls::client_config(ca_file).context("mqtt.ca_file")?,
+    ))
 }
 
 /// The alert publisher's user on the embedded broker.
@@ -374,6 +391,11 @@ pub struct HttpConfig {
     /// the peer address is the client. Env: `WARDWATCH_HTTP_TRUSTED_PROXIES`
     /// (comma-separated).
     pub trusted_proxies: Vec<String>,
+    /// HTTPS: the certificate chain (PEM, leaf first). With `tls_key_file`
+    /// the listener speaks only HTTPS. Env: `WARDWATCH_HTTP_TLS_CERT_FILE`.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// HTTPS: the private key (PEM). Env: `WARDWATCH_HTTP_TLS_KEY_FILE`.
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -381,6 +403,8 @@ impl Default for HttpConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             trusted_proxies: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -495,6 +519,15 @@ impl Config {
         if let Some(v) = get("WARDWATCH_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
         }
+        if let Some(v) = get("WARDWATCH_MQTT_CA_FILE") {
+            self.mqtt.ca_file = Some(v).filter(|v| !v.is_empty()).map(Into::into);
+        }
+        if let Some(v) = get("WARDWATCH_HTTP_TLS_CERT_FILE") {
+            self.http.tls_cert_file = Some(v).filter(|v| !v.is_empty()).map(Into::into);
+        }
+        if let Some(v) = get("WARDWATCH_HTTP_TLS_KEY_FILE") {
+            self.http.tls_key_file = Some(v).filter(|v| !v.is_empty()).map(Into::into);
+        }
         if let Some(v) = get("WARDWATCH_MQTT_ALERTS_URL") {
             self.mqtt.alerts_url = v;
         }
@@ -521,6 +554,9 @@ impl Config {
         SessionConfig::parse_url(&self.broker_url()).context("mqtt.url")?;
         if !self.mqtt.alerts_url.trim().is_empty() {
             SessionConfig::parse_url(&self.mqtt.alerts_url).context("mqtt.alerts_url")?;
+        }
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            bail!("http.tls_cert_file and http.tls_key_file go together (HTTPS needs both)");
         }
         if self.mqtt.keep_alive_secs < 5 {
             bail!("mqtt.keep_alive_secs must be at least 5: the engine pings on it and treats two silent periods as a dead connection");
@@ -584,14 +620,16 @@ impl Config {
     /// the alert publisher take over the ingest session. Checked by
     /// `serve` only (tools do not publish alerts).
     pub fn check_broker_identities(&self) -> Result<()> {
-        let (_, _, ingest_user) =
-            SessionConfig::parse_url(&self.broker_url()).context("mqtt.url")?;
+        let ingest_user = SessionConfig::parse_url(&self.broker_url())
+            .context("mqtt.url")?
+            .credentials;
         if !self.embedded_broker() && self.alerting.enabled {
             if self.mqtt.alerts_url.trim().is_empty() {
                 bail!("mqtt.alerts_url (WARDWATCH_MQTT_ALERTS_URL) is not set: the alert publisher needs its own broker user (e.g. mqtt://wardwatch-alerts:SECRET@broker:1883; `wardwatch credentials service alerts` makes one)");
             }
-            let (_, _, alerts_user) =
-                SessionConfig::parse_url(&self.mqtt.alerts_url).context("mqtt.alerts_url")?;
+            let alerts_user = SessionConfig::parse_url(&self.mqtt.alerts_url)
+                .context("mqtt.alerts_url")?
+                .credentials;
             if let (Some((a, _)), Some((b, _))) = (&ingest_user, &alerts_user) {
                 if a == b {
                     bail!("mqtt.url and mqtt.alerts_url use the same broker user {a:?}: the broker binds each client id to its user, so the alert publisher would take over the ingest session; give it its own (wardwatch-alerts)");
@@ -644,14 +682,25 @@ impl Config {
         }
     }
 
+    /// The TLS client configuration for a broker address: `Some` for
+    /// `mqtts://`, verifying against `[mqtt] ca_file`.
+    pub fn mqtt_tls(
+        &self,
+        addr: &BrokerAddress,
+    ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>> {
+        mqtt_tls(addr, self.mqtt.ca_file.as_deref())
+    }
+
     /// The MQTT session settings.
     pub fn session(&self) -> Result<SessionConfig> {
-        let (host, port, credentials) = SessionConfig::parse_url(&self.broker_url())?;
+        let addr = SessionConfig::parse_url(&self.broker_url())?;
+        let tls = self.mqtt_tls(&addr)?;
         Ok(SessionConfig {
-            host,
-            port,
+            host: addr.host,
+            port: addr.port,
             client_id: self.mqtt.client_id.clone(),
-            credentials,
+            credentials: addr.credentials,
+            tls,
             keep_alive: Duration::from_secs(self.mqtt.keep_alive_secs),
             max_inflight: self.mqtt.max_inflight,
             max_packet_bytes: self.mqtt.max_packet_bytes,

@@ -133,6 +133,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
                 .publisher_url
                 .clone()
                 .context("the embedded broker gave no publisher address")?,
+            mqtt_ca_file: None,
             database_url: cfg.database.url.clone(),
         },
         patients: args.patients,

@@ -23,9 +23,11 @@ struct AppState {
     link: Arc<LinkStatus>,
 }
 
-/// Serves until `shutdown` is cancelled. The listener is injected so tests can bind port 0.
+/// Serves until `shutdown` is cancelled, over HTTPS when `tls` is given.
+/// The listener is injected so tests can bind port 0.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: PrometheusHandle,
     store: Backend,
     link: Arc<LinkStatus>,
@@ -55,12 +57,140 @@ pub async fn serve(
     if let Some(api) = api {
         app = app.merge(api);
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }
+        Some(acceptor) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` gives the peer address as connect info, as for TCP.
+            let listener = TlsListener::new(listener, acceptor).tap_io(|_| {});
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }
+    }
+}
+
+/// HTTPS server settings from PEM files: the certificate chain (leaf
+/// first) and its private key. HTTP/1.1 only (the API's protocol).
+pub fn tls_acceptor(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls::{self, ServerConfig};
+
+    let certs =
+        wardwatch_ingest::tls::load_certificates(cert_file).context("http.tls_cert_file")?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key_file)
+        .with_context(|| format!("http.tls_key_file {}", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context(
+            "http.tls_cert_file and http.tls_key_file do not make a certificate and its key",
+        )?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Handshakes at once at most: beyond this, new connections wait (a flood
+/// of half-open handshakes cannot take unbounded memory).
+const MAX_HANDSHAKES: usize = 256;
+/// A handshake not done by then is dropped (a slow or silent client).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS listener for axum: TCP accepts feed handshakes that run on their
+/// own tasks, so one slow client never holds the others back.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    local: std::net::SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(tcp: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        let local = tcp
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let accepting = tokio::spawn(async move {
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off.
+                        tracing::warn!(message = "HTTPS accept failed.", error = %e);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!("wardwatch_http_tls_handshake_failures_total")
+                                .increment(1);
+                            tracing::debug!(message = "TLS handshake failed.", peer = %peer, error = %e);
+                        }
+                        Err(_) => {
+                            metrics::counter!("wardwatch_http_tls_handshake_failures_total")
+                                .increment(1);
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            ready,
+            local,
+            accepting,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task ended (it never does while we live): wait
+            // for shutdown instead of spinning.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 /// Healthy means able to do the job: the database answers and the broker

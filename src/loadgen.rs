@@ -32,6 +32,9 @@ pub struct TargetArgs {
         default_value = "mqtt://127.0.0.1:1883"
     )]
     pub mqtt_url: String,
+    /// CA certificates (PEM) for an `mqtts://` broker; unset: the Mozilla roots.
+    #[arg(long, env = "WARDWATCH_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<std::path::PathBuf>,
     /// The engine's database: a PostgreSQL URL, `sqlite://<file>`, or
     /// empty for the embedded store's file (as the engine reads it).
     #[arg(long, env = "WARDWATCH_DATABASE_URL", default_value = "")]
@@ -39,6 +42,18 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
+    /// The broker's address and, for `mqtts://`, its TLS configuration.
+    pub fn broker(
+        &self,
+    ) -> Result<(
+        wardwatch_ingest::session::BrokerAddress,
+        Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    )> {
+        let addr = SessionConfig::parse_url(&self.mqtt_url)?;
+        let tls = crate::config::mqtt_tls(&addr, self.mqtt_ca_file.as_deref())?;
+        Ok((addr, tls))
+    }
+
     /// A small pool on the target's database (created and migrated if new).
     pub async fn store(&self) -> Result<Backend> {
         let mut cfg = Config::default();
@@ -215,7 +230,8 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
             .context("enrolling probe patients")?;
     }
 
-    let (host, port, creds) = SessionConfig::parse_url(&args.target.mqtt_url)?;
+    let (addr, tls) = args.target.broker()?;
+    let (host, port, creds) = (addr.host, addr.port, addr.credentials);
     let published = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let total_expected = (args.devices as f64 * args.rate * args.duration as f64) as u64;
@@ -240,6 +256,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         Some(
             crate::probe::Probes::start(crate::probe::ProbePlan {
                 broker: (host.clone(), port, creds.clone()),
+                tls: tls.clone(),
                 devices: probe_pairs.clone(),
                 team: args.team.clone(),
                 webhook_port: args.probe_webhook_port,
@@ -272,6 +289,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         if let Some((u, p)) = identity {
             opts.set_credentials(u, p);
         }
+        wardwatch_ingest::tls::apply(&mut opts, tls.clone());
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
         let acked_c = acked.clone();
         let poller = tokio::spawn(async move {

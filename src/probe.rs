@@ -120,6 +120,8 @@ pub struct Probes {
 pub struct ProbePlan {
     /// Broker host, port, credentials.
     pub broker: (String, u16, Option<(String, String)>),
+    /// TLS for an `mqtts://` broker.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     /// The probe patients' devices (already enrolled).
     pub devices: Vec<(String, String)>,
     /// The patients' team (its alert topic is watched).
@@ -164,6 +166,7 @@ impl Probes {
             if let Some((u, p)) = identity {
                 o.set_credentials(u, p);
             }
+            wardwatch_ingest::tls::apply(&mut o, plan.tls.clone());
             o
         };
         // The nurse app's view: the team's alert topic.

@@ -152,11 +152,15 @@ pub async fn run(
     let refusals = tokio::spawn(audit_refusals(api_state.clone(), shutdown.clone()));
     let last_refusals = api_state.clone();
     let api = wardwatch_api::router(api_state);
+    let tls = match (&cfg.http.tls_cert_file, &cfg.http.tls_key_file) {
+        (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
     let http_addr = listener.local_addr()?;
-    info!(message = "HTTP listening.", addr = %http_addr);
+    info!(message = "HTTP listening.", addr = %http_addr, scheme = if tls.is_some() { "https" } else { "http" });
     if let Some(bound) = bound {
         let _ = bound.send(Bound {
             http: http_addr,
@@ -174,6 +178,7 @@ pub async fn run(
     let session = cfg.session()?;
     let http_task = tokio::spawn(http::serve(
         listener,
+        tls,
         metrics,
         store.clone(),
         session.status.clone(),

@@ -16,7 +16,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use wardwatch_core::{DeviceId, PatientId};
-use wardwatch_ingest::session::SessionConfig;
 use wardwatch_sim::{Ward, WardPlan};
 use wardwatch_store::rules::Setting;
 use wardwatch_store::{Backend, RecordStore, RulesStore, Store, ViewStore};
@@ -168,7 +167,8 @@ pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSumma
     enrol(&store, &ward, &args.team).await?;
     store.close().await;
 
-    let (host, port, creds) = SessionConfig::parse_url(&args.target.mqtt_url)?;
+    let (addr, tls) = args.target.broker()?;
+    let (host, port, creds) = (addr.host, addr.port, addr.credentials);
     // As a load generator's first connection (`staging-publisher` users).
     let (client_id, creds) = crate::credentials::connection_identity(
         &creds,
@@ -182,6 +182,7 @@ pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSumma
     if let Some((u, p)) = &creds {
         opts.set_credentials(u.clone(), p.clone());
     }
+    wardwatch_ingest::tls::apply(&mut opts, tls);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let acked = Arc::new(AtomicU64::new(0));
     let acked_c = acked.clone();

@@ -84,8 +84,25 @@ pub fn logged_port(log: &str, message: &str, field: &str) -> Option<u16> {
 /// Whether an MQTT broker on `port` answers a CONNECT with CONNACK (a
 /// listening socket alone does not mean it is ready for sessions).
 pub async fn mqtt_answers(port: u16, user: &str, pass: &str) -> bool {
-    let mut o = MqttOptions::new(user, "127.0.0.1", port);
+    mqtt_answers_over(port, user, pass, None).await
+}
+
+/// [`mqtt_answers`], over TLS to `localhost` when a CA is given.
+pub async fn mqtt_answers_over(port: u16, user: &str, pass: &str, ca: Option<&Path>) -> bool {
+    let host = if ca.is_some() {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    let mut o = MqttOptions::new(user, host, port);
     o.set_credentials(user, pass);
+    if let Some(ca) = ca {
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(
+                wardwatch_ingest::tls::client_config(Some(ca)).expect("test CA"),
+            ),
+        ));
+    }
     let (client, mut el) = AsyncClient::new(o, 10);
     let ok = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -128,6 +145,8 @@ pub struct Broker {
     child: Option<Child>,
     /// Edits to the project's config (each must match exactly once).
     edits: Vec<(String, String)>,
+    /// The CA that signs the listener's certificate, when it speaks TLS.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Broker {
@@ -135,8 +154,23 @@ impl Broker {
         Self::start_with(&[]).await
     }
 
+    /// A broker from the project's config whose one listener speaks TLS
+    /// with `cert`/`key` (PEM files), signed by `ca`.
+    pub async fn start_tls(ca: &Path, cert: &Path, key: &Path) -> Broker {
+        let listener = format!(
+            "listener 1883\ncertfile {}\nkeyfile {}",
+            cert.display(),
+            key.display()
+        );
+        Self::start_configured(&[("listener 1883", &listener)], Some(ca.to_path_buf())).await
+    }
+
     /// A broker from the project's config with `edits` applied.
     pub async fn start_with(edits: &[(&str, &str)]) -> Broker {
+        Self::start_configured(edits, None).await
+    }
+
+    async fn start_configured(edits: &[(&str, &str)], tls_ca: Option<PathBuf>) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("data")).unwrap();
@@ -200,6 +234,7 @@ impl Broker {
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
+            tls_ca,
         };
         // Mosquitto cannot bind port 0 and tell us which port it took, so a
         // port found free may be taken by someone else before it binds:
@@ -271,7 +306,7 @@ impl Broker {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if mqtt_answers(self.port, READY_USER, DEVICE_PASS).await {
+            if mqtt_answers_over(self.port, READY_USER, DEVICE_PASS, self.tls_ca.as_deref()).await {
                 self.child = Some(child);
                 return true;
             }

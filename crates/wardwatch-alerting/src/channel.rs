@@ -194,11 +194,13 @@ pub struct MqttPublisher {
 }
 
 impl MqttPublisher {
-    /// Connects (in the background, reconnecting) with `client_id`.
+    /// Connects (in the background, reconnecting) with `client_id`; over
+    /// TLS when `tls` is given (`mqtts://`).
     pub fn start(
         host: &str,
         port: u16,
         credentials: Option<(String, String)>,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         client_id: &str,
     ) -> Self {
         let mut opts = MqttOptions::new(client_id, host, port);
@@ -206,6 +208,11 @@ impl MqttPublisher {
         opts.set_clean_session(true);
         if let Some((u, p)) = credentials {
             opts.set_credentials(u, p);
+        }
+        if let Some(tls) = tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let acks: Arc<Mutex<MqttAcks>> = Arc::default();

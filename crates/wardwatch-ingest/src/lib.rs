@@ -18,4 +18,5 @@ pub mod decode;
 pub mod fhir;
 pub mod senml;
 pub mod session;
+pub mod tls;
 pub mod topic;

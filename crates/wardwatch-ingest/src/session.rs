@@ -30,8 +30,13 @@ use rumqttc::{
     SubscribeReasonCode,
 };
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The broker connection's read side: TCP or TLS over TCP.
+type OwnedReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// Its write side.
+type OwnedWriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -75,8 +80,18 @@ impl LinkStatus {
     }
 }
 
-/// Host, port and optional (user, password) of a broker URL.
-pub type BrokerAddress = (String, u16, Option<(String, String)>);
+/// A broker URL, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Host name or address (also the name a TLS certificate must carry).
+    pub host: String,
+    /// Port: 1883 for `mqtt://`, 8883 for `mqtts://` unless given.
+    pub port: u16,
+    /// User name and password, when the URL has them.
+    pub credentials: Option<(String, String)>,
+    /// `mqtts://`: TLS, the server verified against the configured CA.
+    pub tls: bool,
+}
 
 /// Settings for the ingest session.
 #[derive(Debug, Clone)]
@@ -90,6 +105,8 @@ pub struct SessionConfig {
     pub client_id: String,
     /// Optional credentials.
     pub credentials: Option<(String, String)>,
+    /// TLS (`mqtts://`): the client configuration that verifies the broker.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
     /// The most unacknowledged messages the broker will send us (its
@@ -106,20 +123,28 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Parses `mqtt://[user:pass@]host[:port]` into host, port and credentials.
+    /// Parses `mqtt[s]://[user:pass@]host[:port]`.
     /// Errors quote the URL with its password masked: they reach logs.
     pub fn parse_url(url: &str) -> Result<BrokerAddress, SessionError> {
         let shown = redact_url(url);
-        let rest = url
+        let (rest, tls) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (r, true)
+        } else if let Some(r) = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| SessionError::BadUrl(format!("{shown:?} must start with mqtt://")))?;
+        {
+            (r, false)
+        } else {
+            return Err(SessionError::BadUrl(format!(
+                "{shown:?} must start with mqtt:// or mqtts://"
+            )));
+        };
         let rest = rest.trim_end_matches('/');
         let (auth, hostport) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
         };
-        let creds = auth.map(|a| match a.split_once(':') {
+        let credentials = auth.map(|a| match a.split_once(':') {
             Some((u, p)) => (u.to_string(), p.to_string()),
             None => (a.to_string(), String::new()),
         });
@@ -129,12 +154,17 @@ impl SessionConfig {
                 p.parse::<u16>()
                     .map_err(|_| SessionError::BadUrl(format!("bad port in {shown:?}")))?,
             ),
-            None => (hostport.to_string(), 1883),
+            None => (hostport.to_string(), if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
             return Err(SessionError::BadUrl(format!("no host in {shown:?}")));
         }
-        Ok((host, port, creds))
+        Ok(BrokerAddress {
+            host,
+            port,
+            credentials,
+            tls,
+        })
     }
 }
 
@@ -161,6 +191,9 @@ pub enum SessionError {
     /// Socket trouble.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS handshake failed (an untrusted or wrong-name certificate).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The broker sent something we cannot parse, or too large a packet.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -384,7 +417,22 @@ type Connected = (OwnedReadHalf, OwnedWriteHalf, BytesMut, ConnAck);
 async fn connect(config: &SessionConfig) -> Result<Connected, SessionError> {
     let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
     stream.set_nodelay(true)?;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer): (OwnedReadHalf, OwnedWriteHalf) = match &config.tls {
+        None => {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some(tls) => {
+            let name = rustls_pki_types::ServerName::try_from(config.host.clone())
+                .map_err(|e| SessionError::Tls(format!("{:?}: {e}", config.host)))?;
+            let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, stream)
+                .await
+                .map_err(|e| SessionError::Tls(e.to_string()))?;
+            let (r, w) = tokio::io::split(stream);
+            (Box::new(r), Box::new(w))
+        }
+    };
     let mut connect = Connect::new(config.client_id.clone());
     connect.clean_session = false;
     connect.keep_alive = u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX);
@@ -754,13 +802,27 @@ mod tests {
 
     #[test]
     fn broker_urls_parse_with_and_without_credentials() {
+        let addr = |host: &str, port, credentials: Option<(&str, &str)>, tls| BrokerAddress {
+            host: host.into(),
+            port,
+            credentials: credentials.map(|(u, p)| (u.into(), p.into())),
+            tls,
+        };
         assert_eq!(
             SessionConfig::parse_url("mqtt://127.0.0.1:1883").unwrap(),
-            ("127.0.0.1".into(), 1883, None)
+            addr("127.0.0.1", 1883, None, false)
         );
         assert_eq!(
             SessionConfig::parse_url("mqtt://eng:s3cret@broker").unwrap(),
-            ("broker".into(), 1883, Some(("eng".into(), "s3cret".into())))
+            addr("broker", 1883, Some(("eng", "s3cret")), false)
+        );
+        assert_eq!(
+            SessionConfig::parse_url("mqtts://eng:s3cret@broker").unwrap(),
+            addr("broker", 8883, Some(("eng", "s3cret")), true)
+        );
+        assert_eq!(
+            SessionConfig::parse_url("mqtts://broker:18883").unwrap(),
+            addr("broker", 18883, None, true)
         );
         assert!(SessionConfig::parse_url("http://x").is_err());
         // An error never shows the password.
