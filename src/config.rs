@@ -212,6 +212,14 @@ pub struct IngestConfig {
     pub max_records_per_payload: usize,
     /// Refused records of one payload stored a row each at most (the rest: one summary row).
     pub max_rejections_per_payload: usize,
+    /// Sustained messages per minute one device may send (0: no limit);
+    /// beyond `device_burst` more, its messages are quarantined whole as
+    /// `rate_limited`, not read. Default 120 (the fastest device sends 60).
+    pub device_rate_per_minute: u32,
+    /// Messages a device may send at once beyond the sustained rate: a
+    /// backlog the broker delivers after an outage. Default 2,000 (33 hours
+    /// of a per-minute patch).
+    pub device_burst: u32,
     /// Flush a batch at this many messages.
     pub batch_max_messages: usize,
     /// Flush a batch at this many rows (readings plus rejections).
@@ -229,6 +237,8 @@ impl Default for IngestConfig {
             max_future_skew_secs: 300,
             max_records_per_payload: 10_000,
             max_rejections_per_payload: 100,
+            device_rate_per_minute: 120,
+            device_burst: 2000,
             batch_max_messages: 300,
             batch_max_rows: 10_000,
             batch_max_delay_ms: 20,

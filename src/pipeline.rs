@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardwatch_core::{QuarantineReason, Rejection};
 use wardwatch_ingest::decode::{decode, sanitize, stored_record, truncate, ValidationPolicy};
+use wardwatch_ingest::rate::{DeviceRateLimiter, RateLimit};
 use wardwatch_ingest::session::{self, AckEvent, Delivery, SessionConfig};
 use wardwatch_ingest::topic;
 use wardwatch_store::{IngestMessage, MessageKey, Store, StoreError};
@@ -45,6 +46,8 @@ pub struct Batching {
     /// Batches committed concurrently, each on its own connection. While one
     /// waits for its commit to reach disk, another inserts.
     pub writers: usize,
+    /// The per-device message rate limit.
+    pub device_limit: RateLimit,
 }
 
 /// Runs ingest until `shutdown` is cancelled, then drains: the batch in hand
@@ -140,6 +143,42 @@ pub fn message_key(topic: &str, payload: &[u8]) -> MessageKey {
     key
 }
 
+/// A delivery's message, with nothing decoded yet.
+fn new_message(d: &Delivery) -> IngestMessage {
+    IngestMessage {
+        tag: d.tag,
+        topic: sanitize(&d.topic),
+        device_id: topic::raw_device_segment(&d.topic).map(sanitize),
+        key: message_key(&d.topic, &d.payload),
+        received_at: d.received_at,
+        readings: Vec::new(),
+        rejections: Vec::new(),
+        relative_anchor: None,
+        redelivered: d.dup,
+    }
+}
+
+/// A delivery from a device over its rate limit: kept whole in
+/// quarantine, not decoded (decoding and scoring are what it would cost
+/// everyone else). `None` when the device is within its limit.
+pub fn over_rate_limit(d: &Delivery, limiter: &mut DeviceRateLimiter) -> Option<IngestMessage> {
+    let (device, _) = topic::parse(&d.topic).ok()?;
+    if limiter.admit(device.as_str(), d.received_at) {
+        return None;
+    }
+    metrics::counter!("wardwatch_messages_rate_limited_total").increment(1);
+    let mut msg = new_message(d);
+    msg.rejections.push(Rejection::payload(
+        QuarantineReason::RateLimited,
+        "the device sent more messages than ingest.device_rate_per_minute allows beyond \
+         ingest.device_burst: kept here whole and not read, so it cannot hold other \
+         patients' readings back"
+            .to_string(),
+        stored_record(&String::from_utf8_lossy(&d.payload)),
+    ));
+    Some(msg)
+}
+
 /// Decodes one delivery into a message ready to commit. For a redelivered
 /// message whose SenML times were relative to receipt, the first receipt
 /// time is looked up so the redelivery resolves to the same rows.
@@ -150,18 +189,8 @@ pub async fn prepare<S: Store>(
     recent: &mut RecentAnchors,
     shutdown: &CancellationToken,
 ) -> Option<IngestMessage> {
-    let key = message_key(&d.topic, &d.payload);
-    let mut msg = IngestMessage {
-        tag: d.tag,
-        topic: sanitize(&d.topic),
-        device_id: topic::raw_device_segment(&d.topic).map(sanitize),
-        key,
-        received_at: d.received_at,
-        readings: Vec::new(),
-        rejections: Vec::new(),
-        relative_anchor: None,
-        redelivered: d.dup,
-    };
+    let mut msg = new_message(d);
+    let key = msg.key;
     let (device, format) = match topic::parse(&d.topic) {
         Ok(x) => x,
         Err(e) => {
@@ -305,6 +334,7 @@ async fn dispatch<S: Store>(
 ) {
     let mut batch: Vec<IngestMessage> = Vec::with_capacity(batching.max_messages);
     let mut recent = RecentAnchors::new(RECENT_ANCHORS);
+    let mut limiter = DeviceRateLimiter::new(batching.device_limit);
     let mut rows = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -318,7 +348,13 @@ async fn dispatch<S: Store>(
             d = deliveries.recv() => {
                 let Some(d) = d else { break };
                 metrics::gauge!("wardwatch_ingest_queue_depth").set(deliveries.len() as f64);
-                let Some(msg) = prepare(&d, &store, &policy, &mut recent, &shutdown).await else { break };
+                let msg = match over_rate_limit(&d, &mut limiter) {
+                    Some(held) => held,
+                    None => {
+                        let Some(msg) = prepare(&d, &store, &policy, &mut recent, &shutdown).await else { break };
+                        msg
+                    }
+                };
                 rows += msg.readings.len() + msg.rejections.len();
                 batch.push(msg);
                 if deadline.is_none() {

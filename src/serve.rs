@@ -110,6 +110,10 @@ pub async fn run(
         max_rows: cfg.ingest.batch_max_rows,
         max_delay: Duration::from_millis(cfg.ingest.batch_max_delay_ms),
         writers: cfg.ingest.writers,
+        device_limit: wardwatch_ingest::rate::RateLimit {
+            per_minute: cfg.ingest.device_rate_per_minute,
+            burst: cfg.ingest.device_burst,
+        },
     };
     // Alerting first: the rules' flag writer wakes it.
     let alerting = if cfg.alerting.enabled {

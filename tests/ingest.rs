@@ -1011,3 +1011,92 @@ async fn a_flood_of_empty_records_is_quarantined_in_a_bounded_number_of_rows() {
         1.0
     );
 }
+
+/// A device over its rate limit: its extra messages are quarantined whole
+/// as `rate_limited` (counted, nothing silently dropped), and another
+/// device's reading published after the flood is still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_over_its_rate_limit_is_quarantined_whole_and_holds_nobody_back() {
+    let broker = Broker::start().await;
+    let db = Db::create("ratelimit").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = edit(
+        &edit(
+            &std::fs::read_to_string(repo().join("config/wardwatch.toml")).unwrap(),
+            "device_rate_per_minute = 120",
+            "device_rate_per_minute = 1",
+        ),
+        "device_burst = 2000",
+        "device_burst = 5",
+    );
+    let cfg_path = dir.path().join("wardwatch.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let engine = Engine::start_with(
+        &broker.engine_url(),
+        &db.url,
+        &unique("eng"),
+        &[("WARDWATCH_CONFIG", cfg_path.to_str().unwrap())],
+    )
+    .await;
+    let from = rfc3339(Utc::now() - ChronoDuration::hours(1));
+    enrol(&db.url, "pat-loud", "ward-a", "ox-loud", &from);
+    enrol(&db.url, "pat-calm", "ward-a", "ox-calm", &from);
+    let mut p = broker.loadgen_publisher().await;
+    let base = Utc::now().timestamp() - 600;
+    for i in 0..50 {
+        p.publish(
+            &readings_topic("ox-loud"),
+            format!(r#"[{{"bt":{},"n":"spo2","u":"%","v":97}}]"#, base + i),
+        )
+        .await;
+    }
+    p.publish(
+        &readings_topic("ox-calm"),
+        format!(r#"[{{"bt":{},"n":"spo2","u":"%","v":96}}]"#, base),
+    )
+    .await;
+    p.flush().await;
+    eventually(
+        "the calm device's reading and the loud one's quarantine",
+        || async {
+            (db.count("SELECT count(*) FROM readings WHERE device_id = 'ox-calm'")
+                .await
+                == 1
+                && db.count("SELECT count(*) FROM quarantine").await >= 40)
+                .then_some(())
+        },
+    )
+    .await;
+    let loud = db
+        .count("SELECT count(*) FROM readings WHERE device_id = 'ox-loud'")
+        .await;
+    let held = db
+        .count("SELECT count(*) FROM quarantine WHERE reason = 'rate_limited' AND device_id = 'ox-loud'")
+        .await;
+    // The burst of 5 (and at most a token or two more as the test runs)
+    // is read; every other message is held, none lost.
+    assert!(
+        (5..=7).contains(&loud),
+        "{loud} of the loud device's readings stored"
+    );
+    assert_eq!(loud + held, 50, "every message either stored or held");
+    let record: String =
+        sqlx::query_scalar("SELECT record FROM quarantine WHERE reason = 'rate_limited' LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        record.contains("spo2"),
+        "the message is kept whole: {record}"
+    );
+    assert_eq!(
+        engine
+            .metric("wardwatch_quarantined_total{reason=\"rate_limited\"}")
+            .await,
+        held as f64
+    );
+    assert_eq!(
+        engine.metric("wardwatch_messages_rate_limited_total").await,
+        held as f64
+    );
+}

@@ -36,11 +36,15 @@ pub enum QuarantineReason {
     /// More records in one payload than a device could mean to send: the
     /// records beyond the limit are not read (one row says how many).
     TooManyRecords,
+    /// The device sent more messages than any device legitimately does
+    /// (`ingest.device_rate_per_minute` beyond a burst): kept whole here,
+    /// not decoded, so one device cannot hold everyone's pipeline.
+    RateLimited,
 }
 
 impl QuarantineReason {
     /// Every reason, for pre-registering metrics so dashboards see zeros.
-    pub const ALL: [QuarantineReason; 11] = [
+    pub const ALL: [QuarantineReason; 12] = [
         Self::Malformed,
         Self::UnknownDevice,
         Self::UnassignedDevice,
@@ -52,6 +56,7 @@ impl QuarantineReason {
         Self::Oversized,
         Self::Retained,
         Self::TooManyRecords,
+        Self::RateLimited,
     ];
 
     /// The stable snake_case name stored and exported.
@@ -68,6 +73,7 @@ impl QuarantineReason {
             Self::Oversized => "oversized",
             Self::Retained => "retained",
             Self::TooManyRecords => "too_many_records",
+            Self::RateLimited => "rate_limited",
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod ack;
 pub mod decode;
 pub mod fhir;
+pub mod rate;
 pub mod senml;
 pub mod session;
 pub mod tls;
