@@ -30,7 +30,13 @@ enum Command {
     /// Run the engine: MQTT ingest, storage, /healthz and /metrics.
     Serve,
     /// Create the database if needed and apply migrations, then exit.
-    Migrate,
+    Migrate {
+        /// PostgreSQL: also create (if absent) this login role and grant it
+        /// what the engine needs: no UPDATE or DELETE on the audit trails,
+        /// no DDL. Run `serve` as it (`database.url` with `user=`).
+        #[arg(long, value_name = "ROLE")]
+        engine_role: Option<String>,
+    },
     /// Manage patients.
     Patient {
         #[command(subcommand)]
@@ -354,8 +360,22 @@ fn real_main() -> Result<()> {
 async fn run(command: Command, cfg: Config) -> Result<()> {
     match command {
         Command::Serve => serve::run(cfg, shutdown::on_signal(), None).await,
-        Command::Migrate => {
-            serve::try_connect(&cfg).await?;
+        Command::Migrate { engine_role } => {
+            let backend = serve::try_connect(&cfg).await?;
+            if let Some(role) = engine_role {
+                match &backend {
+                    wardwatch_store::Backend::Pg(store) => {
+                        store
+                            .grant_engine_role(&role)
+                            .await
+                            .with_context(|| format!("granting the engine role {role}"))?;
+                        println!("engine role {role}: read and append on the audit trails, no UPDATE, DELETE or DDL");
+                    }
+                    wardwatch_store::Backend::Sqlite(_) => {
+                        anyhow::bail!("--engine-role is for PostgreSQL: the embedded store has no roles (its audit trails are append-only by trigger)")
+                    }
+                }
+            }
             println!("database ready");
             Ok(())
         }

@@ -1066,7 +1066,24 @@ async fn the_access_matrix_covers_every_endpoint_role_and_reach() {
         );
     }
     let names: Vec<&str> = MATRIX_USERS.iter().map(|u| u.0).collect();
+    // The matrix as run, for RELIABILITY.md: each cell is the status the
+    // engine answered (checked against the expectation below).
+    let mut as_run = format!(
+        "| endpoint | {} |\n|---|{}\n",
+        MATRIX_USERS
+            .iter()
+            .map(|(id, role, team, patient)| format!(
+                "{role} ({})",
+                team.or(*patient)
+                    .map(|t| format!("{id}: {t}"))
+                    .unwrap_or(id.to_string())
+            ))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(MATRIX_USERS.len())
+    );
     for (method, path, body, expected) in &matrix {
+        as_run.push_str(&format!("| `{method} {path}` |"));
         for ((name, tok), want) in names.iter().zip(&tokens).zip(expected) {
             let status = if path.ends_with("/stream") {
                 // A live stream never ends: the status line is the answer.
@@ -1095,8 +1112,14 @@ async fn the_access_matrix_covers_every_endpoint_role_and_reach() {
                 status
             };
             assert_eq!(status.as_u16(), *want, "{method} {path} as {name}");
+            as_run.push_str(&format!(" {} |", status.as_u16()));
         }
+        as_run.push('\n');
     }
+    let out = repo().join("target/reliability");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("access-matrix.md"), &as_run).unwrap();
+    println!("{as_run}");
     // Every refusal after sign-in is audited with its reason.
     let refused = db
         .count("SELECT count(*) FROM audit_log WHERE status >= 400 AND user_id IS NOT NULL AND detail ? 'reason'")
@@ -2005,4 +2028,96 @@ async fn a_stale_tab_is_held_back_without_locking_out_the_ward_and_a_revoked_str
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// The engine run as the role `wardwatch migrate --engine-role` makes: it
+/// ingests, raises alerts and audits reads, but cannot edit or remove an
+/// audit row, an alert event or a settings change, nor drop the triggers
+/// that keep them append-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_runs_as_a_role_that_can_only_append_to_the_audit_trails() {
+    let broker = Broker::start().await;
+    let db = Db::create("engine_role").await;
+    let role = format!("ww_engine_{}_{}", std::process::id(), rand::random::<u32>());
+    let said = admin(&db.url, &["migrate", "--engine-role", &role]);
+    assert!(said.contains("no UPDATE, DELETE or DDL"), "{said}");
+    // Repeating it is harmless (a later migration's tables get grants).
+    admin(&db.url, &["migrate", "--engine-role", &role]);
+    assert!(
+        admin_fails(&db.url, &["migrate", "--engine-role", "Bad; DROP"])
+            .contains("lower-case letters")
+    );
+    let role_url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(role_url, db.url);
+    let engine = Engine::start(&broker.engine_url(), &role_url, &unique("eng")).await;
+    enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
+    add_users(&db, &[("nurse-a", "nurse", Some("ward-a"), None)]);
+    let nurse = token(&db, "nurse-a");
+    let mut p = broker.loadgen_publisher().await;
+    p.publish(
+        &readings_topic("dev-a"),
+        septic_pack(Utc::now().timestamp() as f64 - 60.0),
+    )
+    .await;
+    p.flush().await;
+    eventually("an alert raised by the engine's role", || async {
+        (db.count("SELECT count(*) FROM alert_events").await > 0).then_some(())
+    })
+    .await;
+    let (status, _, _) = api_of(&engine)
+        .call(Method::GET, "/api/v1/patients/pa", Some(&nurse), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the read audited by the engine's role", || async {
+        (db.count("SELECT count(*) FROM audit_log WHERE patient_id = 'pa'")
+            .await
+            > 0)
+        .then_some(())
+    })
+    .await;
+    let as_engine = sqlx::PgPool::connect(&role_url).await.unwrap();
+    for sql in [
+        "UPDATE audit_log SET status = 200",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "DELETE FROM alert_events",
+        "UPDATE patient_settings_audit SET reason = 'x'",
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+        "DROP TRIGGER alert_events_append_only ON alert_events",
+        "DELETE FROM _sqlx_migrations",
+        "CREATE TABLE sneaky (x int)",
+    ] {
+        let err = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&as_engine)
+            .await
+            .expect_err(sql);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        assert_eq!(code, "42501", "{sql}: {err}");
+        // Refused by the role's grants, not (only) by the trigger, which
+        // would say "is append-only" with the same code.
+        let msg = err.to_string();
+        assert!(
+            msg.contains("permission denied") || msg.contains("must be owner"),
+            "{sql}: {msg}"
+        );
+    }
+    // What the engine does need still works as the role.
+    sqlx::query("UPDATE alerts SET state = state")
+        .execute(&as_engine)
+        .await
+        .unwrap();
+    as_engine.close().await;
+    drop(engine);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP OWNED BY \"{role}\"")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\"")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
 }

@@ -171,9 +171,90 @@ impl PgStore {
         &self.pool
     }
 
-    /// Applies the embedded migrations.
+    /// Applies the embedded migrations. When every one is already applied
+    /// (same checksums) nothing is run, so an engine connected as a role
+    /// without DDL rights (see [`PgStore::grant_engine_role`]) starts on a
+    /// database its owner has migrated.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if self.migrations_current().await? {
+            return Ok(());
+        }
         MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrations_current(&self) -> Result<bool, StoreError> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await?;
+        if table.is_none() {
+            return Ok(false);
+        }
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| {
+                applied
+                    .iter()
+                    .any(|(v, sum)| *v == m.version && sum.as_slice() == &*m.checksum)
+            }))
+    }
+
+    /// Creates (if absent) the login role the engine should run as and
+    /// grants it exactly what the engine does: read and write the working
+    /// tables, but only read and append to the audit trails (`audit_log`,
+    /// `patient_settings_audit`, `alert_events`) and only read the
+    /// migration history. Not the owner, it cannot drop the append-only
+    /// triggers either. Run by the database owner after [`PgStore::migrate`];
+    /// safe to repeat (a later migration's tables get their grants).
+    pub async fn grant_engine_role(&self, role: &str) -> Result<(), StoreError> {
+        if role.is_empty()
+            || role.len() > 63
+            || !role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || role.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(StoreError::Rejected(format!(
+                "engine role {role:?}: use lower-case letters, digits and _ (at most 63, not starting with a digit)"
+            )));
+        }
+        let r = format!("\"{role}\"");
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(role)
+                .fetch_one(&self.pool)
+                .await?;
+        let db: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&self.pool)
+            .await?;
+        let mut tx = self.pool.begin().await?;
+        if !exists {
+            // The role name is checked above (letters, digits, _) and quoted.
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {r} LOGIN")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for stmt in [
+            format!("GRANT CONNECT, TEMPORARY ON DATABASE \"{}\" TO {r}", db.replace('"', "\"\"")),
+            format!("GRANT USAGE ON SCHEMA public TO {r}"),
+            format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {r}"),
+            format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {r}"),
+            format!(
+                "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log, patient_settings_audit, alert_events FROM {r}"
+            ),
+            format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM {r}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
