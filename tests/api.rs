@@ -2121,3 +2121,129 @@ async fn the_engine_runs_as_a_role_that_can_only_append_to_the_audit_trails() {
         .await
         .unwrap();
 }
+
+/// Request bodies and query strings at their limits, and JSON built to
+/// hurt a parser: each gets a problem+json answer with the reason, and the
+/// engine keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_and_query_strings_at_their_limits_get_a_clear_answer() {
+    let (_broker, db, engine) = stack("api_limits").await;
+    enrol(&db.url, "pa", "ward-a", "dev-a", &an_hour_ago());
+    add_users(&db, &[("nurse-a", "nurse", Some("ward-a"), None)]);
+    let nurse = token(&db, "nurse-a");
+    let api = api_of(&engine);
+    let post_raw = |body: Vec<u8>| {
+        let api = &api;
+        let nurse = &nurse;
+        async move {
+            let res = api
+                .http
+                .post(format!("{}/api/v1/patients/pa/notes", api.base))
+                .bearer_auth(nurse)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            let ctype = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            (status, ctype, body)
+        }
+    };
+    // A JSON object padded to exactly n bytes.
+    let padded = |n: usize| {
+        let head = r#"{"text":""#;
+        let tail = r#""}"#;
+        let mut b = head.as_bytes().to_vec();
+        b.extend(std::iter::repeat_n(b'x', n - head.len() - tail.len()));
+        b.extend(tail.as_bytes());
+        assert_eq!(b.len(), n);
+        b
+    };
+    let limit = 64 * 1024;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        // At the limit the body is read (and refused for what it says).
+        ("exactly 64 KiB", padded(limit), 400, "missing field"),
+        ("one byte over", padded(limit + 1), 413, "65536 bytes"),
+        ("ten times over", padded(10 * limit), 413, "65536 bytes"),
+        (
+            "nested 30,000 deep",
+            format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)).into_bytes(),
+            400,
+            "invalid type",
+        ),
+        ("NaN", br#"{"text":NaN}"#.to_vec(), 400, "expected value"),
+        (
+            "a number past f64",
+            br#"{"text":"a","time":1e400}"#.to_vec(),
+            400,
+            "number out of range",
+        ),
+        ("not UTF-8", b"{\"text\":\"\xff\xfe\"}".to_vec(), 400, ""),
+        ("empty", Vec::new(), 400, "EOF"),
+    ];
+    for (what, body, want, says) in cases {
+        let (status, ctype, reply) = post_raw(body).await;
+        assert_eq!(status, want, "{what}: {reply}");
+        assert_eq!(ctype, "application/problem+json", "{what}");
+        assert!(detail(&reply).contains(says), "{what}: {reply}");
+    }
+    // Query strings: at the limit read, above it refused before any handler.
+    let query = |n: usize| format!("from={}", "x".repeat(n - 5));
+    let (status, ctype, reply) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/patients/pa/readings?{}", query(8 * 1024)),
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert_eq!(ctype, "application/problem+json");
+    let (status, ctype, reply) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/patients/pa/readings?{}", query(8 * 1024 + 1)),
+            Some(&nurse),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{reply}");
+    assert_eq!(ctype, "application/problem+json");
+    assert!(detail(&reply).contains("8193 bytes"), "{reply}");
+    // A URI far past what the HTTP parser buffers: refused by it (no
+    // handler runs), never a crash.
+    let huge = api
+        .http
+        .get(format!(
+            "{}/api/v1/patients/pa/readings?{}",
+            api.base,
+            query(1 << 20)
+        ))
+        .bearer_auth(&nurse)
+        .send()
+        .await;
+    if let Ok(res) = huge {
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    // Still serving, and the oversized requests were counted.
+    let (status, _, _) = api
+        .call(Method::GET, "/api/v1/patients/pa", Some(&nurse), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let m = engine.metrics().await;
+    assert_eq!(
+        parse_metric(&m, "wardwatch_api_problems_total{status=\"413\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        parse_metric(&m, "wardwatch_api_problems_total{status=\"414\"}"),
+        Some(1.0)
+    );
+}

@@ -163,8 +163,31 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/devices/{id}/return", post(admin::return_device))
         .route("/api/v1/devices/{id}/retire", post(admin::retire_device))
         .route("/fhir/Observation", get(fhir::search_observations))
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(query_limit))
         .with_state(state)
+}
+
+/// Request bodies above this are refused with 413 (the largest real one, a
+/// day of typed-in observations, is a few KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Query strings above this are refused with 414 before any handler (or
+/// the audit) sees them; the longest real one is a FHIR search with a
+/// paging cursor, well under 1 KiB.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+async fn query_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let len = req.uri().query().map_or(0, str::len);
+    if len > MAX_QUERY_BYTES {
+        return Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "Query too long",
+            format!("the query string is {len} bytes; at most {MAX_QUERY_BYTES} are read"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A request's caller, checked.
@@ -320,8 +343,17 @@ async fn refuse(state: &ApiState, c: &Caller, patient: Option<&str>, p: Problem)
 fn json_body<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, Problem> {
-    body.map(|Json(b)| b)
-        .map_err(|e| Problem::bad_request(&e.body_text()))
+    body.map(|Json(b)| b).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                format!("the request body is above the API's limit of {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            Problem::bad_request(&e.body_text())
+        }
+    })
 }
 
 /// A store refusal as a problem: a rejection is a 409 with its reason.
