@@ -83,7 +83,7 @@ pub async fn follow_alert_events(
                 continue;
             }
         };
-        let now = Utc::now();
+        let now = wardwatch_core::clock::engine::now();
         for (id, event, actor, at, a) in events {
             if id <= after {
                 if gaps.remove(&id).is_none() {
@@ -390,7 +390,7 @@ async fn apply_loop(
 ) {
     while idle(&wake, poll, &shutdown).await {
         loop {
-            let now = Utc::now();
+            let now = wardwatch_core::clock::engine::now();
             match store
                 .apply_flag_events(200, now, |ev, open, snooze| {
                     decide(&teams, ev, open, snooze, now)
@@ -434,13 +434,13 @@ async fn escalation_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut acks_seen = Utc::now();
+    let mut acks_seen = wardwatch_core::clock::engine::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
+        let now = wardwatch_core::clock::engine::now();
         // A snooze that ran out hands its rule's open flag back.
         match store.end_snoozes(now).await {
             Ok(0) => {}
@@ -648,7 +648,7 @@ async fn delivery_loop(
     let limit = i64::try_from(batch).unwrap_or(32);
     while idle(&wake, poll, &shutdown).await {
         loop {
-            let now = Utc::now();
+            let now = wardwatch_core::clock::engine::now();
             let claimed = match store.claim_deliveries(now, limit, lease).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -702,7 +702,7 @@ async fn record(
     result: Result<(), String>,
     max_attempts: i32,
 ) {
-    let now = Utc::now();
+    let now = wardwatch_core::clock::engine::now();
     let outcome = match &result {
         Ok(()) => "sent",
         Err(_) if d.attempts >= max_attempts => "failed",

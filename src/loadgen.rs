@@ -120,6 +120,9 @@ pub struct LoadgenArgs {
     pub probe_warmup: u64,
 }
 
+/// How long the broker may stay unreachable before the run gives up.
+const BROKER_GONE: Duration = Duration::from_secs(120);
+
 /// What a run measured.
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -133,6 +136,8 @@ pub struct Summary {
     pub readings_published: u64,
     /// QoS 1 PUBACKs received from the broker.
     pub broker_acks: u64,
+    /// Times a connection to the broker failed and was tried again.
+    pub broker_reconnect_attempts: u64,
     /// Seconds spent publishing.
     pub publish_seconds: f64,
     /// Readings published per second.
@@ -234,6 +239,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
     let (host, port, creds) = (addr.host, addr.port, addr.credentials);
     let published = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
+    let reconnects = Arc::new(AtomicU64::new(0));
     let total_expected = (args.devices as f64 * args.rate * args.duration as f64) as u64;
     let bar = if args.quiet || args.json {
         ProgressBar::hidden()
@@ -292,15 +298,28 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         wardwatch_ingest::tls::apply(&mut opts, tls.clone());
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
         let acked_c = acked.clone();
+        let reconnects_c = reconnects.clone();
         let poller = tokio::spawn(async move {
+            // A broker restart is a fault a run may be measuring: keep
+            // polling (rumqttc reconnects and resends what was in flight)
+            // and give up only when the broker stays away.
+            let mut failing_since: Option<Instant> = None;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         acked_c.fetch_add(1, Ordering::Relaxed);
                     }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => failing_since = None,
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
                     Ok(_) => {}
-                    Err(e) => return Err(anyhow::Error::new(e)),
+                    Err(e) => {
+                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > BROKER_GONE {
+                            return Err(anyhow::Error::new(e).context("the broker stayed away"));
+                        }
+                        reconnects_c.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
                 }
             }
         });
@@ -384,6 +403,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         messages_published: messages,
         readings_published,
         broker_acks: acked.load(Ordering::Relaxed),
+        broker_reconnect_attempts: reconnects.load(Ordering::Relaxed),
         publish_seconds,
         publish_rate: readings_published as f64 / publish_seconds,
         readings_stored: stored,

@@ -186,7 +186,7 @@ impl Rules {
         else {
             return Ok(None);
         };
-        let today = Utc::now().date_naive();
+        let today = wardwatch_core::clock::engine::now().date_naive();
         let mut version = 0;
         let mut applied = std::collections::HashMap::with_capacity(rows.len());
         let mut pathway_of = std::collections::HashMap::with_capacity(rows.len());
@@ -206,7 +206,7 @@ impl Rules {
                 })
                 .await?;
         }
-        let now = Utc::now();
+        let now = wardwatch_core::clock::engine::now();
         let Some(replayed) = replay(&store, &mut shards, &replay_horizons, now, &shutdown).await?
         else {
             return Ok(None);
@@ -404,7 +404,7 @@ impl Router {
 
     /// Sends changed patients' settings; returns how many changed.
     async fn apply(&mut self, rows: Vec<PatientRow>) -> Result<usize> {
-        let today = Utc::now().date_naive();
+        let today = wardwatch_core::clock::engine::now().date_naive();
         let mut changed = 0;
         for row in rows {
             self.version = self.version.max(row.settings_version);
@@ -564,7 +564,7 @@ async fn route(
                 // The clock first, so no_data keeps time under full ingest load.
                 biased;
                 _ = tick.tick() => {
-                    router.shards.tick(Utc::now().timestamp()).await?;
+                    router.shards.tick(wardwatch_core::clock::engine::now().timestamp()).await?;
                     publish_stats(&router.shards);
                 }
                 _ = refresh.tick() => router.refresh(&shutdown).await?,
@@ -602,7 +602,7 @@ async fn route(
                     };
                     if let Some(first) = batch.first() {
                         // Receipt → the rules: ingest, commit and the feed queue.
-                        let lag = (Utc::now() - first.received_at).num_microseconds().unwrap_or(0);
+                        let lag = (wardwatch_core::clock::engine::now() - first.received_at).num_microseconds().unwrap_or(0);
                         metrics::histogram!("wardwatch_rules_input_latency_seconds")
                             .record(lag.max(0) as f64 / 1e6);
                     }
@@ -748,7 +748,10 @@ async fn set_aside(store: &Backend, f: &FlagRecord, reason: &str) {
         reason
     );
     metrics::counter!("wardwatch_flags_set_aside_total").increment(1);
-    if let Err(e) = store.set_aside_flag(f, reason, Utc::now()).await {
+    if let Err(e) = store
+        .set_aside_flag(f, reason, wardwatch_core::clock::engine::now())
+        .await
+    {
         error!(message = "Cannot store a set-aside flag; it is only in this log.", patient = %f.patient_id, rule = %f.rule, summary = %f.summary, error = %e);
     }
 }
@@ -764,7 +767,7 @@ fn flag_record(f: &PatientFlag) -> FlagRecord {
             FlagState::Raised | FlagState::Updated => FlagChange::Open,
             FlagState::Cleared => FlagChange::Clear,
         },
-        at: DateTime::from_timestamp(flag.at, 0).unwrap_or_else(Utc::now),
+        at: DateTime::from_timestamp(flag.at, 0).unwrap_or_else(wardwatch_core::clock::engine::now),
         summary: flag.summary.clone(),
         evidence: serde_json::json!({
             "readings": flag.readings,

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -98,6 +97,14 @@ pub async fn run(
         }
     };
     telemetry::storage_mode(mode);
+    // The engine's time comes from the database before anything is decided.
+    let mut clock_warned = false;
+    sample_clock(&store, &mut clock_warned).await;
+    tokio::spawn(reference_clock(
+        store.clone(),
+        clock_warned,
+        shutdown.clone(),
+    ));
     tokio::spawn(maintenance(
         store.clone(),
         mode,
@@ -355,6 +362,61 @@ async fn create_database_if_missing(url: &str) -> Result<()> {
     }
 }
 
+/// How often the engine's time is re-anchored to its reference.
+const CLOCK_SAMPLE: Duration = Duration::from_secs(5);
+/// A clock answer slower than this is a poor reference: skipped.
+const CLOCK_MAX_RTT: Duration = Duration::from_millis(500);
+
+/// Keeps the engine's time on the database's clock (PostgreSQL) or on the
+/// host's while it moves smoothly (SQLite), so a step in the host's clock
+/// neither fires every escalation at once nor stalls them
+/// ([`wardwatch_core::clock::engine`]).
+async fn reference_clock(store: Backend, mut warned: bool, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(CLOCK_SAMPLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        sample_clock(&store, &mut warned).await;
+    }
+}
+
+async fn sample_clock(store: &Backend, warned: &mut bool) {
+    use wardwatch_core::clock::engine;
+    let offset = match store {
+        Backend::Pg(pg) => {
+            let sent = std::time::Instant::now();
+            // Unreachable: the engine's time runs on from the last anchor.
+            let Ok(db) = pg.clock().await else { return };
+            let received = std::time::Instant::now();
+            if received - sent > CLOCK_MAX_RTT {
+                return;
+            }
+            engine::observe_reference(sent, received, db)
+        }
+        Backend::Sqlite(_) => match engine::follow_host() {
+            Ok(()) => 0.0,
+            Err(step) => step,
+        },
+    };
+    metrics::gauge!("wardwatch_clock_host_offset_seconds").set(offset);
+    if offset.abs() > 2.0 && !*warned {
+        let reference = match store {
+            Backend::Pg(_) => "keeps the database's time",
+            Backend::Sqlite(_) => "keeps its own time on the monotonic clock and does not follow the step (restart to take the host's time)",
+        };
+        warn!(
+            message = format!("This host's clock is {offset:+.1} s from the engine's reference; wardwatch {reference}. Check NTP."),
+            offset_seconds = offset
+        );
+        *warned = true;
+    } else if offset.abs() <= 2.0 {
+        *warned = false;
+    }
+}
+
 /// Periodic housekeeping: the retention sweep on plain PostgreSQL (TimescaleDB
 /// runs its own policy) and, on both paths, expiry of relative-time anchors.
 async fn maintenance(store: Backend, mode: StorageMode, cfg: Config, shutdown: CancellationToken) {
@@ -366,13 +428,13 @@ async fn maintenance(store: Backend, mode: StorageMode, cfg: Config, shutdown: C
             _ = tick.tick() => {}
         }
         if let Err(error) = store
-            .purge_anchors(Utc::now() - chrono::Duration::days(7))
+            .purge_anchors(wardwatch_core::clock::engine::now() - chrono::Duration::days(7))
             .await
         {
             warn!(message = "Anchor expiry failed.", %error);
         }
-        let cutoff =
-            Utc::now() - chrono::Duration::days(cfg.storage.quarantine_retention_days as i64);
+        let cutoff = wardwatch_core::clock::engine::now()
+            - chrono::Duration::days(cfg.storage.quarantine_retention_days as i64);
         loop {
             match store.purge_quarantine(cutoff, 10_000).await {
                 Ok(0) => break,
@@ -386,7 +448,8 @@ async fn maintenance(store: Backend, mode: StorageMode, cfg: Config, shutdown: C
         if mode != StorageMode::Plain {
             continue;
         }
-        let cutoff = Utc::now() - chrono::Duration::days(cfg.storage.retention_days as i64);
+        let cutoff = wardwatch_core::clock::engine::now()
+            - chrono::Duration::days(cfg.storage.retention_days as i64);
         loop {
             match store.sweep_retention(cutoff, 10_000).await {
                 Ok(0) => break,

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod raw;
+pub mod webhook;
 #[allow(unused_imports)]
 pub use raw::Raw;
 
@@ -328,6 +329,15 @@ impl Broker {
         self.resume().await;
     }
 
+    /// Kills the broker with SIGKILL: no chance to save its persistence
+    /// file beyond what autosave wrote.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stops the broker gracefully (it saves its persistence file).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -621,6 +631,22 @@ impl Engine {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The engine's resident memory now and at its peak, in KiB
+    /// (`VmRSS`, `VmHWM` from /proc).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// SIGKILL: no chance to flush or acknowledge anything.

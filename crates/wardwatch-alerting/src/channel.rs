@@ -393,7 +393,7 @@ impl Channels {
                 let secret = (self.secrets)(secret_env).ok_or_else(|| {
                     DeliveryError::NotConfigured(format!("secret {secret_env} is not set"))
                 })?;
-                let ts = Utc::now().timestamp();
+                let ts = wardwatch_core::clock::engine::now().timestamp();
                 let res = self
                     .http
                     .post(url)
@@ -452,9 +452,11 @@ impl Channels {
         kind: &str,
         payload: serde_json::Value,
     ) -> Result<(), DeliveryError> {
-        let token = n.bearer(Utc::now().timestamp()).ok_or_else(|| {
-            DeliveryError::NotConfigured("the Notify API key is malformed".into())
-        })?;
+        let token = n
+            .bearer(wardwatch_core::clock::engine::now().timestamp())
+            .ok_or_else(|| {
+                DeliveryError::NotConfigured("the Notify API key is malformed".into())
+            })?;
         let url = format!(
             "{}/v2/notifications/{kind}",
             n.base_url.trim_end_matches('/')

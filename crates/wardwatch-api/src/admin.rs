@@ -161,7 +161,7 @@ pub(crate) async fn create_token(
         return refuse(&state, &c, None, p).await;
     }
     let token = crate::new_token();
-    let expires_at = Utc::now() + chrono::Duration::days(days);
+    let expires_at = wardwatch_core::clock::engine::now() + chrono::Duration::days(days);
     match state
         .store
         .insert_token(&id, &crate::token_hash(&token), expires_at)
@@ -356,7 +356,7 @@ pub(crate) async fn assign_device(
         Ok(p) => p,
         Err(e) => return refuse(&state, &c, None, Problem::bad_request(&e.to_string())).await,
     };
-    let from = b.from.unwrap_or_else(Utc::now);
+    let from = b.from.unwrap_or_else(wardwatch_core::clock::engine::now);
     let pid = Some(b.patient_id.as_str());
     match state.store.assign_device(&dev, &patient, from).await {
         Ok(()) => answer_device(&state, &c, &id, pid, serde_json::json!({"from": from})).await,
@@ -386,7 +386,7 @@ pub(crate) async fn return_device(
         Err(r) => return r,
     };
     let at = match json_body(body) {
-        Ok(b) => b.at.unwrap_or_else(Utc::now),
+        Ok(b) => b.at.unwrap_or_else(wardwatch_core::clock::engine::now),
         Err(e) => return refuse(&state, &c, None, e).await,
     };
     let holder = state

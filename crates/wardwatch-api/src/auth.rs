@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use wardwatch_store::prelude::*;
 
 use axum::http::HeaderMap;
-use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use wardwatch_store::access::Principal;
@@ -230,7 +229,7 @@ pub(crate) async fn authenticate(
     };
     match state
         .store
-        .authenticate(&token_hash(token), Utc::now())
+        .authenticate(&token_hash(token), wardwatch_core::clock::engine::now())
         .await
     {
         Ok(Some(p)) => Ok(p),

@@ -71,8 +71,8 @@ pub(crate) async fn search_observations(
     let mut count: i64 = 1000;
     let mut cursor = None;
     let mut dates: Vec<&str> = Vec::new();
-    let mut from = Utc::now() - chrono::Duration::days(7);
-    let mut to = Utc::now() + chrono::Duration::minutes(10);
+    let mut from = wardwatch_core::clock::engine::now() - chrono::Duration::days(7);
+    let mut to = wardwatch_core::clock::engine::now() + chrono::Duration::minutes(10);
     for (k, v) in &params {
         match k.as_str() {
             "patient" => patient = Some(v.trim_start_matches("Patient/").to_string()),

@@ -543,7 +543,11 @@ async fn acknowledge(State(state): State<ApiState>, c: Caller, Path(id): Path<i6
     };
     let result = state
         .store
-        .acknowledge_alert(id, &c.principal.user_id, Utc::now())
+        .acknowledge_alert(
+            id,
+            &c.principal.user_id,
+            wardwatch_core::clock::engine::now(),
+        )
         .await;
     answer_alert_write(&state, &c, &a, result).await
 }
@@ -607,7 +611,7 @@ async fn resolve(
             &c.principal.user_id,
             &body.outcome,
             body.note.as_deref(),
-            Utc::now(),
+            wardwatch_core::clock::engine::now(),
         )
         .await;
     answer_alert_write(&state, &c, &a, result).await
@@ -662,7 +666,7 @@ async fn snooze(
         .as_ref()
         .and_then(|t| t.get(&a.team_id))
         .map(|t| t.escalation.clone());
-    let now = Utc::now();
+    let now = wardwatch_core::clock::engine::now();
     let limits = snooze_limits(policy.as_ref(), now);
     let Some(span) =
         wardwatch_alerting::policy::Span::parse(&body.duration).filter(|s| s.secs() >= 1)
@@ -716,7 +720,10 @@ const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 async fn access_lost(store: Backend, hash: Vec<u8>, original: Principal) {
     loop {
         tokio::time::sleep(STREAM_RECHECK).await;
-        match store.authenticate(&hash, Utc::now()).await {
+        match store
+            .authenticate(&hash, wardwatch_core::clock::engine::now())
+            .await
+        {
             Ok(Some(p))
                 if p.role == original.role
                     && original.teams.iter().all(|t| p.teams.contains(t)) => {}
@@ -968,7 +975,7 @@ async fn readings(
             .await;
         }
     }
-    let to = q.to.unwrap_or_else(Utc::now);
+    let to = q.to.unwrap_or_else(wardwatch_core::clock::engine::now);
     let from = q.from.unwrap_or(to - chrono::Duration::hours(24));
     if from >= to || to - from > chrono::Duration::days(366) {
         return refuse(

@@ -227,7 +227,7 @@ fn check_enrolment(state: &ApiState, b: EnrolBody) -> Result<Enrolment, Problem>
         .map(NhsNumber::parse)
         .transpose()
         .map_err(|e| Problem::bad_request(&e.to_string()))?;
-    let today = Utc::now().date_naive();
+    let today = wardwatch_core::clock::engine::now().date_naive();
     if b.date_of_birth > today || b.date_of_birth < today - chrono::Days::new(130 * 366) {
         return Err(Problem::bad_request(
             "date_of_birth must be a past date within the last 130 years",
@@ -346,8 +346,8 @@ pub(crate) async fn discharge(
         )
         .await;
     }
-    let at = b.at.unwrap_or_else(Utc::now);
-    if at > Utc::now() + chrono::Duration::seconds(MAX_FUTURE_SECS) {
+    let at = b.at.unwrap_or_else(wardwatch_core::clock::engine::now);
+    if at > wardwatch_core::clock::engine::now() + chrono::Duration::seconds(MAX_FUTURE_SECS) {
         let p400 = Problem::bad_request("a discharge cannot be dated in the future");
         return refuse(&state, &c, pid, p400).await;
     }
@@ -663,7 +663,7 @@ pub(crate) async fn record_observations(
         Ok(b) => b,
         Err(e) => return refuse(&state, &c, pid, e).await,
     };
-    let now = Utc::now();
+    let now = wardwatch_core::clock::engine::now();
     let values = match check_observations(&b, now) {
         Ok(v) => v,
         Err(e) => return refuse(&state, &c, pid, e).await,

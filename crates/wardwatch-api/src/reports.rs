@@ -40,7 +40,7 @@ pub(crate) async fn team_report(
         Ok(Query(q)) => q,
         Err(e) => return refuse(&state, &c, None, Problem::bad_request(&e.body_text())).await,
     };
-    let to = q.to.unwrap_or_else(Utc::now);
+    let to = q.to.unwrap_or_else(wardwatch_core::clock::engine::now);
     let from = q.from.unwrap_or(to - chrono::Duration::days(7));
     if from >= to || to - from > chrono::Duration::days(366) {
         let p = Problem::bad_request("from must be before to, and the period at most 366 days");

@@ -131,7 +131,7 @@ pub(crate) async fn patient_score(
     if let Err(r) = record(&state, &c, Some(&p.id), StatusCode::OK).await {
         return r;
     }
-    let now = Utc::now();
+    let now = wardwatch_core::clock::engine::now();
     let board = rows
         .first()
         .and_then(|row| board_score(&state, &latest, row, now));
@@ -196,7 +196,7 @@ pub(crate) async fn team_patients(
     if let Err(r) = crate::record_detail(&state, &c, None, StatusCode::OK, detail).await {
         return r;
     }
-    let now = Utc::now();
+    let now = wardwatch_core::clock::engine::now();
     let trend = |patient: &str, vital: &str| {
         trends
             .iter()

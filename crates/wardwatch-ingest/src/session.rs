@@ -744,13 +744,13 @@ fn encode_puback(out: &mut BytesMut, pkid: u16) -> Result<(), SessionError> {
 /// The current time at the store's precision (PostgreSQL keeps microseconds),
 /// so a receipt time read back from the store equals the one used to decode.
 pub fn now_micros() -> DateTime<Utc> {
-    let now = Utc::now();
+    let now = wardwatch_core::clock::engine::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 /// Spreads reconnects of many engines so they do not hammer a recovering broker together.
 fn jitter(d: Duration) -> Duration {
-    let nanos = Utc::now().timestamp_subsec_nanos() as u64;
+    let nanos = wardwatch_core::clock::engine::now().timestamp_subsec_nanos() as u64;
     let spread = d.as_millis() as u64 / 4 + 1;
     d + Duration::from_millis(nanos % spread)
 }

@@ -171,6 +171,13 @@ impl PgStore {
         &self.pool
     }
 
+    /// The database server's clock now: the engine's time reference.
+    pub async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Applies the embedded migrations. When every one is already applied
     /// (same checksums) nothing is run, so an engine connected as a role
     /// without DDL rights (see [`PgStore::grant_engine_role`]) starts on a

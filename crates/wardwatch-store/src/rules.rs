@@ -459,7 +459,7 @@ impl PgStore {
              AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2) ORDER BY patient_id, device_id",
         )
         .bind(&ids)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .fetch_all(&self.pool)
         .await?;
         for r in devices {

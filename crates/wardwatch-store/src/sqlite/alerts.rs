@@ -100,7 +100,7 @@ async fn event(
     .bind(actor)
     .bind(kind)
     .bind(detail.to_string())
-    .bind(Utc::now())
+    .bind(wardwatch_core::clock::engine::now())
     .execute(&mut *conn)
     .await
     .map_err(classify)?;
@@ -126,7 +126,7 @@ async fn insert_deliveries(
         .bind(&d.target)
         .bind(format!("alert-{alert_id}:{}", d.key_suffix))
         .bind(d.not_before)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .execute(&mut *conn)
         .await
         .map_err(classify)?;
@@ -163,7 +163,7 @@ async fn join_flag(
     )
     .bind(alert_id)
     .bind(flag_id)
-    .bind(Utc::now())
+    .bind(wardwatch_core::clock::engine::now())
     .execute(&mut *conn)
     .await
     .map_err(classify)?;
@@ -505,7 +505,7 @@ impl crate::AlertStore for SqliteStore {
         )
         .bind(alert_id)
         .bind(&summary)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
@@ -743,7 +743,7 @@ impl crate::AlertStore for SqliteStore {
         .bind(until)
         .bind(&user)
         .bind(&reason)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .bind(measure)
         .execute(&mut *tx)
         .await
@@ -800,7 +800,7 @@ impl crate::AlertStore for SqliteStore {
              GROUP BY f.id ORDER BY f.id",
         )
         .bind(now)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .execute(&mut *tx)
         .await
         .map_err(classify)?;

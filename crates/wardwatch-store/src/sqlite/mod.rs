@@ -553,7 +553,7 @@ impl crate::AccessStore for SqliteStore {
         let res = sqlx::query(
             "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
         )
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .bind(user)
         .execute(&self.pool)
         .await
@@ -614,7 +614,7 @@ impl crate::AccessStore for SqliteStore {
             "INSERT INTO audit_log (at, user_id, action, resource, patient_id, status, client, detail) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .bind(&e.user_id)
         .bind(&e.action)
         .bind(&e.resource)
@@ -686,7 +686,7 @@ impl crate::AccessStore for SqliteStore {
     }
 
     async fn disable_user(&self, id: &str) -> Result<bool, StoreError> {
-        let now = Utc::now();
+        let now = wardwatch_core::clock::engine::now();
         let mut tx = begin_write(&self.pool).await?;
         let res =
             sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL")

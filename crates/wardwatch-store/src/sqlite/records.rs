@@ -237,7 +237,7 @@ impl crate::RecordStore for SqliteStore {
         }
         sqlx::query("UPDATE devices SET retired_at = $2 WHERE id = $1")
             .bind(device.as_str())
-            .bind(Utc::now())
+            .bind(wardwatch_core::clock::engine::now())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -335,7 +335,7 @@ impl crate::RecordStore for SqliteStore {
             .bind(vitals)
             .bind(&recorded_by)
             .bind(e.note)
-            .bind(Utc::now())
+            .bind(wardwatch_core::clock::engine::now())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -384,7 +384,7 @@ impl crate::RecordStore for SqliteStore {
         .bind(device_id)
         .bind(&author)
         .bind(&text)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;

@@ -67,7 +67,7 @@ pub(crate) async fn move_open_alerts(
         )
         .bind(id)
         .bind(serde_json::json!({"team": team}).to_string())
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .execute(&mut *conn)
         .await
         .map_err(classify)?;
@@ -95,7 +95,7 @@ pub(crate) async fn audit(
     .bind(old)
     .bind(new)
     .bind(reason)
-    .bind(Utc::now())
+    .bind(wardwatch_core::clock::engine::now())
     .execute(&mut *conn)
     .await
     .map_err(classify)?;
@@ -224,7 +224,7 @@ impl crate::RulesStore for SqliteStore {
                     "{COLUMNS} WHERE settings_version > $1 OR settings_changed_at > $2 ORDER BY id"
                 )))
                 .bind(v)
-                .bind(Utc::now() - Duration::minutes(2))
+                .bind(wardwatch_core::clock::engine::now() - Duration::minutes(2))
                 .fetch_all(&self.pool)
                 .await
             }
@@ -274,7 +274,7 @@ impl crate::RulesStore for SqliteStore {
              AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2) ORDER BY patient_id, device_id",
         )
         .bind(json_list(&ids)?)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -405,7 +405,7 @@ impl crate::RulesStore for SqliteStore {
         .bind(limit.clear_hold_secs)
         .bind(&actor)
         .bind(&reason)
-        .bind(Utc::now())
+        .bind(wardwatch_core::clock::engine::now())
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -550,7 +550,7 @@ impl crate::RulesStore for SqliteStore {
             .bind(f.at)
             .bind(&f.summary)
             .bind(&evidence)
-            .bind(Utc::now())
+            .bind(wardwatch_core::clock::engine::now())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;

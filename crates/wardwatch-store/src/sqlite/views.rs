@@ -211,7 +211,9 @@ impl crate::ViewStore for SqliteStore {
              WHERE n = 1 ORDER BY patient_id, vital",
         )
         .bind(json_list(patients)?)
-        .bind(trunc_us(Utc::now() - Duration::days(7)))
+        .bind(trunc_us(
+            wardwatch_core::clock::engine::now() - Duration::days(7),
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -280,7 +282,9 @@ impl crate::ViewStore for SqliteStore {
         )))
         .bind(json_list(patients)?)
         .bind(json_list(vitals)?)
-        .bind(trunc_us(Utc::now() - Duration::hours(24)))
+        .bind(trunc_us(
+            wardwatch_core::clock::engine::now() - Duration::hours(24),
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -303,7 +307,11 @@ impl crate::ViewStore for SqliteStore {
         to: DateTime<Utc>,
         expected_interval_mins: &HashMap<String, u32>,
     ) -> Result<TeamReport, StoreError> {
-        let (from, to, now) = (trunc_us(from), trunc_us(to), trunc_us(Utc::now()));
+        let (from, to, now) = (
+            trunc_us(from),
+            trunc_us(to),
+            trunc_us(wardwatch_core::clock::engine::now()),
+        );
 
         // Patients monitored in the period, clipped to it (and to now): the
         // clipping is done here, as created_at is written by SQLite itself
