@@ -238,7 +238,7 @@ impl Default for IngestConfig {
             max_records_per_payload: 10_000,
             max_rejections_per_payload: 100,
             device_rate_per_minute: 120,
-            device_burst: 2000,
+            device_burst: 10_000,
             batch_max_messages: 300,
             batch_max_rows: 10_000,
             batch_max_delay_ms: 20,

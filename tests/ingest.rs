@@ -1026,7 +1026,7 @@ async fn a_device_over_its_rate_limit_is_quarantined_whole_and_holds_nobody_back
             "device_rate_per_minute = 120",
             "device_rate_per_minute = 1",
         ),
-        "device_burst = 2000",
+        "device_burst = 10000",
         "device_burst = 5",
     );
     let cfg_path = dir.path().join("wardwatch.toml");
