@@ -14,17 +14,6 @@ fn an_hour_ago() -> String {
     (Utc::now() - ChronoDuration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn septic_pack(bt: f64) -> String {
-    format!(
-        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
-            {{"n":"spo2","u":"%","v":94}},
-            {{"n":"systolic_bp","u":"mm[Hg]","v":100}},
-            {{"n":"heart_rate","u":"/min","v":115}},
-            {{"n":"body_temperature","u":"Cel","v":38.6}},
-            {{"n":"consciousness","vs":"A"}}]"#
-    )
-}
-
 struct Api {
     base: String,
     http: reqwest::Client,

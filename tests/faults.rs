@@ -47,17 +47,6 @@ fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn septic_pack(bt: f64) -> String {
-    format!(
-        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
-            {{"n":"spo2","u":"%","v":94}},
-            {{"n":"systolic_bp","u":"mm[Hg]","v":100}},
-            {{"n":"heart_rate","u":"/min","v":115}},
-            {{"n":"body_temperature","u":"Cel","v":38.6}},
-            {{"n":"consciousness","vs":"A"}}]"#
-    )
-}
-
 /// One scenario's ward: receiver, broker, database, engine, and the
 /// patients who deteriorate during the run.
 struct Ward {

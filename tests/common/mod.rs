@@ -1159,3 +1159,15 @@ pub async fn clinical_alerts_for(
     })
     .await
 }
+
+/// A septic set of observations (NEWS2 high): one alert for its patient.
+pub fn septic_pack(bt: f64) -> String {
+    format!(
+        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
+            {{"n":"spo2","u":"%","v":94}},
+            {{"n":"systolic_bp","u":"mm[Hg]","v":100}},
+            {{"n":"heart_rate","u":"/min","v":115}},
+            {{"n":"body_temperature","u":"Cel","v":38.6}},
+            {{"n":"consciousness","vs":"A"}}]"#
+    )
+}
