@@ -291,7 +291,12 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
         opts.set_keep_alive(Duration::from_secs(30))
             .set_inflight(1000)
             .set_request_channel_capacity(4096)
-            .set_max_packet_size(1 << 20, 1 << 20);
+            .set_max_packet_size(1 << 20, 1 << 20)
+            // A persistent session, as a device should keep: after a broker
+            // restart rumqttc resends unacknowledged packs only when the
+            // broker says the session is present (with a clean session it
+            // drops them, and a run measuring a broker fault counts them lost).
+            .set_clean_session(false);
         if let Some((u, p)) = identity {
             opts.set_credentials(u, p);
         }

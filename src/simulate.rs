@@ -178,7 +178,10 @@ pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSumma
     let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_keep_alive(Duration::from_secs(30))
         .set_inflight(100)
-        .set_max_packet_size(1 << 20, 1 << 20);
+        .set_max_packet_size(1 << 20, 1 << 20)
+        // Persistent, as a real kit's: unacknowledged readings survive a
+        // broker restart (rumqttc drops them on a fresh clean session).
+        .set_clean_session(false);
     if let Some((u, p)) = &creds {
         opts.set_credentials(u.clone(), p.clone());
     }
