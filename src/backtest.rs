@@ -15,7 +15,7 @@ use wardwatch_eval::{Patient, Reading, Ward};
 use wardwatch_store::rules::PatientFilter;
 use wardwatch_store::{Backend, PgStore, RulesStore, SqliteStore};
 
-use crate::config::{Config, DatabaseTarget};
+use wardwatch_engine::config::{Config, DatabaseTarget};
 
 /// `wardwatch backtest` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -76,10 +76,12 @@ pub async fn run(args: &BacktestArgs, cfg: &Config) -> Result<Backtest> {
         (0..=24 * 30).contains(&args.warmup_hours),
         "--warmup-hours must be between 0 and 720"
     );
-    let rules =
-        crate::rules::load_rule_set(args.pathways.as_deref().unwrap_or(&cfg.rules.pathways_dir))?;
-    let teams =
-        crate::alerting::load_teams(args.teams.as_deref().unwrap_or(&cfg.alerting.teams_dir))?;
+    let rules = wardwatch_engine::scoring::load_rule_set(
+        args.pathways.as_deref().unwrap_or(&cfg.rules.pathways_dir),
+    )?;
+    let teams = wardwatch_engine::alerting::load_teams(
+        args.teams.as_deref().unwrap_or(&cfg.alerting.teams_dir),
+    )?;
     let store = open_read_only(cfg).await?;
     let start = from - Duration::hours(args.warmup_hours);
     let rows = store
@@ -95,7 +97,7 @@ pub async fn run(args: &BacktestArgs, cfg: &Config) -> Result<Backtest> {
             .await
             .context("reading a patient's team")?
             .unwrap_or_else(|| wardwatch_alerting::policy::DEFAULT_TEAM.to_string());
-        let config = crate::rules::patient_config(row, from.date_naive());
+        let config = wardwatch_engine::scoring::patient_config(row, from.date_naive());
         let i = patients.len();
         index.insert(row.id.clone(), i);
         groups.entry(team).or_default().push(i);

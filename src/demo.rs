@@ -13,8 +13,8 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::simulate::{self, SimulateArgs};
+use wardwatch_engine::Config;
 
 /// Command-line arguments of `wardwatch demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,12 +52,12 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
     // The simulated ward connects as a user of its own.
     cfg.mqtt.embedded.local_publisher = Some((
         "wardwatch-demo".into(),
-        crate::credentials::random_password(),
+        wardwatch_engine::credentials::random_password(),
     ));
     // `serve` waits for a database that is down (production: the broker
     // holds the readings meanwhile); a demo should say at once what it needs.
     // The embedded store (no URL) needs nothing.
-    match tokio::time::timeout(Duration::from_secs(10), crate::serve::try_connect(&cfg)).await {
+    match tokio::time::timeout(Duration::from_secs(10), wardwatch_engine::try_connect(&cfg)).await {
         Ok(Ok(store)) => store.close().await,
         Ok(Err(e)) => {
             return Err(e.context(format!(
@@ -73,11 +73,11 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
     }
     let engine_stop = CancellationToken::new();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let mut engine = tokio::spawn(crate::serve::run(
-        cfg.clone(),
-        engine_stop.clone(),
-        Some(bound_tx),
-    ));
+    let mut engine = tokio::spawn(
+        wardwatch_engine::Engine::new(cfg.clone())
+            .announce_to(bound_tx)
+            .run(engine_stop.clone()),
+    );
     // The engine's real addresses (a configured port 0 is a free port).
     let bound = tokio::select! {
         b = bound_rx => b.ok(),
@@ -103,7 +103,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
             _ => Err(e),
         };
     }
-    let store = crate::serve::try_connect(&cfg).await?;
+    let store = wardwatch_engine::try_connect(&cfg).await?;
     store
         .upsert_user(NURSE, "nurse", None, &[TEAM.to_string()])
         .await

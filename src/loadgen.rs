@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 
-use crate::config::Config;
+use wardwatch_engine::config::Config;
 use wardwatch_ingest::session::SessionConfig;
 use wardwatch_store::{Backend, MaintenanceStore};
 
@@ -50,7 +50,7 @@ impl TargetArgs {
         Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     )> {
         let addr = SessionConfig::parse_url(&self.mqtt_url)?;
-        let tls = crate::config::mqtt_tls(&addr, self.mqtt_ca_file.as_deref())?;
+        let tls = wardwatch_engine::config::mqtt_tls(&addr, self.mqtt_ca_file.as_deref())?;
         Ok((addr, tls))
     }
 
@@ -59,7 +59,7 @@ impl TargetArgs {
         let mut cfg = Config::default();
         cfg.database.url = self.database_url.clone();
         cfg.database.max_connections = 2;
-        crate::serve::try_connect(&cfg)
+        wardwatch_engine::try_connect(&cfg)
             .await
             .context("connecting to the engine's database")
     }
@@ -286,7 +286,7 @@ pub async fn run(args: LoadgenArgs) -> Result<Summary> {
             continue;
         }
         let (client_id, identity) =
-            crate::credentials::connection_identity(&creds, &prefix, &format!("pub{c}"));
+            wardwatch_engine::credentials::connection_identity(&creds, &prefix, &format!("pub{c}"));
         let mut opts = MqttOptions::new(client_id, host.clone(), port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_inflight(1000)

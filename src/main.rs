@@ -6,9 +6,9 @@ use wardwatch_store::prelude::*;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use wardwatch::config::Config;
-use wardwatch::{loadgen, score, serve, shutdown, telemetry};
+use wardwatch::{loadgen, score};
 use wardwatch_core::{DeviceId, PatientId};
+use wardwatch_engine::{shutdown, telemetry, Config, Engine};
 use wardwatch_store::Store;
 
 #[derive(Parser)]
@@ -359,9 +359,9 @@ fn real_main() -> Result<()> {
 
 async fn run(command: Command, cfg: Config) -> Result<()> {
     match command {
-        Command::Serve => serve::run(cfg, shutdown::on_signal(), None).await,
+        Command::Serve => Engine::new(cfg).run(shutdown::on_signal()).await,
         Command::Migrate { engine_role } => {
-            let backend = serve::try_connect(&cfg).await?;
+            let backend = wardwatch_engine::try_connect(&cfg).await?;
             if let Some(role) = engine_role {
                 match &backend {
                     wardwatch_store::Backend::Pg(store) => {
@@ -469,7 +469,8 @@ async fn run(command: Command, cfg: Config) -> Result<()> {
         Command::Demo(args) => wardwatch::demo::run(args, cfg, shutdown::on_signal()).await,
         Command::Simulate(args) => {
             let json = args.json;
-            let summary = wardwatch::simulate::run(args, wardwatch::shutdown::on_signal()).await?;
+            let summary =
+                wardwatch::simulate::run(args, wardwatch_engine::shutdown::on_signal()).await?;
             if json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
@@ -568,7 +569,7 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("--for {duration:?} is not a duration like 30m or 2h")
                 })?;
-            let teams = wardwatch::alerting::load_teams(&cfg.alerting.teams_dir)?;
+            let teams = wardwatch_engine::alerting::load_teams(&cfg.alerting.teams_dir)?;
             let team = store
                 .team_of(&patient)
                 .await?
@@ -592,7 +593,7 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
 
 /// Refuses a pathway the rules do not have, listing the ones they do.
 fn check_pathway(cfg: &Config, pathway: &str) -> Result<()> {
-    let rules = wardwatch::rules::load_rule_set(&cfg.rules.pathways_dir)?;
+    let rules = wardwatch_engine::scoring::load_rule_set(&cfg.rules.pathways_dir)?;
     if !rules.pathways.contains_key(pathway) {
         anyhow::bail!(
             "unknown pathway {pathway:?}; configured pathways: {}",
@@ -617,7 +618,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 check_pathway(cfg, p)?;
             }
             // A transfer hands open alerts to the new team's policy.
-            let teams = match wardwatch::alerting::load_teams(&cfg.alerting.teams_dir) {
+            let teams = match wardwatch_engine::alerting::load_teams(&cfg.alerting.teams_dir) {
                 Ok(teams) => Some(teams),
                 Err(e) if cfg.alerting.enabled => return Err(e),
                 Err(_) => None,
@@ -680,8 +681,8 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 clear_margin: a.clear_margin,
                 clear_hold_secs: a.clear_hold_secs,
             };
-            let (vital, threshold) =
-                wardwatch::rules::limit_threshold(&limit).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (vital, threshold) = wardwatch_engine::scoring::limit_threshold(&limit)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             // Within the patient's pathway, exactly as the API checks it.
             let rows = store
                 .patient_rows(wardwatch_store::rules::PatientFilter::Ids(
@@ -691,7 +692,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
             let row = rows
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("no patient {id}"))?;
-            let rules = wardwatch::rules::load_rule_set(&cfg.rules.pathways_dir)?;
+            let rules = wardwatch_engine::scoring::load_rule_set(&cfg.rules.pathways_dir)?;
             let pathway = rules.pathways.get(&row.pathway).ok_or_else(|| {
                 anyhow::anyhow!("the patient's pathway {:?} is not configured", row.pathway)
             })?;
@@ -727,7 +728,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
 }
 
 async fn admin_store(cfg: &Config) -> Result<wardwatch_store::Backend> {
-    serve::try_connect(cfg)
+    wardwatch_engine::try_connect(cfg)
         .await
         .context("connecting to the database (WARDWATCH_DATABASE_URL)")
 }

@@ -160,7 +160,7 @@ impl Probes {
         let (host, port, creds) = plan.broker.clone();
         let options = |role: &str| {
             let (id, identity) =
-                crate::credentials::connection_identity(&creds, &plan.prefix, role);
+                wardwatch_engine::credentials::connection_identity(&creds, &plan.prefix, role);
             let mut o = MqttOptions::new(id, host.clone(), port);
             o.set_keep_alive(Duration::from_secs(30));
             if let Some((u, p)) = identity {

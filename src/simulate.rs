@@ -170,7 +170,7 @@ pub async fn run(args: SimulateArgs, stop: CancellationToken) -> Result<SimSumma
     let (addr, tls) = args.target.broker()?;
     let (host, port, creds) = (addr.host, addr.port, addr.credentials);
     // As a load generator's first connection (`staging-publisher` users).
-    let (client_id, creds) = crate::credentials::connection_identity(
+    let (client_id, creds) = wardwatch_engine::credentials::connection_identity(
         &creds,
         &format!("{}sim-{}-", args.prefix, args.seed),
         "pub0",

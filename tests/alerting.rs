@@ -743,8 +743,8 @@ targets = [{{ channel = "webhook", url = "http://127.0.0.1:{port}/broken", secre
 }
 
 async fn next(
-    rx: &mut tokio::sync::broadcast::Receiver<wardwatch::alerting::FeedEvent>,
-) -> wardwatch::alerting::FeedEvent {
+    rx: &mut tokio::sync::broadcast::Receiver<wardwatch_engine::alerting::FeedEvent>,
+) -> wardwatch_engine::alerting::FeedEvent {
     tokio::time::timeout(WAIT, rx.recv())
         .await
         .unwrap()
@@ -766,7 +766,7 @@ async fn the_live_feed_carries_every_alert_change_whoever_made_it() {
     let stop = tokio_util::sync::CancellationToken::new();
     // From the first event of this fresh database: whenever the follower
     // starts, it misses nothing.
-    tokio::spawn(wardwatch::alerting::follow_alert_events(
+    tokio::spawn(wardwatch_engine::alerting::follow_alert_events(
         wardwatch_store::Backend::Pg(store),
         Some(0),
         feed,

@@ -220,7 +220,7 @@ async fn the_retention_sweep_deletes_only_old_readings() {
 /// instants as its first delivery, or the redelivery would add rows.
 #[tokio::test]
 async fn a_redelivered_relative_time_pack_resolves_to_its_first_receipt() {
-    use wardwatch::pipeline::{prepare, RecentAnchors};
+    use wardwatch_engine::ingest::{prepare, RecentAnchors};
     use wardwatch_ingest::decode::ValidationPolicy;
 
     let db = Db::create("anchor").await;
@@ -309,7 +309,7 @@ async fn repeated_messages_and_rejections_within_one_batch_commit() {
 /// still in the pipeline, not yet committed: the in-memory anchor covers it.
 #[tokio::test]
 async fn a_redelivery_overtaking_its_uncommitted_original_resolves_to_the_same_times() {
-    use wardwatch::pipeline::{prepare, RecentAnchors};
+    use wardwatch_engine::ingest::{prepare, RecentAnchors};
     use wardwatch_ingest::decode::ValidationPolicy;
 
     let db = Db::create("overtake").await;

@@ -856,7 +856,7 @@ mod tests {
 
     #[test]
     fn replay_covers_the_trend_windows() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pathways");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pathways");
         let h = horizons(&load_rule_set(&dir).unwrap(), 120);
         let of = |v| h.iter().find(|(x, _)| *x == v).unwrap().1;
         assert_eq!(of(Vital::HeartRate), 7200);

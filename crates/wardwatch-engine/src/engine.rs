@@ -1,5 +1,6 @@
-//! `wardwatch serve`: the engine process. Wires the store, the rules, the
-//! ingest pipeline and the HTTP endpoints, and stops them in order on a signal.
+//! The engine process: wires the store, the rules, the ingest pipeline, the
+//! alerting loops and the HTTP endpoints, and stops them in order when its
+//! shutdown token is cancelled.
 
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use wardwatch_store::{Backend, MaintenanceStore, PgStore, SqliteStore, StorageMo
 
 use crate::alerting::Alerting;
 use crate::config::{Config, DatabaseTarget};
-use crate::pipeline::{self, Batching};
-use crate::rules::Rules;
+use crate::ingest::{self, Batching};
+use crate::scoring::Rules;
 use crate::{http, telemetry};
 
 /// Where a running engine listens, once it has bound (port 0 in the
@@ -26,9 +27,37 @@ pub struct Bound {
     pub publisher_url: Option<String>,
 }
 
-/// Runs the engine until `shutdown` is cancelled; `bound`, when given,
-/// learns the addresses it listens on as soon as they are bound.
-pub async fn run(
+/// One engine: a configuration, and who wants to know where it listens.
+pub struct Engine {
+    config: Config,
+    bound: Option<tokio::sync::oneshot::Sender<Bound>>,
+}
+
+impl Engine {
+    /// An engine that will run `config` (the binary loads and checks it).
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            bound: None,
+        }
+    }
+
+    /// `bound` learns the addresses the engine listens on as soon as they
+    /// are bound (port 0 picks a free one; the demo prints it).
+    pub fn announce_to(mut self, bound: tokio::sync::oneshot::Sender<Bound>) -> Self {
+        self.bound = Some(bound);
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops ingest, rules,
+    /// alerting and HTTP in that order. An error is the reason it could not
+    /// start or had to stop (a supervisor restarts it).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        run(self.config, shutdown, self.bound).await
+    }
+}
+
+async fn run(
     mut cfg: Config,
     shutdown: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<Bound>>,
@@ -132,7 +161,7 @@ pub async fn run(
     // Pathways are checked before anything runs: an invalid file stops
     // start-up (there is no running configuration to keep yet), whether or
     // not the rules run, since enrolment checks names against them too.
-    let pathways = crate::rules::load_shared_rule_set(&cfg.rules.pathways_dir)?;
+    let pathways = crate::scoring::load_shared_rule_set(&cfg.rules.pathways_dir)?;
     let rules_feed = std::sync::Arc::new(std::sync::OnceLock::new());
     // Committed readings for the live board; bounded (a lagging viewer is
     // told to reload, ingest never waits for it).
@@ -218,7 +247,7 @@ pub async fn run(
         warn!(message = "Rules are disabled (rules.enabled = false): readings are stored but not scored and no flags are raised.");
         None
     };
-    let healthy = pipeline::run(
+    let healthy = ingest::run(
         session,
         store.clone(),
         cfg.validation(),
@@ -273,7 +302,7 @@ async fn audit_refusals(state: wardwatch_api::ApiState, shutdown: CancellationTo
 /// pathways the rules run (shared, reloads included).
 fn api_catalog(
     cfg: &Config,
-    pathways: crate::rules::SharedRuleSet,
+    pathways: crate::scoring::SharedRuleSet,
 ) -> Result<wardwatch_api::Catalog> {
     // Unreadable team files: alerting refuses to start on them, with the reason.
     Ok(wardwatch_api::Catalog {

@@ -767,7 +767,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_file_parses_and_validates() {
-        let text = include_str!("../config/wardwatch.toml");
+        let text = include_str!("../../../config/wardwatch.toml");
         let cfg = Config::from_toml(text).unwrap();
         cfg.validate().unwrap();
     }

@@ -9,7 +9,7 @@
 //!
 //! A message is acknowledged only after the transaction holding all its rows
 //! commits, and after its new readings were handed to the rules (see
-//! [`crate::rules`]). When the database is unreachable the writer retries with backoff,
+//! [`crate::scoring`]). When the database is unreachable the writer retries with backoff,
 //! the channels fill, the broker's in-flight window closes, and memory stays
 //! bounded; when it returns, the backlog drains.
 
@@ -30,7 +30,7 @@ use wardwatch_ingest::session::{self, AckEvent, Delivery, SessionConfig};
 use wardwatch_ingest::topic;
 use wardwatch_store::{IngestMessage, MessageKey, Store, StoreError};
 
-use crate::rules::RulesFeed;
+use crate::scoring::RulesFeed;
 use crate::telemetry;
 use wardwatch_api::ReadingFeed;
 
