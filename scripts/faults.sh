@@ -12,6 +12,9 @@ filter="binary(faults)"
 if [ "$#" -gt 0 ]; then
   filter="binary(faults) & ($(printf 'test(%s) | ' "$@" | sed 's/ | $//'))"
 fi
+# The clock-step scenario runs the engine under libfaketime.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] ||
+  apt-get install -y -q faketime >/dev/null
 cargo build --locked --tests -q
 WARDWATCH_FAULT_SECS="$secs" cargo nextest run --locked --profile faults \
   --test faults -E "$filter" --no-capture 2>&1 | tee target/faults.log |
