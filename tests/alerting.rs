@@ -160,17 +160,6 @@ async fn ward(tag: &str) -> Ward {
     }
 }
 
-fn septic_pack(bt: f64) -> String {
-    format!(
-        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
-            {{"n":"spo2","u":"%","v":94}},
-            {{"n":"systolic_bp","u":"mm[Hg]","v":100}},
-            {{"n":"heart_rate","u":"/min","v":115}},
-            {{"n":"body_temperature","u":"Cel","v":38.6}},
-            {{"n":"consciousness","vs":"A"}}]"#
-    )
-}
-
 fn now_secs() -> f64 {
     Utc::now().timestamp_micros() as f64 / 1e6
 }

@@ -65,17 +65,6 @@ async fn wait_settings_applied(db: &Db, engine: &Engine) {
     .await;
 }
 
-fn septic_pack(bt: f64) -> String {
-    format!(
-        r#"[{{"bt":{bt},"n":"respiratory_rate","u":"/min","v":25}},
-            {{"n":"spo2","u":"%","v":94}},
-            {{"n":"systolic_bp","u":"mm[Hg]","v":100}},
-            {{"n":"heart_rate","u":"/min","v":115}},
-            {{"n":"body_temperature","u":"Cel","v":38.6}},
-            {{"n":"consciousness","vs":"A"}}]"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deteriorating_patient_gets_one_news2_flag_with_its_breakdown_and_redelivery_adds_nothing(
 ) {
