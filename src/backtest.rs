@@ -15,7 +15,7 @@ use wardwatch_eval::{Patient, Reading, Ward};
 use wardwatch_store::rules::PatientFilter;
 use wardwatch_store::{Backend, PgStore, RulesStore, SqliteStore};
 
-use wardwatch_engine::config::{Config, DatabaseTarget};
+use wardwatch_engine::config::{Config, DatabaseTarget, Source};
 
 /// `wardwatch backtest` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -76,12 +76,14 @@ pub async fn run(args: &BacktestArgs, cfg: &Config) -> Result<Backtest> {
         (0..=24 * 30).contains(&args.warmup_hours),
         "--warmup-hours must be between 0 and 720"
     );
-    let rules = wardwatch_engine::scoring::load_rule_set(
-        args.pathways.as_deref().unwrap_or(&cfg.rules.pathways_dir),
-    )?;
-    let teams = wardwatch_engine::alerting::load_teams(
-        args.teams.as_deref().unwrap_or(&cfg.alerting.teams_dir),
-    )?;
+    let rules = wardwatch_engine::scoring::load_rule_set(&match &args.pathways {
+        Some(dir) => Source::Dir(dir.clone()),
+        None => cfg.rules.pathways(),
+    })?;
+    let teams = wardwatch_engine::alerting::load_teams(&match &args.teams {
+        Some(dir) => Source::Dir(dir.clone()),
+        None => cfg.alerting.teams(),
+    })?;
     let store = open_read_only(cfg).await?;
     let start = from - Duration::hours(args.warmup_hours);
     let rows = store

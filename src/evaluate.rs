@@ -11,7 +11,7 @@ use wardwatch_eval::{report, run_engine, run_naive, Nurse, Report, Ward};
 use wardwatch_rules::shard::RuleSet;
 use wardwatch_sim::home::{HomePlan, HomeWard};
 
-use wardwatch_engine::config::Config;
+use wardwatch_engine::config::{Config, Source};
 
 /// `wardwatch evaluate` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -42,9 +42,12 @@ pub fn rules_and_team(
     pathways: Option<&Path>,
     teams: Option<&Path>,
 ) -> Result<(RuleSet, Team)> {
-    let rules =
-        wardwatch_engine::scoring::load_rule_set(pathways.unwrap_or(&cfg.rules.pathways_dir))?;
-    let teams = wardwatch_engine::alerting::load_teams(teams.unwrap_or(&cfg.alerting.teams_dir))?;
+    let rules = wardwatch_engine::scoring::load_rule_set(
+        &pathways.map_or_else(|| cfg.rules.pathways(), |d| Source::Dir(d.into())),
+    )?;
+    let teams = wardwatch_engine::alerting::load_teams(
+        &teams.map_or_else(|| cfg.alerting.teams(), |d| Source::Dir(d.into())),
+    )?;
     let team = teams
         .get(wardwatch_alerting::policy::DEFAULT_TEAM)
         .cloned()

@@ -569,7 +569,7 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("--for {duration:?} is not a duration like 30m or 2h")
                 })?;
-            let teams = wardwatch_engine::alerting::load_teams(&cfg.alerting.teams_dir)?;
+            let teams = wardwatch_engine::alerting::load_teams(&cfg.alerting.teams())?;
             let team = store
                 .team_of(&patient)
                 .await?
@@ -593,7 +593,7 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
 
 /// Refuses a pathway the rules do not have, listing the ones they do.
 fn check_pathway(cfg: &Config, pathway: &str) -> Result<()> {
-    let rules = wardwatch_engine::scoring::load_rule_set(&cfg.rules.pathways_dir)?;
+    let rules = wardwatch_engine::scoring::load_rule_set(&cfg.rules.pathways())?;
     if !rules.pathways.contains_key(pathway) {
         anyhow::bail!(
             "unknown pathway {pathway:?}; configured pathways: {}",
@@ -618,7 +618,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 check_pathway(cfg, p)?;
             }
             // A transfer hands open alerts to the new team's policy.
-            let teams = match wardwatch_engine::alerting::load_teams(&cfg.alerting.teams_dir) {
+            let teams = match wardwatch_engine::alerting::load_teams(&cfg.alerting.teams()) {
                 Ok(teams) => Some(teams),
                 Err(e) if cfg.alerting.enabled => return Err(e),
                 Err(_) => None,
@@ -692,7 +692,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
             let row = rows
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("no patient {id}"))?;
-            let rules = wardwatch_engine::scoring::load_rule_set(&cfg.rules.pathways_dir)?;
+            let rules = wardwatch_engine::scoring::load_rule_set(&cfg.rules.pathways())?;
             let pathway = rules.pathways.get(&row.pathway).ok_or_else(|| {
                 anyhow::anyhow!("the patient's pathway {:?} is not configured", row.pathway)
             })?;

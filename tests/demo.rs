@@ -13,22 +13,33 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_a_clean_checkout_with_no_services_the_demo_serves_alerts_and_stops_cleanly() {
-    demo_round("-INT").await;
+    demo_round("-INT", true).await;
 }
 
+/// As after `cargo install`: no `config/` anywhere, so the configuration,
+/// pathways and teams are the ones built into the binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_stops_as_cleanly_on_sigterm() {
-    demo_round("-TERM").await;
+async fn from_an_empty_folder_the_demo_runs_on_its_built_in_files_and_stops_cleanly_on_sigterm() {
+    demo_round("-TERM", false).await;
 }
 
-/// Runs the demo from a clean copy of the checkout's config, checks the
-/// board, token and alerts, then stops it with `signal`.
-async fn demo_round(signal: &str) {
+/// Runs the demo from a clean copy of the checkout's config (or from an
+/// empty folder), checks the board, token and alerts, then stops it with
+/// `signal`.
+async fn demo_round(signal: &str, with_config: bool) {
     // A clean checkout's configuration, in a directory of its own: the
     // store goes to ./data/wardwatch.db there, no service is configured.
     let checkout = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("config"), &checkout.path().join("config"));
-    let mut child = wardwatch()
+    if with_config {
+        copy_dir(&repo().join("config"), &checkout.path().join("config"));
+    }
+    let mut demo = wardwatch();
+    if !with_config {
+        demo.env_remove("WARDWATCH_CONFIG")
+            .env_remove("WARDWATCH_PATHWAYS_DIR")
+            .env_remove("WARDWATCH_TEAMS_DIR");
+    }
+    let mut child = demo
         .args([
             "demo",
             "--patients",

@@ -20,8 +20,9 @@ pub const DEFAULT_TEAM: &str = "default";
 /// Why the team files were refused.
 #[derive(Debug, Error)]
 pub enum PolicyError {
-    /// A file or the directory could not be read.
-    #[error("{path}: {source}")]
+    /// A file or the directory could not be read (the cause is the
+    /// source, so a printed chain says it once).
+    #[error("cannot read {path}")]
     Io {
         /// Which.
         path: PathBuf,
@@ -639,9 +640,30 @@ impl Teams {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         files.sort();
-        let mut teams = BTreeMap::new();
+        let mut texts = Vec::with_capacity(files.len());
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            texts.push((path, text));
+        }
+        Self::collect(dir, texts)
+    }
+
+    /// The shipped `config/teams` (the default team and the demo's ward),
+    /// built into the binary so it runs from any folder; a folder of team
+    /// files, when present, replaces them.
+    pub fn built_in() -> Result<Self, PolicyError> {
+        let files = BUILT_IN
+            .iter()
+            .map(|(file, text)| (PathBuf::from(format!("built-in/{file}")), text.to_string()));
+        Self::collect(Path::new("built-in"), files)
+    }
+
+    fn collect(
+        dir: &Path,
+        texts: impl IntoIterator<Item = (PathBuf, String)>,
+    ) -> Result<Self, PolicyError> {
+        let mut teams = BTreeMap::new();
+        for (path, text) in texts {
             let team = parse(&path, &text)?;
             if teams.contains_key(&team.id) {
                 return Err(PolicyError::Set(format!(
@@ -662,6 +684,18 @@ impl Teams {
     }
 }
 
+/// The shipped team files, as they were at build time.
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "default.toml",
+        include_str!("../../../config/teams/default.toml"),
+    ),
+    (
+        "ward-a.toml",
+        include_str!("../../../config/teams/ward-a.toml"),
+    ),
+];
+
 /// Parses and validates one team file.
 pub fn parse(path: &Path, text: &str) -> Result<Team, PolicyError> {
     let team: Team = toml::from_str(text).map_err(|e| PolicyError::Parse {
@@ -675,6 +709,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Team, PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_in_teams_are_the_shipped_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/teams");
+        assert_eq!(Teams::built_in().unwrap(), Teams::load_dir(&dir).unwrap());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), BUILT_IN.len());
+    }
 
     const GOOD: &str = r#"
 id = "ward-a"

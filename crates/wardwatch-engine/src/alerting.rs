@@ -35,11 +35,16 @@ use wardwatch_store::alerts::{
 };
 use wardwatch_store::{AlertStore, Backend, EscalationStore};
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 
 /// Loads and validates the team files.
-pub fn load_teams(dir: &std::path::Path) -> Result<Teams> {
-    Teams::load_dir(dir).with_context(|| format!("loading teams from {}", dir.display()))
+pub fn load_teams(source: &Source) -> Result<Teams> {
+    match source {
+        Source::Dir(dir) => {
+            Teams::load_dir(dir).with_context(|| format!("loading teams from {}", dir.display()))
+        }
+        Source::BuiltIn => Teams::built_in().context("loading the built-in teams (a build defect)"),
+    }
 }
 
 pub use wardwatch_alerting::feed::{AlertFeed, FeedEvent};
@@ -139,8 +144,9 @@ impl Alerting {
     /// Loads the teams (an invalid file stops start-up, naming file, line
     /// and field) and starts the loops.
     pub fn start(cfg: &Config, store: Backend, shutdown: CancellationToken) -> Result<Self> {
-        let teams = Arc::new(load_teams(&cfg.alerting.teams_dir)?);
-        info!(message = "Teams loaded.", teams = teams.iter().count(), dir = %cfg.alerting.teams_dir.display());
+        let source = cfg.alerting.teams();
+        let teams = Arc::new(load_teams(&source)?);
+        info!(message = "Teams loaded.", teams = teams.iter().count(), from = %source);
         let addr = SessionConfig::parse_url(&cfg.alerts_broker_url())?;
         let tls = cfg.mqtt_tls(&addr)?;
         // Its client id is its user name: the broker binds the two.

@@ -4,7 +4,7 @@
 //! message that says what to change.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -284,8 +284,10 @@ pub struct RulesConfig {
     /// (benchmarks); a clinical deployment runs with it on. Env:
     /// `WARDWATCH_RULES_ENABLED`.
     pub enabled: bool,
-    /// Directory of pathway files (`*.toml`). Env: `WARDWATCH_PATHWAYS_DIR`.
-    pub pathways_dir: std::path::PathBuf,
+    /// Directory of pathway files (`*.toml`). Unset: `config/pathways` when
+    /// that folder exists, else the pathways built into the binary. Env:
+    /// `WARDWATCH_PATHWAYS_DIR`.
+    pub pathways_dir: Option<PathBuf>,
     /// Worker threads; 0 means one per CPU core.
     pub shards: usize,
     /// Inputs each shard's inbox holds before senders wait.
@@ -305,7 +307,7 @@ impl Default for RulesConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            pathways_dir: "config/pathways".into(),
+            pathways_dir: None,
             shards: 0,
             shard_inbox: 4096,
             tick_ms: 1000,
@@ -317,6 +319,11 @@ impl Default for RulesConfig {
 }
 
 impl RulesConfig {
+    /// Where the pathways come from.
+    pub fn pathways(&self) -> Source {
+        Source::resolve(self.pathways_dir.as_deref(), "config/pathways")
+    }
+
     /// Worker threads to start.
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
@@ -333,8 +340,10 @@ impl RulesConfig {
 pub struct AlertingConfig {
     /// Turn flags into alerts and deliver them. Env: `WARDWATCH_ALERTING_ENABLED`.
     pub enabled: bool,
-    /// Team files (`*.toml`, one `default.toml` required). Env: `WARDWATCH_TEAMS_DIR`.
-    pub teams_dir: std::path::PathBuf,
+    /// Team files (`*.toml`, one `default.toml` required). Unset:
+    /// `config/teams` when that folder exists, else the teams built into the
+    /// binary. Env: `WARDWATCH_TEAMS_DIR`.
+    pub teams_dir: Option<PathBuf>,
     /// How often due escalations are looked for, milliseconds.
     pub escalation_poll_ms: u64,
     /// How often pending work is looked for when nothing wakes the loops, milliseconds.
@@ -349,11 +358,50 @@ pub struct AlertingConfig {
     pub notify: NotifySettings,
 }
 
+impl AlertingConfig {
+    /// Where the team files come from.
+    pub fn teams(&self) -> Source {
+        Source::resolve(self.teams_dir.as_deref(), "config/teams")
+    }
+}
+
+/// Where a set of shipped files (pathways, teams) is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A folder of `*.toml` files: the whole set (nothing is merged with
+    /// the built-in files, so what is in the folder is what runs).
+    Dir(PathBuf),
+    /// The files as shipped, built into the binary.
+    BuiltIn,
+}
+
+impl Source {
+    /// A configured folder is used as given (a missing one is an error
+    /// when loading, never a quiet fallback); unset, the conventional
+    /// folder when it exists, else the built-in set.
+    fn resolve(configured: Option<&Path>, conventional: &str) -> Self {
+        match configured {
+            Some(dir) => Self::Dir(dir.to_path_buf()),
+            None if Path::new(conventional).is_dir() => Self::Dir(conventional.into()),
+            None => Self::BuiltIn,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::BuiltIn => f.write_str("the built-in set"),
+        }
+    }
+}
+
 impl Default for AlertingConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            teams_dir: "config/teams".into(),
+            teams_dir: None,
             escalation_poll_ms: 1000,
             poll_ms: 500,
             delivery_batch: 32,
@@ -518,13 +566,13 @@ impl Config {
                 .collect();
         }
         if let Some(v) = get("WARDWATCH_TEAMS_DIR") {
-            self.alerting.teams_dir = v.into();
+            self.alerting.teams_dir = Some(v).filter(|v| !v.is_empty()).map(Into::into);
         }
         if let Some(v) = get("WARDWATCH_NOTIFY_URL") {
             self.alerting.notify.base_url = v;
         }
         if let Some(v) = get("WARDWATCH_PATHWAYS_DIR") {
-            self.rules.pathways_dir = v.into();
+            self.rules.pathways_dir = Some(v).filter(|v| !v.is_empty()).map(Into::into);
         }
         if let Some(v) = get("WARDWATCH_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
@@ -770,6 +818,36 @@ mod tests {
         let text = include_str!("../../../config/wardwatch.toml");
         let cfg = Config::from_toml(text).unwrap();
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_the_built_in_default() {
+        // Running with no file is running with the shipped one.
+        let text = include_str!("../../../config/wardwatch.toml");
+        let shipped = Config::from_toml(text).unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn a_configured_folder_is_used_as_given_and_unset_falls_back_to_the_built_in_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = Source::resolve(Some(dir.path()), "config/pathways");
+        assert_eq!(given, Source::Dir(dir.path().into()));
+        // A configured folder that is missing stays that folder (loading
+        // then fails with its name), never a quiet switch to the built-in set.
+        let missing = dir.path().join("absent");
+        assert_eq!(
+            Source::resolve(Some(&missing), "config/pathways"),
+            Source::Dir(missing.clone())
+        );
+        let conventional = dir.path().join("config/pathways");
+        let conventional = conventional.to_str().unwrap();
+        assert_eq!(Source::resolve(None, conventional), Source::BuiltIn);
+        std::fs::create_dir_all(conventional).unwrap();
+        assert_eq!(
+            Source::resolve(None, conventional),
+            Source::Dir(conventional.into())
+        );
     }
 
     #[test]

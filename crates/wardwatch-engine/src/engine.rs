@@ -161,7 +161,7 @@ async fn run(
     // Pathways are checked before anything runs: an invalid file stops
     // start-up (there is no running configuration to keep yet), whether or
     // not the rules run, since enrolment checks names against them too.
-    let pathways = crate::scoring::load_shared_rule_set(&cfg.rules.pathways_dir)?;
+    let pathways = crate::scoring::load_shared_rule_set(&cfg.rules.pathways())?;
     let rules_feed = std::sync::Arc::new(std::sync::OnceLock::new());
     // Committed readings for the live board; bounded (a lagging viewer is
     // told to reload, ingest never waits for it).
@@ -306,7 +306,7 @@ fn api_catalog(
 ) -> Result<wardwatch_api::Catalog> {
     // Unreadable team files: alerting refuses to start on them, with the reason.
     Ok(wardwatch_api::Catalog {
-        teams: crate::alerting::load_teams(&cfg.alerting.teams_dir).ok(),
+        teams: crate::alerting::load_teams(&cfg.alerting.teams()).ok(),
         pathways,
         rules_enabled: cfg.rules.enabled,
     })

@@ -14,7 +14,7 @@
 //! store's open flags before ingest starts.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,7 +36,7 @@ use wardwatch_store::rules::{
 };
 use wardwatch_store::{Backend, NewReading, RulesInput, RulesStore, StoreError};
 
-use crate::config::RulesConfig;
+use crate::config::{RulesConfig, Source};
 
 /// Committed readings waiting for the rules, in batches (one per commit).
 pub type RulesFeed = mpsc::Sender<RulesInput>;
@@ -45,22 +45,27 @@ pub type RulesFeed = mpsc::Sender<RulesInput>;
 pub type SharedRuleSet = Arc<arc_swap::ArcSwap<RuleSet>>;
 
 /// Loads and validates the pathway files, once, for everyone.
-pub fn load_shared_rule_set(dir: &Path) -> Result<SharedRuleSet> {
-    let rule_set = load_rule_set(dir)?;
+pub fn load_shared_rule_set(source: &Source) -> Result<SharedRuleSet> {
+    let rule_set = load_rule_set(source)?;
     info!(
         message = "Pathways loaded.",
         pathways = rule_set.pathways.len(),
-        dir = %dir.display()
+        from = %source
     );
     Ok(Arc::new(arc_swap::ArcSwap::from_pointee(rule_set)))
 }
 
-/// Loads and validates the pathway files.
-pub fn load_rule_set(dir: &Path) -> Result<RuleSet> {
-    let pathways =
-        load_dir(dir).with_context(|| format!("loading pathways from {}", dir.display()))?;
+/// Loads and validates the pathway files (or the built-in set).
+pub fn load_rule_set(source: &Source) -> Result<RuleSet> {
+    let pathways = match source {
+        Source::Dir(dir) => {
+            load_dir(dir).with_context(|| format!("loading pathways from {}", dir.display()))?
+        }
+        Source::BuiltIn => wardwatch_rules::pathway::built_in()
+            .context("loading the built-in pathways (a build defect)")?,
+    };
     if pathways.is_empty() {
-        anyhow::bail!("no pathway files (*.toml) in {}", dir.display());
+        anyhow::bail!("no pathway files (*.toml) in {source}");
     }
     Ok(RuleSet::new(pathways))
 }
@@ -244,7 +249,7 @@ impl Rules {
                 applied,
                 pathway_of,
                 cfg: cfg.clone(),
-                fingerprint: fingerprint(&cfg.pathways_dir),
+                fingerprint: fingerprint(&cfg.pathways()),
             },
             feed_rx,
             shutdown,
@@ -459,8 +464,9 @@ impl Router {
     /// Reloads the pathway files; an invalid set is refused and the running
     /// rules are kept.
     fn reload(&mut self, why: &str) {
-        self.fingerprint = fingerprint(&self.cfg.pathways_dir);
-        let loaded = load_rule_set(&self.cfg.pathways_dir).and_then(|set| {
+        let source = self.cfg.pathways();
+        self.fingerprint = fingerprint(&source);
+        let loaded = load_rule_set(&source).and_then(|set| {
             // No silent fallback: a set that drops a pathway patients are on
             // is refused, so nobody is quietly moved to other rules.
             let mut orphaned: Vec<(&String, &String)> = self
@@ -473,7 +479,7 @@ impl Router {
                 anyhow::bail!(
                     "pathway {pathway:?} is missing from {} but {} monitored patient(s) are on it (e.g. {patient}); \
                      move them to another pathway first",
-                    self.cfg.pathways_dir.display(),
+                    source,
                     orphaned.iter().filter(|(_, p)| p == pathway).count()
                 );
             }
@@ -518,7 +524,12 @@ fn missing_pathway(row: &PatientRow) {
 
 /// A cheap change detector for the pathway directory (no inotify needed,
 /// works on every filesystem and in containers).
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// What a reload watches: the folder's files, sizes and times (nothing for
+/// the built-in set, which cannot change under a running engine).
+fn fingerprint(source: &Source) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let Source::Dir(dir) = source else {
+        return Vec::new();
+    };
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -570,7 +581,7 @@ async fn route(
                 _ = refresh.tick() => router.refresh(&shutdown).await?,
                 _ = next_hangup(&mut hup) => router.reload("SIGHUP"),
                 _ = watch.tick(), if router.cfg.watch_secs > 0 => {
-                    if fingerprint(&router.cfg.pathways_dir) != router.fingerprint {
+                    if fingerprint(&router.cfg.pathways()) != router.fingerprint {
                         router.reload("file change");
                     }
                 }
@@ -855,9 +866,18 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_pathway_folder_is_an_error_that_names_it_and_its_cause_once() {
+        let e = load_rule_set(&Source::Dir("/nonexistent/pathways".into())).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "loading pathways from /nonexistent/pathways: cannot read /nonexistent/pathways: \
+             No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
     fn replay_covers_the_trend_windows() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pathways");
-        let h = horizons(&load_rule_set(&dir).unwrap(), 120);
+        let h = horizons(&load_rule_set(&Source::BuiltIn).unwrap(), 120);
         let of = |v| h.iter().find(|(x, _)| *x == v).unwrap().1;
         assert_eq!(of(Vital::HeartRate), 7200);
         assert!(of(Vital::Spo2) >= 86_400 + 15 * 60);

@@ -18,8 +18,9 @@ use crate::trend::{Spo2FallRule, WeightGainRule};
 /// Why a pathway file was refused.
 #[derive(Debug, Error)]
 pub enum PathwayError {
-    /// The directory or a file could not be read.
-    #[error("{path}: {source}")]
+    /// The directory or a file could not be read (the cause is the
+    /// source, so a printed chain says it once).
+    #[error("cannot read {path}")]
     Io {
         /// Which file or directory.
         path: PathBuf,
@@ -424,6 +425,41 @@ impl Pathway {
     }
 }
 
+/// The pathways shipped in `config/pathways`, built into the binary so it
+/// runs from any folder and after `cargo install` (a folder of files, when
+/// present, replaces them).
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "copd.toml",
+        include_str!("../../../config/pathways/copd.toml"),
+    ),
+    (
+        "covid-oximetry.toml",
+        include_str!("../../../config/pathways/covid-oximetry.toml"),
+    ),
+    (
+        "general.toml",
+        include_str!("../../../config/pathways/general.toml"),
+    ),
+    (
+        "heart-failure.toml",
+        include_str!("../../../config/pathways/heart-failure.toml"),
+    ),
+    (
+        "post-discharge.toml",
+        include_str!("../../../config/pathways/post-discharge.toml"),
+    ),
+];
+
+/// The built-in pathways (the shipped files as they were at build time).
+pub fn built_in() -> Result<BTreeMap<String, Pathway>, PathwayError> {
+    collect(
+        BUILT_IN
+            .iter()
+            .map(|(file, text)| (PathBuf::from(format!("built-in/{file}")), text.to_string())),
+    )
+}
+
 /// Loads every `*.toml` in a directory; all or nothing.
 pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Pathway>, PathwayError> {
     let io = |path: &Path| {
@@ -436,9 +472,20 @@ pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Pathway>, PathwayError> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let mut out = BTreeMap::new();
+    let mut texts = Vec::with_capacity(files.len());
     for path in files {
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        texts.push((path, text));
+    }
+    collect(texts)
+}
+
+/// Parses (file, text) pairs into a set keyed by pathway name.
+fn collect(
+    texts: impl IntoIterator<Item = (PathBuf, String)>,
+) -> Result<BTreeMap<String, Pathway>, PathwayError> {
+    let mut out = BTreeMap::new();
+    for (path, text) in texts {
         let p = Pathway::parse(&path, &text)?;
         if out.contains_key(&p.name) {
             return Err(PathwayError::Duplicate { path, name: p.name });
@@ -454,6 +501,26 @@ mod tests {
 
     fn repo_pathways() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/pathways")
+    }
+
+    #[test]
+    fn the_built_in_pathways_are_the_shipped_files() {
+        // Every shipped file is built in, and each parses to the same pathway.
+        let files = load_dir(&repo_pathways()).unwrap();
+        let built_in = built_in().unwrap();
+        assert_eq!(built_in, files);
+        assert_eq!(
+            std::fs::read_dir(repo_pathways()).unwrap().count(),
+            BUILT_IN.len()
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_names_itself_and_its_cause_once() {
+        let e = load_dir(Path::new("/nonexistent/pathways")).unwrap_err();
+        assert_eq!(e.to_string(), "cannot read /nonexistent/pathways");
+        let cause = std::error::Error::source(&e).map(|c| c.to_string());
+        assert!(cause.is_some_and(|c| c.contains("No such file")));
     }
 
     #[test]
