@@ -93,15 +93,6 @@ fn page(tier: i32, at: DateTime<Utc>) -> NewDelivery {
     }
 }
 
-fn severity(s: &str) -> &'static str {
-    match s {
-        "emergency" => "emergency",
-        "high" => "high",
-        "medium" => "medium",
-        _ => "low",
-    }
-}
-
 /// What `decide` was shown for one event.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -148,7 +139,7 @@ fn decider(
                 } else {
                     "clinical"
                 },
-                severity: severity(&ev.severity),
+                severity: ev.severity,
                 tier: 0,
                 policy: policy(),
                 next_escalation_at: ev.at + Duration::minutes(5),
@@ -674,7 +665,7 @@ async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
     assert_eq!(
         seen[0].snooze,
         Some(SnoozeRow {
-            severity: "medium".into(),
+            severity: wardwatch_core::Severity::Medium,
             until: t(20),
             measure: Some(2.5),
         })

@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, Mutex};
 use tracing::{info, warn};
 
 use crate::policy::Target;
+use wardwatch_core::flag::{AlertState, Severity};
 
 /// The JSON body every channel carries (the webhook body, the MQTT payload).
 /// Documented in the README with an example.
@@ -33,9 +34,9 @@ pub struct AlertMessage {
     /// `clinical` or `technical`.
     pub kind: String,
     /// `low`, `medium`, `high` or `emergency`.
-    pub severity: String,
+    pub severity: Severity,
     /// `open`, `acknowledged` or `resolved`.
-    pub state: String,
+    pub state: AlertState,
     /// `page`, `update` or `undeliverable`.
     pub purpose: String,
     /// The escalation tier (0 = first).

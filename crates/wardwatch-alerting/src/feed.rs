@@ -26,9 +26,9 @@ pub struct FeedEvent {
     /// `clinical` or `technical`.
     pub kind: String,
     /// Severity.
-    pub severity: String,
+    pub severity: wardwatch_core::Severity,
     /// State.
-    pub state: String,
+    pub state: wardwatch_core::AlertState,
     /// Tier.
     pub tier: i32,
     /// Rules behind it.

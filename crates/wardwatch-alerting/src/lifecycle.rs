@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use wardwatch_rules::patient::FlagState;
-use wardwatch_rules::threshold::Severity;
+use wardwatch_core::flag::{FlagState, Severity};
 
 use crate::policy::{EscalationPolicy, Target, Team};
 
@@ -34,35 +33,7 @@ impl AlertKind {
     }
 }
 
-/// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    /// Waiting for someone; escalating.
-    Open,
-    /// Someone named has it; escalation stopped.
-    Acknowledged,
-    /// Closed with an outcome.
-    Resolved,
-}
-
-impl AlertState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Acknowledged => "acknowledged",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Open, Self::Acknowledged, Self::Resolved]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+pub use wardwatch_core::flag::AlertState;
 
 /// How a resolved alert ended: what a clinical-safety review asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,8 +242,8 @@ pub enum Plan {
     Nothing,
 }
 
-/// The rule's family (one home: `wardwatch_rules::clinical`).
-pub use wardwatch_rules::clinical::rule_family;
+/// The rule's family (one home: `wardwatch_core::flag`).
+pub use wardwatch_core::flag::rule_family;
 
 fn pages(
     policy: &EscalationPolicy,

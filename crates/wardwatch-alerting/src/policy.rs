@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use wardwatch_rules::threshold::Severity;
+use wardwatch_core::flag::Severity;
 
 const DAY: i64 = 86_400;
 

@@ -7,17 +7,22 @@
 //! - [`quarantine`]: why an input was rejected ([`QuarantineReason`]) and the
 //!   record kept for operators ([`Rejection`]).
 //! - [`nhs`]: the NHS number and its modulus-11 check digit.
+//! - [`flag`]: a flag's [`Severity`] and [`FlagState`], an alert's
+//!   [`AlertState`], and a rule key's family: the names rules, store,
+//!   alerting and the API share.
 //! - [`clock`]: an injectable [`Clock`] so logic never calls `now()` itself.
 //!
 //! This crate imports no other wardwatch crate and does no I/O.
 
 pub mod clock;
+pub mod flag;
 pub mod nhs;
 pub mod quarantine;
 pub mod reading;
 pub mod vital;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use flag::{AlertState, FlagState, Severity};
 pub use nhs::{NhsNumber, NhsNumberError};
 pub use quarantine::{QuarantineReason, Rejection};
 pub use reading::{DeliveryTag, DeviceId, IdError, PatientId, Reading, ReadingSource};

@@ -27,8 +27,6 @@ use wardwatch_alerting::lifecycle::{
 };
 use wardwatch_alerting::policy::{EscalationPolicy, Target, Teams};
 use wardwatch_ingest::session::SessionConfig;
-use wardwatch_rules::patient::FlagState;
-use wardwatch_rules::threshold::Severity;
 use wardwatch_store::alerts::{
     AlertAction, ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
     PendingFlagEvent, SnoozeRow,
@@ -268,20 +266,6 @@ async fn backoff(shutdown: &CancellationToken) -> bool {
     }
 }
 
-fn parse_severity(s: &str) -> Severity {
-    // The store's CHECK constraint admits only the four names; an unknown
-    // one would be a bug, and alerting errs towards urgency.
-    Severity::parse(s).unwrap_or(Severity::High)
-}
-
-fn flag_state(s: &str) -> FlagState {
-    match s {
-        "raised" => FlagState::Raised,
-        "cleared" => FlagState::Cleared,
-        _ => FlagState::Updated,
-    }
-}
-
 fn delivery(n: &Notice, step: Option<i64>) -> NewDelivery {
     NewDelivery {
         purpose: n.purpose.as_str(),
@@ -316,14 +300,14 @@ fn decide(
     let flag = FlagInput {
         rule: ev.rule.clone(),
         technical: ev.technical,
-        state: flag_state(&ev.state),
-        severity: parse_severity(&ev.severity),
+        state: ev.state,
+        severity: ev.severity,
         measure: ev.measure,
     };
     let existing = open.map(|a| AlertSnapshot {
         id: a.id,
-        severity: parse_severity(&a.severity),
-        state: AlertState::parse(&a.state).unwrap_or(AlertState::Open),
+        severity: a.severity,
+        state: a.state,
         tier: usize::try_from(a.tier).unwrap_or(0),
         round: a.round,
         policy: policy_of(&a.policy, &team.escalation),
@@ -331,7 +315,7 @@ fn decide(
         paged: serde_json::from_value(a.paged.clone()).unwrap_or_default(),
     });
     let snooze = snooze.map(|s| Snooze {
-        severity: parse_severity(&s.severity),
+        severity: s.severity,
         until: s.until,
         measure: s.measure,
     });
@@ -348,7 +332,7 @@ fn decide(
             paged,
         } => AlertAction::Open {
             kind: kind.as_str(),
-            severity: severity.as_str(),
+            severity,
             tier: i32::try_from(tier).unwrap_or(0),
             policy: serde_json::to_value(&team.escalation).unwrap_or_default(),
             next_escalation_at,
@@ -363,7 +347,7 @@ fn decide(
             notices,
             paged,
         } => AlertAction::Worsen {
-            severity: severity.as_str(),
+            severity,
             tier: i32::try_from(tier).unwrap_or(0),
             round,
             next_escalation_at,
@@ -470,7 +454,7 @@ async fn escalation_loop(
         let plan = |due: &DueAlert| -> Option<EscalationApply> {
             let team = teams.get(&due.team_id)?;
             let policy = policy_of(&due.policy, &team.escalation);
-            let state = AlertState::parse(&due.state).unwrap_or(AlertState::Open);
+            let state = due.state;
             if state == AlertState::Acknowledged && due.next_escalation_at.is_none() {
                 // Just acknowledged: schedule the reminder, nothing to send yet.
                 let from = due.acknowledged_at.unwrap_or(now);
@@ -487,7 +471,7 @@ async fn escalation_loop(
                 team.mqtt,
                 usize::try_from(due.tier).unwrap_or(0),
                 due.round,
-                parse_severity(&due.severity),
+                due.severity,
                 state,
                 &team.fallback,
                 now,
@@ -528,8 +512,8 @@ fn message(d: &ClaimedDelivery) -> AlertMessage {
         patient_id: a.patient_id.clone(),
         team_id: a.team_id.clone(),
         kind: a.kind.clone(),
-        severity: a.severity.clone(),
-        state: a.state.clone(),
+        severity: a.severity,
+        state: a.state,
         purpose: d.purpose.clone(),
         tier: d.tier,
         tier_name: a.tier_name.clone(),

@@ -184,12 +184,7 @@ pub fn severity_rank(s: Option<Severity>) -> u8 {
     }
 }
 
-/// A rule key's family: the part before the first `:` (`threshold`,
-/// `personal`, `news2`, `no_data`, ...), the unit of snoozes, auto-resolve
-/// and reports.
-pub fn rule_family(rule: &str) -> &str {
-    rule.split(':').next().unwrap_or(rule)
-}
+pub use wardwatch_core::flag::rule_family;
 
 /// The most a clinician's personal limit on `vital` may ask of the
 /// pathway: (highest severity, most consecutive readings, longest

@@ -110,28 +110,7 @@ impl Serialize for RuleId {
     }
 }
 
-/// What happened to the flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlagState {
-    /// Newly raised.
-    Raised,
-    /// Still open, with new evidence or a new severity.
-    Updated,
-    /// Back to normal.
-    Cleared,
-}
-
-impl FlagState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Raised => "raised",
-            Self::Updated => "updated",
-            Self::Cleared => "cleared",
-        }
-    }
-}
+pub use wardwatch_core::flag::FlagState;
 
 /// One reading a flag rests on.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

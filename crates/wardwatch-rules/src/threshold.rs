@@ -9,40 +9,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
-/// How urgent a raised flag is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Review at the next routine check.
-    Low,
-    /// Review within hours.
-    Medium,
-    /// Urgent review.
-    High,
-    /// Emergency response.
-    Emergency,
-}
-
-impl Severity {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Emergency => "emergency",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Low, Self::Medium, Self::High, Self::Emergency]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+pub use wardwatch_core::flag::Severity;
 
 /// When a threshold applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

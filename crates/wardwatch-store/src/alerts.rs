@@ -13,6 +13,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, Row};
 
 use crate::{PgStore, StoreError};
+use wardwatch_core::flag::{AlertState, FlagState, Severity};
 
 /// A flag event waiting to be applied to alerts.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,10 +30,10 @@ pub struct PendingFlagEvent {
     pub rule: String,
     /// A technical flag.
     pub technical: bool,
-    /// `raised`, `updated` or `cleared`.
-    pub state: String,
+    /// Raised, updated or cleared.
+    pub state: FlagState,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// When it happened.
     pub at: DateTime<Utc>,
     /// In words.
@@ -59,9 +60,9 @@ pub struct OpenAlertRow {
     /// Id.
     pub id: i64,
     /// Severity.
-    pub severity: String,
-    /// `open` or `acknowledged`.
-    pub state: String,
+    pub severity: Severity,
+    /// Open or acknowledged.
+    pub state: AlertState,
     /// Tier.
     pub tier: i32,
     /// Round.
@@ -80,7 +81,7 @@ pub struct OpenAlertRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnoozeRow {
     /// Severity it was set at.
-    pub severity: String,
+    pub severity: Severity,
     /// Until.
     pub until: DateTime<Utc>,
     /// The flag's measure when it was snoozed.
@@ -154,7 +155,7 @@ pub enum AlertAction {
         /// `clinical` or `technical`.
         kind: &'static str,
         /// Severity.
-        severity: &'static str,
+        severity: Severity,
         /// Starting tier.
         tier: i32,
         /// The policy snapshot.
@@ -169,7 +170,7 @@ pub enum AlertAction {
     /// Raise the alert's severity, or page a worse measure, and re-page.
     Worsen {
         /// Severity.
-        severity: &'static str,
+        severity: Severity,
         /// Tier.
         tier: i32,
         /// Round.
@@ -224,9 +225,9 @@ pub struct DueAlert {
     /// Team.
     pub team_id: String,
     /// Severity.
-    pub severity: String,
-    /// `open` or `acknowledged`.
-    pub state: String,
+    pub severity: Severity,
+    /// Open or acknowledged.
+    pub state: AlertState,
     /// Tier.
     pub tier: i32,
     /// Round.
@@ -294,9 +295,9 @@ pub struct AlertRow {
     /// `clinical` or `technical`.
     pub kind: String,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// State.
-    pub state: String,
+    pub state: AlertState,
     /// Tier.
     pub tier: i32,
     /// The tier's name from the policy snapshot.
@@ -339,8 +340,8 @@ fn alert_row_at(r: &sqlx::postgres::PgRow, first: usize) -> Result<AlertRow, sql
         patient_id: r.try_get(first + 1)?,
         team_id: r.try_get(first + 2)?,
         kind: r.try_get(first + 3)?,
-        severity: r.try_get(first + 4)?,
-        state: r.try_get(first + 5)?,
+        severity: Severity::from_stored(&r.try_get::<String, _>(first + 4)?),
+        state: AlertState::from_stored(&r.try_get::<String, _>(first + 5)?),
         tier: r.try_get(first + 6)?,
         tier_name: r.try_get(first + 7)?,
         summary: r.try_get(first + 8)?,
@@ -440,8 +441,8 @@ impl PgStore {
                 team_id: r.try_get(3)?,
                 rule: r.try_get(4)?,
                 technical: r.try_get(5)?,
-                state: r.try_get(6)?,
-                severity: r.try_get(7)?,
+                state: FlagState::from_stored(&r.try_get::<String, _>(6)?),
+                severity: Severity::from_stored(&r.try_get::<String, _>(7)?),
                 at: r.try_get(8)?,
                 summary: r.try_get(9)?,
                 measure: r.try_get(10)?,
@@ -466,8 +467,8 @@ impl PgStore {
             .map(|r| -> Result<OpenAlertRow, sqlx::Error> {
                 Ok(OpenAlertRow {
                     id: r.try_get(0)?,
-                    severity: r.try_get(1)?,
-                    state: r.try_get(2)?,
+                    severity: Severity::from_stored(&r.try_get::<String, _>(1)?),
+                    state: AlertState::from_stored(&r.try_get::<String, _>(2)?),
                     tier: r.try_get(3)?,
                     round: r.try_get(4)?,
                     policy: r.try_get(5)?,
@@ -488,7 +489,7 @@ impl PgStore {
             .await?
             .map(|r| -> Result<SnoozeRow, sqlx::Error> {
                 Ok(SnoozeRow {
-                    severity: r.try_get(0)?,
+                    severity: Severity::from_stored(&r.try_get::<String, _>(0)?),
                     until: r.try_get(1)?,
                     measure: r.try_get(2)?,
                 })
@@ -543,7 +544,7 @@ impl PgStore {
                 .bind(&ev.patient_id)
                 .bind(&ev.team_id)
                 .bind(k)
-                .bind(severity)
+                .bind(severity.as_str())
                 .bind(now)
                 .bind(&policy)
                 .bind(tier)
@@ -576,7 +577,7 @@ impl PgStore {
                      WHERE id = $1",
                 )
                 .bind(a.id)
-                .bind(severity)
+                .bind(severity.as_str())
                 .bind(tier)
                 .bind(round)
                 .bind(next_escalation_at)
@@ -693,8 +694,8 @@ impl PgStore {
             let due = DueAlert {
                 id: r.try_get("id")?,
                 team_id: r.try_get("team_id")?,
-                severity: r.try_get("severity")?,
-                state: r.try_get("state")?,
+                severity: Severity::from_stored(&r.try_get::<String, _>("severity")?),
+                state: AlertState::from_stored(&r.try_get::<String, _>("state")?),
                 tier: r.try_get("tier")?,
                 round: r.try_get("round")?,
                 policy: r.try_get("policy")?,

@@ -19,6 +19,7 @@ use crate::alerts::{
     EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
 };
 use crate::StoreError;
+use wardwatch_core::flag::{AlertState, FlagState, Severity};
 
 /// The columns of an [`AlertRow`] (PostgreSQL's `ALERT_COLUMNS`): the tier's
 /// name from the policy snapshot, and the alert's distinct rules in byte
@@ -62,8 +63,8 @@ fn alert_row_at(r: &SqliteRow, first: usize) -> Result<AlertRow, StoreError> {
         patient_id: r.try_get(first + 1).map_err(classify)?,
         team_id: r.try_get(first + 2).map_err(classify)?,
         kind: r.try_get(first + 3).map_err(classify)?,
-        severity: r.try_get(first + 4).map_err(classify)?,
-        state: r.try_get(first + 5).map_err(classify)?,
+        severity: Severity::from_stored(&r.try_get::<String, _>(first + 4).map_err(classify)?),
+        state: AlertState::from_stored(&r.try_get::<String, _>(first + 5).map_err(classify)?),
         tier: r.try_get(first + 6).map_err(classify)?,
         tier_name: r.try_get(first + 7).map_err(classify)?,
         summary: r.try_get(first + 8).map_err(classify)?,
@@ -178,8 +179,8 @@ fn pending_event(r: &SqliteRow) -> Result<PendingFlagEvent, StoreError> {
         team_id: r.try_get(3).map_err(classify)?,
         rule: r.try_get(4).map_err(classify)?,
         technical: r.try_get(5).map_err(classify)?,
-        state: r.try_get(6).map_err(classify)?,
-        severity: r.try_get(7).map_err(classify)?,
+        state: FlagState::from_stored(&r.try_get::<String, _>(6).map_err(classify)?),
+        severity: Severity::from_stored(&r.try_get::<String, _>(7).map_err(classify)?),
         at: r.try_get(8).map_err(classify)?,
         summary: r.try_get(9).map_err(classify)?,
         measure: r.try_get(10).map_err(classify)?,
@@ -191,8 +192,8 @@ fn open_alert_row(r: &SqliteRow) -> Result<OpenAlertRow, StoreError> {
     let paged: String = r.try_get(8).map_err(classify)?;
     Ok(OpenAlertRow {
         id: r.try_get(0).map_err(classify)?,
-        severity: r.try_get(1).map_err(classify)?,
-        state: r.try_get(2).map_err(classify)?,
+        severity: Severity::from_stored(&r.try_get::<String, _>(1).map_err(classify)?),
+        state: AlertState::from_stored(&r.try_get::<String, _>(2).map_err(classify)?),
         tier: r.try_get(3).map_err(classify)?,
         round: r.try_get(4).map_err(classify)?,
         policy: json(&policy)?,
@@ -231,7 +232,7 @@ async fn apply_action(
             .bind(&ev.patient_id)
             .bind(&ev.team_id)
             .bind(k)
-            .bind(severity)
+            .bind(severity.as_str())
             .bind(now)
             .bind(policy.to_string())
             .bind(tier)
@@ -265,7 +266,7 @@ async fn apply_action(
                  WHERE id = $1",
             )
             .bind(a.id)
-            .bind(severity)
+            .bind(severity.as_str())
             .bind(tier)
             .bind(round)
             .bind(next_escalation_at)
@@ -934,7 +935,7 @@ impl crate::EscalationStore for SqliteStore {
             .map_err(classify)?
             .map(|r| -> Result<SnoozeRow, StoreError> {
                 Ok(SnoozeRow {
-                    severity: r.try_get(0).map_err(classify)?,
+                    severity: Severity::from_stored(&r.try_get::<String, _>(0).map_err(classify)?),
                     until: r.try_get(1).map_err(classify)?,
                     measure: r.try_get(2).map_err(classify)?,
                 })
@@ -993,8 +994,10 @@ impl crate::EscalationStore for SqliteStore {
             let due = DueAlert {
                 id: r.try_get("id").map_err(classify)?,
                 team_id: r.try_get("team_id").map_err(classify)?,
-                severity: r.try_get("severity").map_err(classify)?,
-                state: r.try_get("state").map_err(classify)?,
+                severity: Severity::from_stored(
+                    &r.try_get::<String, _>("severity").map_err(classify)?,
+                ),
+                state: AlertState::from_stored(&r.try_get::<String, _>("state").map_err(classify)?),
                 tier: r.try_get("tier").map_err(classify)?,
                 round: r.try_get("round").map_err(classify)?,
                 policy: json(&policy)?,
