@@ -72,9 +72,7 @@ pub struct ApiState {
     pub readings: Option<ReadingFeed>,
 }
 
-/// Committed readings as they are stored, one message per batch: what the
-/// live stream's `reading` events carry (filtered by the caller's teams).
-pub type ReadingFeed = tokio::sync::broadcast::Sender<Arc<Vec<NewReading>>>;
+pub use wardwatch_store::ReadingFeed;
 
 /// What the engine was configured with, as the API needs it.
 #[derive(Debug, Default)]

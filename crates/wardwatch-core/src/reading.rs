@@ -162,6 +162,11 @@ pub struct DeliveryTag {
     pub seq: u64,
 }
 
+/// Identifies a message's content for idempotency: a prefix of
+/// SHA-256(topic, 0x00, payload). Redeliveries have the same key; ingest
+/// computes it, the store keys quarantine rows and time anchors on it.
+pub type MessageKey = [u8; 16];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,6 @@ use wardwatch_alerting::lifecycle::{
     Purpose, Snooze,
 };
 use wardwatch_alerting::policy::{EscalationPolicy, Target, Teams};
-use wardwatch_ingest::session::SessionConfig;
 use wardwatch_store::alerts::{
     AlertAction, ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
     PendingFlagEvent, SnoozeRow,
@@ -145,7 +144,7 @@ impl Alerting {
         let source = cfg.alerting.teams();
         let teams = Arc::new(load_teams(&source)?);
         info!(message = "Teams loaded.", teams = teams.iter().count(), from = %source);
-        let addr = SessionConfig::parse_url(&cfg.alerts_broker_url())?;
+        let addr = cfg.alerts_broker()?;
         let tls = cfg.mqtt_tls(&addr)?;
         // Its client id is its user name: the broker binds the two.
         let client_id = addr

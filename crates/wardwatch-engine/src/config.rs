@@ -721,6 +721,12 @@ impl Config {
         }
     }
 
+    /// The alert publisher's broker, parsed (its own user; on the embedded
+    /// broker, the engine's alerts session).
+    pub fn alerts_broker(&self) -> Result<BrokerAddress> {
+        Ok(SessionConfig::parse_url(&self.alerts_broker_url())?)
+    }
+
     /// The broker the alert publisher connects to, as its own user.
     pub fn alerts_broker_url(&self) -> String {
         if self.embedded_broker() {

@@ -6,14 +6,14 @@
 //! the payload holds.
 //!
 //! The format modules ([`crate::senml`], [`crate::fhir`]) only resolve the wire
-//! structure into [`Item`]s (a vital, a raw value, a unit, an absolute time);
+//! structure into [`Item`](crate::item::Item)s (a vital, a raw value, a unit, an absolute time);
 //! unit conversion, plausibility and time-window checks happen here, once, for
 //! both formats.
 
 use chrono::{DateTime, Duration, Utc};
-use wardwatch_core::{
-    DeviceId, QuarantineReason, Reading, ReadingSource, Rejection, Vital, VitalValue,
-};
+
+use crate::item::{Candidate, Failure, Item};
+use wardwatch_core::{DeviceId, QuarantineReason, Reading, ReadingSource, Rejection};
 
 /// Which topic a payload arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,53 +291,11 @@ fn stored_detail(s: &str) -> String {
     truncate(sanitize(s), MAX_DETAIL_BYTES)
 }
 
-/// A record resolved from the wire format, before unit conversion and time checks.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
-    pub(crate) vital: Vital,
-    pub(crate) value: VitalValue,
-    pub(crate) unit: Option<String>,
-    /// Absolute UTC time.
-    pub(crate) time: DateTime<Utc>,
-    pub(crate) source_name: Option<String>,
-    /// SenML `ut`, validated, whole seconds.
-    pub(crate) update_interval_secs: Option<u32>,
-}
-
-/// Why one record was refused by a format module.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Failure {
-    pub(crate) reason: QuarantineReason,
-    pub(crate) detail: String,
-}
-
-impl Failure {
-    pub(crate) fn new(reason: QuarantineReason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-        }
-    }
-
-    pub(crate) fn malformed(detail: impl Into<String>) -> Self {
-        Self::new(QuarantineReason::Malformed, detail)
-    }
-}
-
-/// One record (or FHIR component) of a payload and what became of it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Item {
-    /// 0-based index of the record in the payload (SenML record, FHIR observation or bundle entry).
-    pub(crate) index: usize,
-    /// The record's JSON text (unsanitised, untruncated).
-    pub(crate) record: String,
-    pub(crate) outcome: Result<Candidate, Failure>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use wardwatch_core::Vital;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap()

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use wardwatch_core::{QuarantineReason, Vital, VitalValue};
 
-use crate::decode::{Candidate, Failure, Item};
+use crate::item::{Candidate, Failure, Item};
 
 /// The LOINC code system URI.
 pub const LOINC_SYSTEM: &str = "http://loinc.org";

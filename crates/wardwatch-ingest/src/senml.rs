@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value};
 use wardwatch_core::{QuarantineReason, Vital, VitalValue};
 
-use crate::decode::{Candidate, Failure, Item};
+use crate::item::{Candidate, Failure, Item};
 
 /// Resolved times below this many seconds are relative to now (RFC 8428 §4.5.3).
 pub const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0; // 2^28

@@ -6,9 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use wardwatch_core::{DeliveryTag, QuarantineReason, Reading, Rejection, Vital};
 
-/// Identifies a message's content for idempotency: a prefix of
-/// SHA-256(topic, 0x00, payload). Redeliveries have the same key.
-pub type MessageKey = [u8; 16];
+pub use wardwatch_core::reading::MessageKey;
+
+/// Committed readings as they are stored, one message per batch: ingest
+/// sends after commit, the live stream's `reading` events follow it
+/// (filtered by the caller's teams). Bounded: a lagging viewer is told to
+/// reload, ingest never waits for it.
+pub type ReadingFeed = tokio::sync::broadcast::Sender<std::sync::Arc<Vec<NewReading>>>;
 
 /// One decoded MQTT message, ready to be committed.
 #[derive(Debug, Clone)]

@@ -56,7 +56,9 @@ pub mod prelude {
     };
 }
 
-pub use batch::{Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading, RulesInput};
+pub use batch::{
+    Assignment, BatchOutcome, IngestMessage, MessageKey, NewReading, ReadingFeed, RulesInput,
+};
 pub use postgres::{PgStore, StorageMode, TimescalePolicy, WriteMethod};
 pub use sqlite::SqliteStore;
 
