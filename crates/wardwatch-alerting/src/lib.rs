@@ -8,6 +8,8 @@
 //!   join, clear, snooze, escalate), with explicit times, and the
 //!   idempotency key of each notification.
 //! - [`feed`]: the live feed of alert changes (for the API's SSE stream).
+//! - [`outbox`]: what the delivery worker does with claimed deliveries:
+//!   storm digests, their idempotency key, retry backoff.
 //! - [`channel`]: the documented message, HMAC-SHA256 webhook signatures,
 //!   and the senders (webhook, MQTT with PUBACK, Notify SMS and e-mail).
 //!
@@ -17,4 +19,5 @@
 pub mod channel;
 pub mod feed;
 pub mod lifecycle;
+pub mod outbox;
 pub mod policy;

@@ -25,6 +25,7 @@ use wardwatch_alerting::lifecycle::{
     key_suffix, plan_escalation, plan_flag, AlertSnapshot, AlertState, FlagInput, Notice, Plan,
     Purpose, Snooze,
 };
+use wardwatch_alerting::outbox;
 use wardwatch_alerting::policy::{EscalationPolicy, Target, Teams};
 use wardwatch_store::alerts::{
     AlertAction, ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
@@ -533,49 +534,28 @@ async fn storm_guard(
     claimed: Vec<ClaimedDelivery>,
     now: DateTime<Utc>,
 ) -> (Vec<ClaimedDelivery>, Vec<Vec<ClaimedDelivery>>) {
-    let mut storm: std::collections::HashMap<String, bool> = Default::default();
-    let mut groups: std::collections::BTreeMap<(String, String), Vec<ClaimedDelivery>> =
-        Default::default();
-    let mut singles = Vec::new();
-    for d in claimed {
-        if d.purpose != Purpose::Update.as_str() {
-            singles.push(d);
+    // Asked once per team with updates in this claim.
+    let mut storming = std::collections::HashSet::new();
+    let updating: std::collections::BTreeSet<&str> = claimed
+        .iter()
+        .filter(|d| d.purpose == Purpose::Update.as_str())
+        .map(|d| d.alert.team_id.as_str())
+        .collect();
+    for team in updating {
+        let Some(policy) = teams.get(team).map(|t| &t.escalation) else {
             continue;
-        }
-        let team = d.alert.team_id.clone();
-        let in_storm = match storm.get(&team) {
-            Some(s) => *s,
-            None => {
-                let s = match teams.get(&team) {
-                    Some(t) => {
-                        let p = &t.escalation;
-                        let since = now - chrono::Duration::seconds(p.storm_window.secs());
-                        store
-                            .alerts_opened_since(&team, since)
-                            .await
-                            .is_ok_and(|n| n >= p.storm_alerts)
-                    }
-                    None => false,
-                };
-                storm.insert(team.clone(), s);
-                s
-            }
         };
-        if in_storm {
-            groups.entry((team, d.target.clone())).or_default().push(d);
-        } else {
-            singles.push(d);
+        let opened = store
+            .alerts_opened_since(team, outbox::storm_window_start(policy, now))
+            .await;
+        if opened.is_ok_and(|n| outbox::in_storm(policy, n)) {
+            storming.insert(team.to_string());
         }
     }
-    let mut digests = Vec::new();
-    for (_, group) in groups {
-        if group.len() == 1 {
-            singles.extend(group);
-        } else {
-            digests.push(group);
-        }
-    }
-    (singles, digests)
+    outbox::digest_groups(claimed, |d| {
+        (d.purpose == Purpose::Update.as_str() && storming.contains(&d.alert.team_id))
+            .then(|| (d.alert.team_id.clone(), d.target.clone()))
+    })
 }
 
 async fn send_digest(channels: &Channels, group: &[ClaimedDelivery]) -> Result<(), String> {
@@ -588,28 +568,13 @@ async fn send_digest(channels: &Channels, group: &[ClaimedDelivery]) -> Result<(
         purpose: "digest",
         team_id: first.alert.team_id.clone(),
         alerts: group.iter().map(message).collect(),
-        idempotency_key: format!(
-            "digest:{}:{}",
-            first.alert.team_id,
-            group
-                .iter()
-                .map(|d| d.id.to_string())
-                .collect::<Vec<_>>()
-                .join("-")
-        ),
+        idempotency_key: outbox::digest_key(&first.alert.team_id, group.iter().map(|d| d.id)),
     };
     metrics::counter!("wardwatch_digests_total").increment(1);
     channels
         .send_digest(&target, &digest)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// Exponential backoff from 1 s with up to 25% jitter.
-fn retry_delay(attempts: i32) -> chrono::Duration {
-    let base = 1_000i64 << attempts.clamp(0, 10).saturating_sub(1);
-    let jitter = rand::random_range(0..=base / 4);
-    chrono::Duration::milliseconds(base + jitter)
 }
 
 /// How deliveries are sent.
@@ -708,7 +673,8 @@ async fn record(
         }
         Err(e) => {
             warn!(message = "Delivery failed.", alert = d.alert_id, channel = %d.channel, attempts = d.attempts, error = %e);
-            let retry = (d.attempts < max_attempts).then(|| now + retry_delay(d.attempts));
+            let retry = (d.attempts < max_attempts)
+                .then(|| now + outbox::retry_delay(d.attempts, rand::random_range(0.0..=1.0)));
             store.finish_delivery(d.id, now, Some(e), retry).await
         }
     };
