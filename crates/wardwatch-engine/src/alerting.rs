@@ -45,7 +45,7 @@ pub fn load_teams(source: &Source) -> Result<Teams> {
     }
 }
 
-pub use wardwatch_alerting::feed::{AlertFeed, FeedEvent};
+pub use wardwatch_alerting::feed::{AlertFeed, FeedCursor, FeedEvent};
 
 /// Follows `alert_events` (whoever wrote them: this engine, another one,
 /// the CLI) into `feed`, after event id `from`, or from the newest event at
@@ -60,7 +60,7 @@ pub async fn follow_alert_events(
     poll: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut after = loop {
+    let after = loop {
         if let Some(id) = from {
             break id;
         }
@@ -74,12 +74,12 @@ pub async fn follow_alert_events(
             }
         }
     };
-    // Skipped ids and when they were first missed; bounded, and forgotten
-    // after GAP_TTL (a rolled-back transaction leaves a gap for good).
-    let mut gaps: std::collections::BTreeMap<i64, DateTime<Utc>> = Default::default();
+    let mut cursor = FeedCursor::new(after, GAP_TTL, MAX_GAPS);
     while idle(&wake, poll, &shutdown).await {
-        let wanted: Vec<i64> = gaps.keys().copied().collect();
-        let events = match store.alert_events_since(after, &wanted, 1000).await {
+        let events = match store
+            .alert_events_since(cursor.after(), &cursor.gaps(), 1000)
+            .await
+        {
             Ok(e) => e,
             Err(e) => {
                 warn!(message = "Alert feed read failed; retrying.", error = %e);
@@ -88,17 +88,8 @@ pub async fn follow_alert_events(
         };
         let now = wardwatch_core::clock::engine::now();
         for (id, event, actor, at, a) in events {
-            if id <= after {
-                if gaps.remove(&id).is_none() {
-                    continue;
-                }
-            } else {
-                for missing in (after + 1)..id {
-                    if gaps.len() < MAX_GAPS {
-                        gaps.insert(missing, now);
-                    }
-                }
-                after = id;
+            if !cursor.admit(id, now) {
+                continue;
             }
             // No subscriber is not an error: the feed is live-only.
             let _ = feed.send(FeedEvent {
@@ -117,7 +108,7 @@ pub async fn follow_alert_events(
                 summary: a.summary,
             });
         }
-        gaps.retain(|_, first| now - *first < GAP_TTL);
+        cursor.expire(now);
     }
 }
 
