@@ -1,34 +1,9 @@
-//! Time as an injected dependency: validation ("is this in the future?") and,
-//! later, rules and escalation must be testable without waiting.
-
-use chrono::{DateTime, Utc};
-
-/// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
-    /// The current instant in UTC.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The engine's clock ([`engine::now`]): wall time kept on the monotonic
-/// clock, anchored to the reference.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        engine::now()
-    }
-}
-
-/// A clock frozen at one instant, for deterministic tests and replays.
-#[derive(Debug, Clone, Copy)]
-pub struct FixedClock(pub DateTime<Utc>);
-
-impl Clock for FixedClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.0
-    }
-}
+//! The engine's one clock ([`engine::now`]). Every decision that depends on
+//! time (is a reading in the future, is a device silent, is an escalation,
+//! a snooze's end or a lease due) is a pure function that takes `now` as an
+//! argument; the runtime loops read this clock once per pass and pass it
+//! in, and tests pass explicit instants, so time-dependent behaviour is
+//! tested without sleeping and without a clock trait to inject.
 
 /// The engine's time: one clock for every decision it makes (is a reading
 /// in the future, is an escalation due, when was an alert acknowledged).

@@ -10,7 +10,8 @@
 //! - [`flag`]: a flag's [`Severity`] and [`FlagState`], an alert's
 //!   [`AlertState`], and a rule key's family: the names rules, store,
 //!   alerting and the API share.
-//! - [`clock`]: an injectable [`Clock`] so logic never calls `now()` itself.
+//! - [`clock`]: the engine's clock, kept on the monotonic clock and anchored
+//!   to a reference; decisions take `now` as an argument instead of reading it.
 //!
 //! This crate imports no other wardwatch crate and does no I/O.
 
@@ -21,7 +22,6 @@ pub mod quarantine;
 pub mod reading;
 pub mod vital;
 
-pub use clock::{Clock, FixedClock, SystemClock};
 pub use flag::{AlertState, FlagState, Severity};
 pub use nhs::{NhsNumber, NhsNumberError};
 pub use quarantine::{QuarantineReason, Rejection};
