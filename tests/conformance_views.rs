@@ -18,11 +18,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Timelike, Utc};
 use common::*;
 use wardwatch_core::{DeliveryTag, DeviceId, NhsNumber, PatientId, Reading, ReadingSource, Vital};
-use wardwatch_store::access::{BucketRow, PatientView, ReadingKey, ReadingRow, TeamPatient};
 use wardwatch_store::records::Enrolment;
 use wardwatch_store::reports::{AlertCount, TeamReport, TimeToAck};
 use wardwatch_store::rules::Setting;
 use wardwatch_store::sqlite::SqliteStore;
+use wardwatch_store::views::{BucketRow, PatientView, ReadingKey, ReadingRow, TeamPatient};
 use wardwatch_store::{
     IngestMessage, PgStore, RecordStore, RulesStore, Store, StoreError, ViewStore,
 };

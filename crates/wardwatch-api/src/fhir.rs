@@ -7,8 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use wardwatch_core::Vital;
-use wardwatch_store::access::ReadingRow;
 use wardwatch_store::prelude::*;
+use wardwatch_store::views::ReadingRow;
 
 use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
 

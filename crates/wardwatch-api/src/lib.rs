@@ -902,12 +902,12 @@ fn with_next(mut response: Response, next: Option<String>) -> Response {
 const MAX_PAGE: i64 = 10_000;
 
 /// A page cursor: `<unix micros>~<vital>~<device>` of the last row.
-pub(crate) fn page_cursor(r: &wardwatch_store::access::ReadingRow) -> String {
+pub(crate) fn page_cursor(r: &wardwatch_store::views::ReadingRow) -> String {
     format!("{}~{}~{}", r.time.timestamp_micros(), r.vital, r.device_id)
 }
 
 /// Reads a page cursor back.
-pub(crate) fn parse_cursor(s: &str) -> Result<wardwatch_store::access::ReadingKey, Problem> {
+pub(crate) fn parse_cursor(s: &str) -> Result<wardwatch_store::views::ReadingKey, Problem> {
     let bad = || Problem::bad_request("the page cursor is not one this API gave");
     let (micros, rest) = s.split_once('~').ok_or_else(bad)?;
     let (vital, device) = rest.split_once('~').ok_or_else(bad)?;
@@ -916,7 +916,7 @@ pub(crate) fn parse_cursor(s: &str) -> Result<wardwatch_store::access::ReadingKe
         .ok()
         .and_then(chrono::DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
-    Ok(wardwatch_store::access::ReadingKey {
+    Ok(wardwatch_store::views::ReadingKey {
         time,
         vital: vital.to_string(),
         device_id: device.to_string(),
@@ -940,7 +940,7 @@ async fn patient_in_reach(
     state: &ApiState,
     c: &Caller,
     id: &str,
-) -> Result<wardwatch_store::access::PatientView, Response> {
+) -> Result<wardwatch_store::views::PatientView, Response> {
     match state.store.patient_view(id).await {
         Ok(Some(p)) if c.reaches_patient(&p.id, &p.team_id) => Ok(p),
         Ok(_) => Err(refuse(state, c, None, Problem::not_found("patient")).await),

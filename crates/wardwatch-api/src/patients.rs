@@ -247,7 +247,7 @@ async fn patient_for_admin_or_staff(
     state: &ApiState,
     c: &Caller,
     id: &str,
-) -> Result<wardwatch_store::access::PatientView, Response> {
+) -> Result<wardwatch_store::views::PatientView, Response> {
     let p = patient_in_reach(state, c, id).await?;
     if c.is(&["admin"]) || c.staff_of(&p.team_id) {
         Ok(p)
@@ -400,7 +400,7 @@ async fn patient_for_clinician(
     state: &ApiState,
     c: &Caller,
     id: &str,
-) -> Result<wardwatch_store::access::PatientView, Response> {
+) -> Result<wardwatch_store::views::PatientView, Response> {
     let p = patient_in_reach(state, c, id).await?;
     if c.is(&["clinician"]) && c.staff_of(&p.team_id) {
         Ok(p)

@@ -15,9 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use wardwatch_core::{DeviceId, PatientId};
 
-use crate::access::{
-    AuditEntry, AuditRow, BucketRow, PatientView, Principal, ReadingKey, ReadingRow, TeamPatient,
-};
+use crate::access::{AuditEntry, AuditRow, Principal};
 use crate::alerts::{
     AlertAction, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert, EscalationApply,
     NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
@@ -28,6 +26,7 @@ use crate::rules::{
     FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter, PatientRow, ReplayRow, Setting,
     StoredOutcomes,
 };
+use crate::views::{BucketRow, PatientView, ReadingKey, ReadingRow, TeamPatient};
 use crate::{
     BatchOutcome, IngestMessage, MessageKey, NewReading, PgStore, SqliteStore, Store, StoreError,
 };

@@ -7,36 +7,35 @@
 //!   relative-time anchors, and the admin operations on patients and devices.
 //! - [`batch`]: the batch types ([`IngestMessage`], [`BatchOutcome`]) and the
 //!   pure attribution of readings to patients by device assignment.
-//! - [`access`]: users, team memberships, API token hashes, the audit log.
-//! - [`alerts`]: alerts, their events and the delivery outbox: applying
-//!   flag events, claiming due escalations and deliveries safely, and the
-//!   clinicians' acknowledge, resolve and snooze.
-//! - [`rules`]: what the rules core reads and writes: patients' settings and
-//!   personalised limits (audited), the start-up replay, flags and events.
-//! - [`records`]: enrolment with identity, transfers, the device catalogue,
-//!   manual observations, correction notes and users, as the API manages them.
-//! - [`reports`]: per-team figures over a period (adherence, alert rates,
-//!   time to acknowledge, escalations).
-//! - [`postgres`]: the PostgreSQL backend, with TimescaleDB hypertables,
-//!   compression and retention when the extension exists, plain tables and a
-//!   retention sweep when it does not.
-//!
-//! - [`sqlite`]: the embedded SQLite backend (`./data/wardwatch.db`, WAL)
-//!   for trials and small sites, implementing every trait.
+//! - [`model`]: the rows and changes of each concern, shared by both
+//!   backends (re-exported at the crate root under their concern's name):
+//!   - [`access`]: users, team memberships, API token hashes, the audit log;
+//!   - [`alerts`]: alerts, their events and the delivery outbox;
+//!   - [`rules`]: patients' settings and personalised limits, the start-up
+//!     replay, flags and events;
+//!   - [`records`]: enrolment with identity, transfers, the device
+//!     catalogue, manual observations, correction notes and users;
+//!   - [`views`]: what the API and the board read;
+//!   - [`reports`]: per-team figures over a period.
+//! - [`postgres`] and [`sqlite`]: the two backends, one file per concern
+//!   under the same names (`access.rs`, `alerts.rs`, `records.rs`,
+//!   `reports.rs`, `rules.rs`, `views.rs`; `mod.rs` holds the connection,
+//!   migrations and the ingest write). PostgreSQL uses TimescaleDB
+//!   hypertables, compression and retention when the extension exists, and
+//!   plain tables and a retention sweep when it does not; SQLite
+//!   (`./data/wardwatch.db`, WAL) is for trials and small sites.
 //! - [`backend`]: the traits beyond ingest and [`Backend`], the one store
 //!   type the engine holds (PostgreSQL or SQLite). One conformance suite
 //!   (`tests/store_conformance.rs`, `tests/conformance_*.rs`) runs against
 //!   both backends.
 
-pub mod access;
-pub mod alerts;
 pub mod backend;
 pub mod batch;
+pub mod model;
 pub mod postgres;
-pub mod records;
-pub mod reports;
-pub mod rules;
 pub mod sqlite;
+
+pub use model::{access, alerts, records, reports, rules, views};
 
 use std::future::Future;
 

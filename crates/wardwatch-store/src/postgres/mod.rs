@@ -5,6 +5,13 @@
 //! per batch. Idempotency comes from unique keys and `ON CONFLICT`, so a
 //! redelivered message changes nothing.
 
+mod access;
+mod alerts;
+mod records;
+mod reports;
+pub(crate) mod rules;
+mod views;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
