@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use wardwatch::{loadgen, score};
 use wardwatch_core::{DeviceId, PatientId};
 use wardwatch_engine::{shutdown, telemetry, Config, Engine};
-use wardwatch_store::Store;
 
 #[derive(Parser)]
 #[command(

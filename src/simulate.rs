@@ -18,7 +18,7 @@ use tracing::info;
 use wardwatch_core::{DeviceId, PatientId};
 use wardwatch_sim::{Ward, WardPlan};
 use wardwatch_store::rules::Setting;
-use wardwatch_store::{Backend, RecordStore, RulesStore, Store, ViewStore};
+use wardwatch_store::{Backend, RecordStore, RulesStore, ViewStore};
 
 use crate::loadgen::TargetArgs;
 

@@ -19,7 +19,9 @@ use wardwatch_store::alerts::{
     PendingFlagEvent, SnoozeLimits, SnoozeRow,
 };
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::{AlertStore, EscalationStore, PgStore, Store, StoreError};
+use wardwatch_store::{
+    AlertStore, EscalationStore, PgStore, RecordStore, RulesStore, Store, StoreError,
+};
 
 fn t(mins: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(mins)
@@ -221,9 +223,9 @@ fn ids(rows: &[AlertRow]) -> Vec<i64> {
     rows.iter().map(|a| a.id).collect()
 }
 
-async fn check<S: AlertStore + EscalationStore + Store + Raw>(s: &S) {
+async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStore + Raw>(s: &S) {
     for (p, team) in [("p1", "ward-a"), ("p2", "ward-b")] {
-        s.upsert_patient(&PatientId::new(p).unwrap(), team)
+        s.enrol(&PatientId::new(p).unwrap(), team, None, None)
             .await
             .unwrap();
     }

@@ -101,7 +101,7 @@ fn flag(
     }
 }
 
-async fn rules_check<S: Store + RulesStore + Raw>(s: &S) {
+async fn rules_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
     let (p1, p2) = (pid("p1"), pid("p2"));
 
     // Enrolment: a pathway for the new, a team move for the known, and a
@@ -895,7 +895,7 @@ async fn sqlite_keeps_the_records_contract() {
 /// Every patient's personal limits reach them, whatever order the
 /// database sorts ids in (an `en-US` collation puts `alice` before `Bob`;
 /// byte order does not).
-async fn limits_check<S: Store + RulesStore>(s: &S) {
+async fn limits_check<S: Store + RulesStore + RecordStore>(s: &S) {
     let ids = ["alice", "Bob", "carol", "Dave", "p-2", "p1", "P3"];
     for id in ids {
         s.enrol(&pid(id), "ward-a", Some("general"), None)

@@ -191,11 +191,11 @@ async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTi
     .await
     .unwrap();
     // pc: another team, no date of birth.
-    s.upsert_patient(&pid("pc"), "ward-b").await.unwrap();
+    s.enrol(&pid("pc"), "ward-b", None, None).await.unwrap();
     // pd: created exactly at the report's end (outside it).
-    s.upsert_patient(&pid("pd"), "ward-a").await.unwrap();
+    s.enrol(&pid("pd"), "ward-a", None, None).await.unwrap();
     // pe: discharged exactly at the report's start (outside it).
-    s.upsert_patient(&pid("pe"), "ward-a").await.unwrap();
+    s.enrol(&pid("pe"), "ward-a", None, None).await.unwrap();
 
     s.assign_device(&did("old-1"), &pid("pa"), b - m(120))
         .await

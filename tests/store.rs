@@ -13,7 +13,7 @@ use wardwatch_store::{IngestMessage, PgStore, Store, WriteMethod};
 /// Patient p1 on a ward, lent device d1 from `from`.
 async fn enrol_p1_with_d1(s: &PgStore, from: chrono::DateTime<Utc>) {
     let p1 = PatientId::new("p1").unwrap();
-    s.upsert_patient(&p1, "ward").await.unwrap();
+    s.enrol(&p1, "ward", None, None).await.unwrap();
     s.assign_device(&DeviceId::new("d1").unwrap(), &p1, from)
         .await
         .unwrap();
@@ -174,8 +174,8 @@ async fn unassigning_needs_an_open_assignment_and_a_later_time() {
     let (d, p) = (DeviceId::new("d9").unwrap(), PatientId::new("p9").unwrap());
     let t = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
     assert!(s.unassign_device(&d, t).await.is_err());
-    assert!(s.upsert_patient(&p, " ").await.is_err(), "empty team");
-    s.upsert_patient(&p, "ward").await.unwrap();
+    assert!(s.enrol(&p, " ", None, None).await.is_err(), "empty team");
+    s.enrol(&p, "ward", None, None).await.unwrap();
     s.assign_device(&d, &p, t).await.unwrap();
     let e = s.unassign_device(&d, t).await.unwrap_err();
     assert!(e.to_string().contains("cannot be returned"), "{e}");

@@ -16,7 +16,10 @@ use wardwatch_core::{
 };
 use wardwatch_store::access::AuditEntry;
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::{AccessStore, IngestMessage, MaintenanceStore, PgStore, Store, StoreError};
+use wardwatch_store::{
+    AccessStore, IngestMessage, MaintenanceStore, PgStore, RecordStore, RulesStore, Store,
+    StoreError,
+};
 
 fn t(mins: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(mins)
@@ -65,12 +68,12 @@ fn rejected<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
     assert!(matches!(r, Err(StoreError::Rejected(_))), "{what}: {r:?}");
 }
 
-async fn conformance<S: Store>(s: &S) {
+async fn conformance<S: Store + RulesStore + RecordStore>(s: &S) {
     let (p1, p2) = (PatientId::new("p1").unwrap(), PatientId::new("p2").unwrap());
     let d1 = DeviceId::new("ox-1").unwrap();
-    s.upsert_patient(&p1, "ward-a").await.unwrap();
-    s.upsert_patient(&p2, "ward-b").await.unwrap();
-    rejected(s.upsert_patient(&p1, " ").await, "an empty team");
+    s.enrol(&p1, "ward-a", None, None).await.unwrap();
+    s.enrol(&p2, "ward-b", None, None).await.unwrap();
+    rejected(s.enrol(&p1, " ", None, None).await, "an empty team");
     rejected(
         s.assign_device(&d1, &PatientId::new("nobody").unwrap(), t(0))
             .await,

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use wardwatch_core::{DeviceId, PatientId};
 use wardwatch_store::prelude::*;
 use wardwatch_store::records::{DeviceRow, UserRow};
-use wardwatch_store::Store;
 
 use crate::{json_body, record, record_detail, refuse, store_problem, ApiState, Caller, Problem};
 

@@ -223,6 +223,10 @@ store_trait! {
     /// What the API manages: identity, transfers, devices, manual
     /// observations and notes.
     pub trait RecordStore {
+        /// Assigns a device to a patient from `from`, ending any open assignment at `from`.
+        fn assign_device(&self, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> ();
+        /// Ends the device's open assignment at `at`.
+        fn unassign_device(&self, device: &DeviceId, at: DateTime<Utc>) -> ();
         /// Enrols a patient with identity.
         fn enrol_patient(&self, e: &Enrolment, actor: &str) -> ();
         /// The record (id, team) holding an NHS number, if any.
@@ -370,33 +374,6 @@ impl Store for Backend {
         match self {
             Self::Pg(s) => Store::relative_anchor(s, key).await,
             Self::Sqlite(s) => Store::relative_anchor(s, key).await,
-        }
-    }
-    async fn upsert_patient(&self, patient: &PatientId, team: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Pg(s) => Store::upsert_patient(s, patient, team).await,
-            Self::Sqlite(s) => Store::upsert_patient(s, patient, team).await,
-        }
-    }
-    async fn assign_device(
-        &self,
-        device: &DeviceId,
-        patient: &PatientId,
-        from: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Pg(s) => Store::assign_device(s, device, patient, from).await,
-            Self::Sqlite(s) => Store::assign_device(s, device, patient, from).await,
-        }
-    }
-    async fn unassign_device(
-        &self,
-        device: &DeviceId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Pg(s) => Store::unassign_device(s, device, at).await,
-            Self::Sqlite(s) => Store::unassign_device(s, device, at).await,
         }
     }
 }

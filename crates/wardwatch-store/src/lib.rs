@@ -41,7 +41,6 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use thiserror::Error;
-use wardwatch_core::{DeviceId, PatientId};
 
 pub use backend::{
     AccessStore, AlertStore, Backend, EscalationStore, MaintenanceStore, RecordStore, RulesStore,
@@ -114,7 +113,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// What the engine needs from storage. Implementations must make
+/// What ingest needs from storage, and nothing else. Implementations must make
 /// [`Store::write_batch`] atomic and idempotent.
 pub trait Store: Clone + Send + Sync + 'static {
     /// Commits every reading and rejection of these messages in one
@@ -132,26 +131,4 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         key: &MessageKey,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
-
-    /// Enrols a patient on a team (or moves an existing one to it).
-    fn upsert_patient(
-        &self,
-        patient: &PatientId,
-        team: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Assigns a device to a patient from `from`, ending any open assignment at `from`.
-    fn assign_device(
-        &self,
-        device: &DeviceId,
-        patient: &PatientId,
-        from: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Ends the device's open assignment at `at`.
-    fn unassign_device(
-        &self,
-        device: &DeviceId,
-        at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

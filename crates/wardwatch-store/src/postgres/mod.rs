@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use tracing::{info, warn};
-use wardwatch_core::{DeviceId, PatientId, QuarantineReason};
+use wardwatch_core::QuarantineReason;
 
 use crate::batch::NewReading;
 use crate::batch::{plan, Assignment, AssignmentIndex, QuarantineRow, ReadingRow};
@@ -802,122 +802,6 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
-    }
-
-    async fn upsert_patient(&self, patient: &PatientId, team: &str) -> Result<(), StoreError> {
-        if team.trim().is_empty() {
-            return Err(StoreError::Rejected("team must not be empty".into()));
-        }
-        sqlx::query(
-            "INSERT INTO patients (id, team_id) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id",
-        )
-        .bind(patient.as_str())
-        .bind(team)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn assign_device(
-        &self,
-        device: &DeviceId,
-        patient: &PatientId,
-        from: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let known: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE id = $1")
-            .bind(patient.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::Rejected(format!(
-                "patient {patient} is not enrolled; add it first (wardwatch patient add --id {patient} --team T)"
-            )));
-        }
-        sqlx::query("INSERT INTO devices (id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(device.as_str())
-            .execute(&mut *tx)
-            .await?;
-        // Serialise concurrent assignments of the same device.
-        let retired: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT retired_at FROM devices WHERE id = $1 FOR UPDATE")
-                .bind(device.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-        if retired.is_some() {
-            return Err(StoreError::Rejected(format!(
-                "device {device} is retired and cannot be lent"
-            )));
-        }
-        let later: Option<(String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT patient_id, valid_from FROM device_assignments \
-             WHERE device_id = $1 AND (valid_to IS NULL OR valid_to > $2) AND valid_from >= $2 \
-             ORDER BY valid_from LIMIT 1",
-        )
-        .bind(device.as_str())
-        .bind(from)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((p, since)) = later {
-            return Err(StoreError::Rejected(format!(
-                "device {device} is assigned to {p} from {}; an assignment cannot start at or before it ({})",
-                since.to_rfc3339(),
-                from.to_rfc3339()
-            )));
-        }
-        sqlx::query(
-            "UPDATE device_assignments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL",
-        )
-        .bind(device.as_str())
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
-        )
-        .bind(device.as_str())
-        .bind(patient.as_str())
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn unassign_device(
-        &self,
-        device: &DeviceId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let open: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT valid_from FROM device_assignments WHERE device_id = $1 AND valid_to IS NULL FOR UPDATE",
-        )
-        .bind(device.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(since) = open else {
-            return Err(StoreError::Rejected(format!(
-                "device {device} is not assigned to anyone"
-            )));
-        };
-        if at <= since {
-            return Err(StoreError::Rejected(format!(
-                "device {device} was assigned at {}; it cannot be returned at {}",
-                since.to_rfc3339(),
-                at.to_rfc3339()
-            )));
-        }
-        sqlx::query(
-            "UPDATE device_assignments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL",
-        )
-        .bind(device.as_str())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 }
 

@@ -67,6 +67,107 @@ impl SqliteStore {
 }
 
 impl crate::RecordStore for SqliteStore {
+    async fn assign_device(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        from: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE id = ?")
+            .bind(patient.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if known.is_none() {
+            return Err(StoreError::Rejected(format!(
+                "patient {patient} is not enrolled; add it first (wardwatch patient add --id {patient} --team T)"
+            )));
+        }
+        sqlx::query("INSERT INTO devices (id) VALUES (?) ON CONFLICT DO NOTHING")
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        // Assignments of this device that start at or after `from`: a new
+        // one may not start before an existing one (history is append-only).
+        let assignments = sqlx::query(
+            "SELECT patient_id, valid_from, valid_to FROM device_assignments WHERE device_id = ?",
+        )
+        .bind(device.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for r in &assignments {
+            let p: String = r.try_get(0).map_err(classify)?;
+            let since: DateTime<Utc> = r.try_get(1).map_err(classify)?;
+            let until: Option<DateTime<Utc>> = r.try_get(2).map_err(classify)?;
+            if since >= from && until.is_none_or(|u| u > from) {
+                return Err(StoreError::Rejected(format!(
+                    "device {device} is assigned to {p} from {}; an assignment cannot start at or before it ({})",
+                    since.to_rfc3339(),
+                    from.to_rfc3339()
+                )));
+            }
+        }
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = ? WHERE device_id = ? AND valid_to IS NULL",
+        )
+        .bind(from)
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES (?, ?, ?)",
+        )
+        .bind(device.as_str())
+        .bind(patient.as_str())
+        .bind(from)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn unassign_device(
+        &self,
+        device: &DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let open: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT valid_from FROM device_assignments WHERE device_id = ? AND valid_to IS NULL",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some(since) = open else {
+            return Err(StoreError::Rejected(format!(
+                "device {device} is not assigned to anyone"
+            )));
+        };
+        if at <= since {
+            return Err(StoreError::Rejected(format!(
+                "device {device} was assigned at {}; it cannot be returned at {}",
+                since.to_rfc3339(),
+                at.to_rfc3339()
+            )));
+        }
+        sqlx::query(
+            "UPDATE device_assignments SET valid_to = ? WHERE device_id = ? AND valid_to IS NULL",
+        )
+        .bind(at)
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+
     async fn patient_by_nhs_number(
         &self,
         nhs_number: &str,
