@@ -761,13 +761,13 @@ async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStor
 
     // The live feed: ids in order, after a point plus the gaps.
     let feed = s.alert_events_since(0, &[], 1000).await.unwrap();
-    assert!(feed.windows(2).all(|w| w[0].0 < w[1].0));
-    let last = feed.last().unwrap().0;
+    assert!(feed.windows(2).all(|w| w[0].id < w[1].id));
+    let last = feed.last().unwrap().id;
     assert_eq!(s.last_alert_event_id().await.unwrap(), last);
     let of_a1: Vec<(&str, &str)> = feed
         .iter()
-        .filter(|e| e.4.id == a1)
-        .map(|e| (e.1.as_str(), e.2.as_str()))
+        .filter(|e| e.alert.id == a1)
+        .map(|e| (e.event.as_str(), e.actor.as_str()))
         .collect();
     assert_eq!(
         of_a1,
@@ -786,12 +786,12 @@ async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStor
     // The alert as it stands now, not as it was then.
     assert!(feed
         .iter()
-        .filter(|e| e.4.id == a1)
-        .all(|e| e.4.state == "acknowledged"));
+        .filter(|e| e.alert.id == a1)
+        .all(|e| e.alert.state == "acknowledged"));
     let kinds_of = |id: i64| -> Vec<&str> {
         feed.iter()
-            .filter(|e| e.4.id == id)
-            .map(|e| e.1.as_str())
+            .filter(|e| e.alert.id == id)
+            .map(|e| e.event.as_str())
             .collect()
     };
     assert_eq!(
@@ -806,13 +806,13 @@ async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStor
         ]
     );
     assert_eq!(kinds_of(d), vec!["opened", "opened"]);
-    let first_id = feed[0].0;
+    let first_id = feed[0].id;
     let gapped = s
         .alert_events_since(last - 1, &[first_id], 10)
         .await
         .unwrap();
     assert_eq!(
-        gapped.iter().map(|e| e.0).collect::<Vec<_>>(),
+        gapped.iter().map(|e| e.id).collect::<Vec<_>>(),
         vec![first_id, last]
     );
     assert_eq!(s.alert_events_since(0, &[], 2).await.unwrap().len(), 2);

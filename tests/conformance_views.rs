@@ -22,7 +22,9 @@ use wardwatch_store::records::Enrolment;
 use wardwatch_store::reports::{AlertCount, TeamReport, TimeToAck};
 use wardwatch_store::rules::Setting;
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::views::{BucketRow, PatientView, ReadingKey, ReadingRow, TeamPatient};
+use wardwatch_store::views::{
+    BucketRow, HourlyMean, PatientView, ReadingKey, ReadingRow, TeamPatient,
+};
 use wardwatch_store::{
     IngestMessage, PgStore, RecordStore, RulesStore, Store, StoreError, ViewStore,
 };
@@ -618,7 +620,10 @@ async fn check<S: Store + RulesStore + RecordStore + ViewStore + CreatedAt>(
         .await
         .unwrap();
     assert_eq!(
-        latest,
+        latest
+            .iter()
+            .map(|r| (r.patient_id.clone(), r.vital.clone(), r.value, r.time))
+            .collect::<Vec<_>>(),
         vec![
             ("pa".to_string(), "heart_rate".to_string(), 85.0, b + m(70)),
             ("pa".to_string(), "spo2".to_string(), 88.0, b + m(130)),
@@ -675,7 +680,12 @@ async fn check<S: Store + RulesStore + RecordStore + ViewStore + CreatedAt>(
         .hourly_trends(&strings(&["pa", "pb", "pc"]), &["spo2", "heart_rate"])
         .await
         .unwrap();
-    let tr = |p: &str, v: &str, h: DateTime<Utc>, x: f64| (p.to_string(), v.to_string(), h, x);
+    let tr = |p: &str, v: &str, h: DateTime<Utc>, x: f64| HourlyMean {
+        patient_id: p.to_string(),
+        vital: v.to_string(),
+        hour: h,
+        mean: x,
+    };
     assert_eq!(
         trends,
         vec![

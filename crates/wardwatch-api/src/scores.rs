@@ -13,20 +13,18 @@ use wardwatch_rules::threshold::Severity;
 use wardwatch_store::prelude::*;
 use wardwatch_store::rules::PatientRow;
 
+use wardwatch_store::views::LatestReading;
+
 use crate::{patient_in_reach, record, refuse, store_error, ApiState, Caller, Problem};
 
 /// The latest value of each vital, with its age.
-fn vitals(
-    latest: &[(String, String, f64, DateTime<Utc>)],
-    patient: &str,
-    now: DateTime<Utc>,
-) -> Vec<serde_json::Value> {
+fn vitals(latest: &[LatestReading], patient: &str, now: DateTime<Utc>) -> Vec<serde_json::Value> {
     latest
         .iter()
-        .filter(|r| r.0 == patient)
-        .map(|(_, vital, value, at)| {
-            serde_json::json!({"vital": vital, "value": value, "at": at,
-                "age_secs": (now - *at).num_seconds().max(0)})
+        .filter(|r| r.patient_id == patient)
+        .map(|r| {
+            serde_json::json!({"vital": r.vital, "value": r.value, "at": r.time,
+                "age_secs": (now - r.time).num_seconds().max(0)})
         })
         .collect()
 }
@@ -36,7 +34,7 @@ fn vitals(
 /// applicability, partial sets as lower bounds).
 fn board_score(
     state: &ApiState,
-    latest: &[(String, String, f64, DateTime<Utc>)],
+    latest: &[LatestReading],
     row: &PatientRow,
     now: DateTime<Utc>,
 ) -> Option<BoardNews2> {
@@ -50,8 +48,8 @@ fn board_score(
     let last = |v: Vital| {
         latest
             .iter()
-            .find(|r| r.0 == row.id && r.1 == v.as_str())
-            .map(|r| (r.2, r.3.timestamp()))
+            .find(|r| r.patient_id == row.id && r.vital == v.as_str())
+            .map(|r| (r.value, r.time.timestamp()))
     };
     Some(clinical::board_news2(
         last,
@@ -200,8 +198,8 @@ pub(crate) async fn team_patients(
     let trend = |patient: &str, vital: &str| {
         trends
             .iter()
-            .filter(|t| t.0 == patient && t.1 == vital)
-            .map(|t| serde_json::json!({"hour": t.2, "mean": (t.3 * 10.0).round() / 10.0}))
+            .filter(|t| t.patient_id == patient && t.vital == vital)
+            .map(|t| serde_json::json!({"hour": t.hour, "mean": (t.mean * 10.0).round() / 10.0}))
             .collect::<Vec<_>>()
     };
     let settings = match state

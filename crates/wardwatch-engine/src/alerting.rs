@@ -87,16 +87,17 @@ pub async fn follow_alert_events(
             }
         };
         let now = wardwatch_core::clock::engine::now();
-        for (id, event, actor, at, a) in events {
-            if !cursor.admit(id, now) {
+        for row in events {
+            if !cursor.admit(row.id, now) {
                 continue;
             }
+            let a = row.alert;
             // No subscriber is not an error: the feed is live-only.
             let _ = feed.send(FeedEvent {
-                event_id: id,
-                event,
-                actor,
-                at,
+                event_id: row.id,
+                event: row.event,
+                actor: row.actor,
+                at: row.at,
                 alert_id: a.id,
                 patient_id: a.patient_id,
                 team_id: a.team_id,

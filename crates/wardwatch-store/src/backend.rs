@@ -17,8 +17,8 @@ use wardwatch_core::{DeviceId, PatientId};
 
 use crate::access::{AuditEntry, AuditRow, Principal};
 use crate::alerts::{
-    AlertAction, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert, EscalationApply,
-    NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
+    AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert,
+    EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
 };
 use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, UserRow};
 use crate::reports::TeamReport;
@@ -26,7 +26,9 @@ use crate::rules::{
     FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter, PatientRow, ReplayRow, Setting,
     StoredOutcomes,
 };
-use crate::views::{BucketRow, PatientView, ReadingKey, ReadingRow, TeamPatient};
+use crate::views::{
+    BucketRow, HourlyMean, LatestReading, PatientView, ReadingKey, ReadingRow, TeamPatient,
+};
 use crate::{
     BatchOutcome, IngestMessage, MessageKey, NewReading, PgStore, SqliteStore, Store, StoreError,
 };
@@ -168,7 +170,7 @@ store_trait! {
         /// Acknowledgements after `since`: (team, seconds to acknowledge, at).
         fn acknowledgements_since(&self, since: DateTime<Utc>) -> Vec<(String, f64, DateTime<Utc>)>;
         /// Alert events after `after` and in `gaps`, with the alert as it stands.
-        fn alert_events_since(&self, after: i64, gaps: &[i64], limit: i64) -> Vec<(i64, String, String, DateTime<Utc>, AlertRow)>;
+        fn alert_events_since(&self, after: i64, gaps: &[i64], limit: i64) -> Vec<AlertEventRow>;
         /// Alerts opened for a team since `since`.
         fn alerts_opened_since(&self, team: &str, since: DateTime<Utc>) -> i64;
         /// The newest alert event id.
@@ -263,13 +265,13 @@ store_trait! {
         /// Downsampled readings.
         fn reading_buckets(&self, patient: &str, vital: &str, from: DateTime<Utc>, to: DateTime<Utc>, bucket_secs: i64) -> Vec<BucketRow>;
         /// Each patient's latest reading per vital.
-        fn latest_readings(&self, patients: &[String]) -> Vec<(String, String, f64, DateTime<Utc>)>;
+        fn latest_readings(&self, patients: &[String]) -> Vec<LatestReading>;
         /// Monitored patients of these teams.
         fn patients_of_teams(&self, teams: &[String]) -> Vec<String>;
         /// A team's patients for the board.
         fn team_patients(&self, team: &str) -> Vec<TeamPatient>;
         /// Hourly means of these vitals over the last day.
-        fn hourly_trends(&self, patients: &[String], vitals: &[&str]) -> Vec<(String, String, DateTime<Utc>, f64)>;
+        fn hourly_trends(&self, patients: &[String], vitals: &[&str]) -> Vec<HourlyMean>;
         /// A team's figures over [from, to).
         fn team_report(&self, team: &str, from: DateTime<Utc>, to: DateTime<Utc>, expected_interval_mins: &HashMap<String, u32>) -> TeamReport;
     }

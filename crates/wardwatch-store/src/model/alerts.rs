@@ -310,6 +310,22 @@ pub struct AlertRow {
     pub acknowledged_by: Option<String>,
 }
 
+/// One `alert_events` row with its alert as it stands: what the live feed
+/// follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEventRow {
+    /// The event's id (increasing, with gaps from rolled-back transactions).
+    pub id: i64,
+    /// `opened`, `evidence`, `worsened`, `escalated`, `acknowledged`, ...
+    pub event: String,
+    /// Who (`wardwatch` for the engine itself).
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The alert now.
+    pub alert: AlertRow,
+}
+
 /// Which alerts to list; `None` fields do not filter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AlertFilter<'a> {

@@ -83,3 +83,29 @@ pub struct TeamPatient {
     /// The devices whose own `no_data` is open, by id.
     pub silent_devices: Vec<String>,
 }
+
+/// A patient's latest reading of one vital (within the last 7 days).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestReading {
+    /// Whose.
+    pub patient_id: String,
+    /// Which vital (stored name).
+    pub vital: String,
+    /// Canonical value.
+    pub value: f64,
+    /// When it was measured.
+    pub time: DateTime<Utc>,
+}
+
+/// One hour's mean of one vital for a patient (the board's trend lines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourlyMean {
+    /// Whose.
+    pub patient_id: String,
+    /// Which vital (stored name).
+    pub vital: String,
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// Mean of the hour's readings.
+    pub mean: f64,
+}

@@ -624,9 +624,9 @@ impl PgStore {
         after: i64,
         gaps: &[i64],
         limit: i64,
-    ) -> Result<Vec<(i64, String, String, DateTime<Utc>, AlertRow)>, StoreError> {
+    ) -> Result<Vec<AlertEventRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT e.id, e.kind, e.actor, e.at, {ALERT_COLUMNS} FROM alert_events e \
+            "SELECT e.id AS event_id, e.kind AS event, e.actor AS event_actor, e.at AS event_at, {ALERT_COLUMNS} FROM alert_events e \
              JOIN alerts a ON a.id = e.alert_id \
              WHERE e.id > $1 OR e.id = ANY($2) ORDER BY e.id LIMIT $3"
         )))
@@ -637,14 +637,13 @@ impl PgStore {
         .await?;
         rows.iter()
             .map(|r| {
-                let alert = alert_row_at(r, 4)?;
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    alert,
-                ))
+                Ok(AlertEventRow {
+                    id: r.try_get("event_id")?,
+                    event: r.try_get("event")?,
+                    actor: r.try_get("event_actor")?,
+                    at: r.try_get("event_at")?,
+                    alert: alert_row_at(r, 4)?,
+                })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)

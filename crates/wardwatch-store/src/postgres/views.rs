@@ -149,7 +149,7 @@ impl PgStore {
     pub async fn latest_readings(
         &self,
         patients: &[String],
-    ) -> Result<Vec<(String, String, f64, DateTime<Utc>)>, StoreError> {
+    ) -> Result<Vec<LatestReading>, StoreError> {
         let rows = sqlx::query(
             "SELECT DISTINCT ON (patient_id, vital) patient_id, vital, value, time FROM readings \
              WHERE patient_id = ANY($1) AND time > now() - interval '7 days' \
@@ -159,7 +159,14 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                Ok(LatestReading {
+                    patient_id: r.try_get(0)?,
+                    vital: r.try_get(1)?,
+                    value: r.try_get(2)?,
+                    time: r.try_get(3)?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
@@ -213,7 +220,7 @@ impl PgStore {
         &self,
         patients: &[String],
         vitals: &[&str],
-    ) -> Result<Vec<(String, String, DateTime<Utc>, f64)>, StoreError> {
+    ) -> Result<Vec<HourlyMean>, StoreError> {
         let bucket = self.bucket_of_time("interval '1 hour'");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
@@ -225,7 +232,14 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                Ok(HourlyMean {
+                    patient_id: r.try_get(0)?,
+                    vital: r.try_get(1)?,
+                    hour: r.try_get(2)?,
+                    mean: r.try_get(3)?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }

@@ -15,8 +15,9 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::Row;
 
 use crate::alerts::{
-    nonempty, AlertAction, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert,
-    EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
+    nonempty, AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery,
+    DueAlert, EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits,
+    SnoozeRow,
 };
 use crate::StoreError;
 use wardwatch_core::flag::{AlertState, FlagState, Severity};
@@ -562,11 +563,11 @@ impl crate::AlertStore for SqliteStore {
         after: i64,
         gaps: &[i64],
         limit: i64,
-    ) -> Result<Vec<(i64, String, String, DateTime<Utc>, AlertRow)>, StoreError> {
+    ) -> Result<Vec<AlertEventRow>, StoreError> {
         let limit = check_limit(limit)?;
         let gaps = serde_json::to_string(gaps).map_err(decode_error)?;
         let rows = sqlx::query(concat!(
-            "SELECT e.id, e.kind, e.actor, e.at, ",
+            "SELECT e.id AS event_id, e.kind AS event, e.actor AS event_actor, e.at AS event_at, ",
             alert_columns!(),
             " FROM alert_events e JOIN alerts a ON a.id = e.alert_id \
              WHERE e.id > $1 OR e.id IN (SELECT value FROM json_each($2)) ORDER BY e.id LIMIT $3"
@@ -579,14 +580,13 @@ impl crate::AlertStore for SqliteStore {
         .map_err(classify)?;
         rows.iter()
             .map(|r| {
-                let alert = alert_row_at(r, 4)?;
-                Ok((
-                    r.try_get(0).map_err(classify)?,
-                    r.try_get(1).map_err(classify)?,
-                    r.try_get(2).map_err(classify)?,
-                    r.try_get(3).map_err(classify)?,
-                    alert,
-                ))
+                Ok(AlertEventRow {
+                    id: r.try_get("event_id").map_err(classify)?,
+                    event: r.try_get("event").map_err(classify)?,
+                    actor: r.try_get("event_actor").map_err(classify)?,
+                    at: r.try_get("event_at").map_err(classify)?,
+                    alert: alert_row_at(r, 4)?,
+                })
             })
             .collect()
     }

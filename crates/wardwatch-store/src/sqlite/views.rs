@@ -17,7 +17,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::reports::TeamReport;
-use crate::views::{BucketRow, PatientView, ReadingRow, TeamPatient};
+use crate::views::{BucketRow, HourlyMean, LatestReading, PatientView, ReadingRow, TeamPatient};
 use crate::StoreError;
 
 /// A list parameter as JSON text (for `json_each`).
@@ -198,10 +198,7 @@ impl crate::ViewStore for SqliteStore {
         Ok(out)
     }
 
-    async fn latest_readings(
-        &self,
-        patients: &[String],
-    ) -> Result<Vec<(String, String, f64, DateTime<Utc>)>, StoreError> {
+    async fn latest_readings(&self, patients: &[String]) -> Result<Vec<LatestReading>, StoreError> {
         // DISTINCT ON (patient_id, vital) ... ORDER BY time DESC.
         let rows = sqlx::query(
             "SELECT patient_id, vital, value, time FROM ( \
@@ -218,7 +215,14 @@ impl crate::ViewStore for SqliteStore {
         .await
         .map_err(classify)?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                Ok(LatestReading {
+                    patient_id: r.try_get(0)?,
+                    vital: r.try_get(1)?,
+                    value: r.try_get(2)?,
+                    time: r.try_get(3)?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
     }
@@ -272,7 +276,7 @@ impl crate::ViewStore for SqliteStore {
         &self,
         patients: &[String],
         vitals: &[&str],
-    ) -> Result<Vec<(String, String, DateTime<Utc>, f64)>, StoreError> {
+    ) -> Result<Vec<HourlyMean>, StoreError> {
         let bucket = bucket_of_time("3600");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
@@ -290,12 +294,12 @@ impl crate::ViewStore for SqliteStore {
         .map_err(classify)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            out.push((
-                r.try_get(0).map_err(classify)?,
-                r.try_get(1).map_err(classify)?,
-                bucket_start(r.try_get(2).map_err(classify)?)?,
-                r.try_get(3).map_err(classify)?,
-            ));
+            out.push(HourlyMean {
+                patient_id: r.try_get(0).map_err(classify)?,
+                vital: r.try_get(1).map_err(classify)?,
+                hour: bucket_start(r.try_get(2).map_err(classify)?)?,
+                mean: r.try_get(3).map_err(classify)?,
+            });
         }
         Ok(out)
     }
