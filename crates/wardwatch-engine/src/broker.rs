@@ -83,6 +83,14 @@ pub fn start(
         .local_addr()
         .context("the embedded broker's address")?;
     drop(probe);
+    // The readiness check connects as a user of its own, with a password
+    // made now, so it is a clean MQTT session (no error in the broker's
+    // log) and no one else can use it.
+    let mut users = users;
+    let ready_password = crate::credentials::random_password();
+    users
+        .sessions
+        .insert(READY_USER.to_string(), ready_password.clone());
     let users = Arc::new(users);
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
@@ -136,9 +144,13 @@ pub fn start(
             }
         })
         .context("starting the embedded MQTT broker's thread")?;
-    wait_until_listening(listen)?;
+    wait_until_listening(listen, &ready_password)?;
     Ok(listen)
 }
+
+/// The embedded broker's readiness check's user (and client id).
+#[cfg(feature = "embedded-broker")]
+const READY_USER: &str = "wardwatch-ready-check";
 
 /// Without the feature there is no embedded broker: say how to get one.
 #[cfg(not(feature = "embedded-broker"))]
@@ -151,24 +163,91 @@ pub fn start(
     bail!("no [mqtt] url is configured and this build has no embedded broker (built without the `embedded-broker` feature): set WARDWATCH_MQTT_URL")
 }
 
+/// Waits until the broker answers an MQTT CONNECT with a CONNACK that
+/// accepts it, so the check is an ordinary session in the broker's log.
 #[cfg(feature = "embedded-broker")]
-fn wait_until_listening(listen: SocketAddr) -> Result<()> {
+fn wait_until_listening(listen: SocketAddr, password: &str) -> Result<()> {
+    use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
+    let connect = connect_packet(READY_USER, password);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+        if let Ok(mut s) = TcpStream::connect_timeout(&listen, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut connack = [0u8; 4];
+            let accepted = s.write_all(&connect).is_ok()
+                && s.read_exact(&mut connack).is_ok()
+                && connack == [0x20, 0x02, 0x00, 0x00];
+            if accepted {
+                // Dropped without a DISCONNECT: rumqttd logs a client's
+                // DISCONNECT as an error ("already gone"), a closed socket
+                // after CONNACK as an ordinary disconnect.
+                return Ok(());
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("the embedded MQTT broker did not start listening on {listen} within 10 s")
 }
 
+/// An MQTT 3.1.1 CONNECT: clean session, user name and password, the user
+/// name as client id, keep-alive 10 s.
+#[cfg(feature = "embedded-broker")]
+fn connect_packet(user: &str, password: &str) -> Vec<u8> {
+    let field = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    let mut body = Vec::new();
+    field(&mut body, "MQTT");
+    body.extend_from_slice(&[0x04, 0b1100_0010, 0x00, 0x0A]);
+    field(&mut body, user);
+    field(&mut body, user);
+    field(&mut body, password);
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(body);
+    packet
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "embedded-broker")]
+    #[test]
+    fn the_readiness_check_sends_a_well_formed_connect() {
+        let p = connect_packet("u", "pw");
+        // Fixed header, remaining length, protocol name and level, flags
+        // (user name, password, clean session), keep-alive, then the
+        // client id, user name and password.
+        assert_eq!(
+            p,
+            [
+                0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 10, 0, 1, b'u', 0, 1, b'u', 0,
+                2, b'p', b'w'
+            ]
+        );
+        let long = connect_packet(&"x".repeat(100), "y");
+        assert_eq!(
+            &long[..3],
+            &[0x10, 0xD9, 0x01],
+            "remaining length 217 in two bytes"
+        );
+    }
 
     #[test]
     fn admits_a_known_user_only_under_its_own_client_id() {
