@@ -58,7 +58,7 @@ pub fn start(
     listen: SocketAddr,
     max_payload: usize,
     max_inflight: usize,
-    users: EmbeddedUsers,
+    mut users: EmbeddedUsers,
 ) -> Result<SocketAddr> {
     use std::net::TcpListener;
     use std::sync::Arc;
@@ -86,7 +86,6 @@ pub fn start(
     // The readiness check connects as a user of its own, with a password
     // made now, so it is a clean MQTT session (no error in the broker's
     // log) and no one else can use it.
-    let mut users = users;
     let ready_password = crate::credentials::random_password();
     users
         .sessions
