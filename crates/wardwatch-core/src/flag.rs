@@ -128,6 +128,14 @@ macro_rules! display_as_stored_name {
             }
         }
 
+        /// A stored name read back as [`Self::from_stored`] reads it, so a
+        /// row type can map the column by name (`sqlx(try_from = "String")`).
+        impl From<String> for $t {
+            fn from(stored: String) -> Self {
+                Self::from_stored(&stored)
+            }
+        }
+
         /// Compares with a stored name, as checks against rows read it.
         impl PartialEq<&str> for $t {
             fn eq(&self, other: &&str) -> bool {

@@ -33,6 +33,7 @@ pub mod backend;
 pub mod batch;
 pub mod model;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 pub use model::{access, alerts, records, reports, rules, views};

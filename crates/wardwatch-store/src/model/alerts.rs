@@ -14,7 +14,7 @@ use serde_json::Value;
 use wardwatch_core::flag::{AlertState, FlagState, Severity};
 
 /// A flag event waiting to be applied to alerts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PendingFlagEvent {
     /// The event.
     pub event_id: i64,
@@ -29,8 +29,10 @@ pub struct PendingFlagEvent {
     /// A technical flag.
     pub technical: bool,
     /// Raised, updated or cleared.
+    #[sqlx(try_from = "String")]
     pub state: FlagState,
     /// Severity.
+    #[sqlx(try_from = "String")]
     pub severity: Severity,
     /// When it happened.
     pub at: DateTime<Utc>,
@@ -53,13 +55,15 @@ impl PendingFlagEvent {
 }
 
 /// The open or acknowledged alert of a patient and kind.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OpenAlertRow {
     /// Id.
     pub id: i64,
     /// Severity.
+    #[sqlx(try_from = "String")]
     pub severity: Severity,
     /// Open or acknowledged.
+    #[sqlx(try_from = "String")]
     pub state: AlertState,
     /// Tier.
     pub tier: i32,
@@ -76,9 +80,10 @@ pub struct OpenAlertRow {
 }
 
 /// An active snooze.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SnoozeRow {
     /// Severity it was set at.
+    #[sqlx(try_from = "String")]
     pub severity: Severity,
     /// Until.
     pub until: DateTime<Utc>,
@@ -216,15 +221,17 @@ pub struct AppliedEvents {
 
 /// An alert whose escalation (open) or reminder (acknowledged) is due, or
 /// an acknowledged alert whose reminder is not scheduled yet.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DueAlert {
     /// Id.
     pub id: i64,
     /// Team.
     pub team_id: String,
     /// Severity.
+    #[sqlx(try_from = "String")]
     pub severity: Severity,
     /// Open or acknowledged.
+    #[sqlx(try_from = "String")]
     pub state: AlertState,
     /// Tier.
     pub tier: i32,
@@ -282,7 +289,7 @@ pub struct ClaimedDelivery {
 }
 
 /// An alert as listed and as notified.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AlertRow {
     /// Id.
     pub id: i64,
@@ -293,8 +300,10 @@ pub struct AlertRow {
     /// `clinical` or `technical`.
     pub kind: String,
     /// Severity.
+    #[sqlx(try_from = "String")]
     pub severity: Severity,
     /// State.
+    #[sqlx(try_from = "String")]
     pub state: AlertState,
     /// Tier.
     pub tier: i32,
@@ -304,7 +313,8 @@ pub struct AlertRow {
     pub summary: String,
     /// Opened.
     pub opened_at: DateTime<Utc>,
-    /// Rules of its flags.
+    /// Rules of its flags (a JSON array on both backends).
+    #[sqlx(json)]
     pub rules: Vec<String>,
     /// Acknowledged by.
     pub acknowledged_by: Option<String>,
@@ -312,17 +322,21 @@ pub struct AlertRow {
 
 /// One `alert_events` row with its alert as it stands: what the live feed
 /// follows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AlertEventRow {
     /// The event's id (increasing, with gaps from rolled-back transactions).
+    #[sqlx(rename = "event_id")]
     pub id: i64,
     /// `opened`, `evidence`, `worsened`, `escalated`, `acknowledged`, ...
     pub event: String,
     /// Who (`wardwatch` for the engine itself).
+    #[sqlx(rename = "event_actor")]
     pub actor: String,
     /// When.
+    #[sqlx(rename = "event_at")]
     pub at: DateTime<Utc>,
-    /// The alert now.
+    /// The alert now (its columns under their own names).
+    #[sqlx(flatten)]
     pub alert: AlertRow,
 }
 

@@ -6,35 +6,15 @@ use crate::alerts::*;
 use crate::{PgStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
-use wardwatch_core::flag::{AlertState, FlagState, Severity};
+use sqlx::{FromRow, PgConnection, Row};
 
-const ALERT_COLUMNS: &str = "a.id, a.patient_id, a.team_id, a.kind, a.severity, a.state, a.tier, \
-     COALESCE(a.policy->'tiers'->a.tier->>'name', ''), a.summary, a.opened_at, \
-     ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
-           WHERE af.alert_id = a.id ORDER BY f.rule), a.acknowledged_by";
-
-fn alert_row(r: &sqlx::postgres::PgRow) -> Result<AlertRow, sqlx::Error> {
-    alert_row_at(r, 0)
-}
-
-/// An [`AlertRow`] from [`ALERT_COLUMNS`] starting at column `first`.
-fn alert_row_at(r: &sqlx::postgres::PgRow, first: usize) -> Result<AlertRow, sqlx::Error> {
-    Ok(AlertRow {
-        id: r.try_get(first)?,
-        patient_id: r.try_get(first + 1)?,
-        team_id: r.try_get(first + 2)?,
-        kind: r.try_get(first + 3)?,
-        severity: Severity::from_stored(&r.try_get::<String, _>(first + 4)?),
-        state: AlertState::from_stored(&r.try_get::<String, _>(first + 5)?),
-        tier: r.try_get(first + 6)?,
-        tier_name: r.try_get(first + 7)?,
-        summary: r.try_get(first + 8)?,
-        opened_at: r.try_get(first + 9)?,
-        rules: r.try_get(first + 10)?,
-        acknowledged_by: r.try_get(first + 11)?,
-    })
-}
+/// The columns of an [`AlertRow`]: the tier's name from the policy
+/// snapshot, and the alert's distinct rules as a JSON array.
+const ALERT_COLUMNS: &str = crate::sql::alert_columns!(
+    "COALESCE(a.policy->'tiers'->a.tier->>'name', '')",
+    "to_jsonb(ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
+     WHERE af.alert_id = a.id ORDER BY f.rule))"
+);
 
 async fn event(
     conn: &mut PgConnection,
@@ -109,90 +89,51 @@ impl PgStore {
     {
         let mut out = AppliedEvents::default();
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT e.id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
-             e.severity, e.at, e.summary, (e.evidence->>'measure')::float8 FROM flag_events e \
+        let events = sqlx::query_as::<_, PendingFlagEvent>(
+            "SELECT e.id AS event_id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
+             e.severity, e.at, e.summary, (e.evidence->>'measure')::float8 AS measure FROM flag_events e \
              JOIN flags f ON f.id = e.flag_id JOIN patients p ON p.id = e.patient_id \
              WHERE e.alerted_at IS NULL ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED",
         )
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        for r in rows {
-            let ev = PendingFlagEvent {
-                event_id: r.try_get(0)?,
-                flag_id: r.try_get(1)?,
-                patient_id: r.try_get(2)?,
-                team_id: r.try_get(3)?,
-                rule: r.try_get(4)?,
-                technical: r.try_get(5)?,
-                state: FlagState::from_stored(&r.try_get::<String, _>(6)?),
-                severity: Severity::from_stored(&r.try_get::<String, _>(7)?),
-                at: r.try_get(8)?,
-                summary: r.try_get(9)?,
-                measure: r.try_get(10)?,
-            };
+        for ev in events {
             let kind = if ev.technical {
                 "technical"
             } else {
                 "clinical"
             };
-            let open = sqlx::query(
+            let open = sqlx::query_as::<_, OpenAlertRow>(
                 "SELECT a.id, a.severity, a.state, a.tier, a.round, a.policy, \
                  (SELECT count(*) FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
-                  WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3), \
-                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update'), \
+                  WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3) AS other_open_flags, \
+                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update') \
+                 AS last_update_at, \
                  a.paged FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved' FOR UPDATE",
             )
             .bind(&ev.patient_id)
             .bind(kind)
             .bind(ev.flag_id)
             .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| -> Result<OpenAlertRow, sqlx::Error> {
-                Ok(OpenAlertRow {
-                    id: r.try_get(0)?,
-                    severity: Severity::from_stored(&r.try_get::<String, _>(1)?),
-                    state: AlertState::from_stored(&r.try_get::<String, _>(2)?),
-                    tier: r.try_get(3)?,
-                    round: r.try_get(4)?,
-                    policy: r.try_get(5)?,
-                    other_open_flags: r.try_get(6)?,
-                    last_update_at: r.try_get(7)?,
-                    paged: r.try_get(8)?,
-                })
-            })
-            .transpose()?;
-            let snooze = sqlx::query(
-                "SELECT severity, until, measure FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
-                 ORDER BY until DESC LIMIT 1",
-            )
-            .bind(&ev.patient_id)
-            .bind(&ev.rule)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| -> Result<SnoozeRow, sqlx::Error> {
-                Ok(SnoozeRow {
-                    severity: Severity::from_stored(&r.try_get::<String, _>(0)?),
-                    until: r.try_get(1)?,
-                    measure: r.try_get(2)?,
-                })
-            })
-            .transpose()?;
+            .await?;
+            let snooze = sqlx::query_as::<_, SnoozeRow>(crate::sql::alerts::ACTIVE_SNOOZE)
+                .bind(&ev.patient_id)
+                .bind(&ev.rule)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
             let action = decide(&ev, open.as_ref(), snooze.as_ref());
             let (alert_id, note) = self
                 .apply_action(&mut tx, &ev, open.as_ref(), action, now, &mut out)
                 .await?;
-            sqlx::query(
-                "UPDATE flag_events SET alerted_at = $2, alert_id = $3, alert_note = $4 WHERE id = $1",
-            )
-            .bind(ev.event_id)
-            .bind(now)
-            .bind(alert_id)
-            .bind(note)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(crate::sql::alerts::MARK_FLAG_EVENT_ALERTED)
+                .bind(ev.event_id)
+                .bind(now)
+                .bind(alert_id)
+                .bind(note)
+                .execute(&mut *tx)
+                .await?;
             out.events += 1;
         }
         tx.commit().await?;
@@ -221,23 +162,19 @@ impl PgStore {
                 deliveries,
                 paged,
             } => {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, \
-                     tier, next_escalation_at, summary, paged) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10) \
-                     RETURNING id",
-                )
-                .bind(&ev.patient_id)
-                .bind(&ev.team_id)
-                .bind(k)
-                .bind(severity.as_str())
-                .bind(now)
-                .bind(&policy)
-                .bind(tier)
-                .bind(next_escalation_at)
-                .bind(&ev.summary)
-                .bind(&paged)
-                .fetch_one(&mut *tx)
-                .await?;
+                let id: i64 = sqlx::query_scalar(crate::sql::alerts::INSERT_ALERT)
+                    .bind(&ev.patient_id)
+                    .bind(&ev.team_id)
+                    .bind(k)
+                    .bind(severity.as_str())
+                    .bind(now)
+                    .bind(&policy)
+                    .bind(tier)
+                    .bind(next_escalation_at)
+                    .bind(&ev.summary)
+                    .bind(&paged)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 join_flag(tx, id, ev.flag_id).await?;
                 event(tx, id, "wardwatch", "opened", detail).await?;
                 insert_deliveries(tx, id, &deliveries).await?;
@@ -256,20 +193,16 @@ impl PgStore {
                 let Some(a) = open else {
                     return Ok((None, Some("no open alert to worsen".into())));
                 };
-                sqlx::query(
-                    "UPDATE alerts SET severity = $2, tier = $3, round = $4, next_escalation_at = $5, \
-                     state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6, paged = $7 \
-                     WHERE id = $1",
-                )
-                .bind(a.id)
-                .bind(severity.as_str())
-                .bind(tier)
-                .bind(round)
-                .bind(next_escalation_at)
-                .bind(&ev.summary)
-                .bind(&paged)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(crate::sql::alerts::WORSEN_ALERT)
+                    .bind(a.id)
+                    .bind(severity.as_str())
+                    .bind(tier)
+                    .bind(round)
+                    .bind(next_escalation_at)
+                    .bind(&ev.summary)
+                    .bind(&paged)
+                    .execute(&mut *tx)
+                    .await?;
                 join_flag(tx, a.id, ev.flag_id).await?;
                 event(tx, a.id, "wardwatch", "worsened", detail).await?;
                 insert_deliveries(tx, a.id, &deliveries).await?;
@@ -281,27 +214,22 @@ impl PgStore {
                     return Ok((None, Some("no open alert to join".into())));
                 };
                 join_flag(tx, a.id, ev.flag_id).await?;
-                sqlx::query(
-                    "UPDATE alerts SET summary = $2, paged = COALESCE($3, paged) WHERE id = $1",
-                )
-                .bind(a.id)
-                .bind(&ev.summary)
-                .bind(&paged)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(crate::sql::alerts::UPDATE_ALERT_SUMMARY)
+                    .bind(a.id)
+                    .bind(&ev.summary)
+                    .bind(&paged)
+                    .execute(&mut *tx)
+                    .await?;
                 event(tx, a.id, "wardwatch", "evidence", detail).await?;
                 if !deliveries.is_empty() {
                     // An update already claimed (being sent) was built
                     // before this flag joined: it does not count.
-                    let pending: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 \
-                         AND purpose = 'update' AND status = 'pending' \
-                         AND (lease_until IS NULL OR lease_until < $2))",
-                    )
-                    .bind(a.id)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let pending: bool =
+                        sqlx::query_scalar(crate::sql::alerts::PENDING_UPDATE_EXISTS)
+                            .bind(a.id)
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await?;
                     // One pending update carries every flag that joins
                     // before it is sent: it is built at send time.
                     if !pending {
@@ -316,15 +244,11 @@ impl PgStore {
                 };
                 event(tx, a.id, "wardwatch", "flag_cleared", detail).await?;
                 if resolve {
-                    sqlx::query(
-                        "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = 'wardwatch', \
-                         note = 'resolved automatically: the condition cleared', next_escalation_at = NULL \
-                         WHERE id = $1",
-                    )
-                    .bind(a.id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(crate::sql::alerts::AUTO_RESOLVE_ALERT)
+                        .bind(a.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                     cancel_pending(tx, a.id, &["page", "update", "reminder"]).await?;
                     event(
                         tx,
@@ -364,7 +288,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // Open alerts past their deadline; acknowledged ones past their
         // reminder, or with none scheduled yet (just acknowledged).
-        let rows = sqlx::query(
+        let due_alerts = sqlx::query_as::<_, DueAlert>(
             "SELECT id, team_id, severity, state, tier, round, policy, acknowledged_at, next_escalation_at \
              FROM alerts WHERE (state = 'open' AND next_escalation_at <= $1) \
              OR (state = 'acknowledged' AND (next_escalation_at IS NULL OR next_escalation_at <= $1)) \
@@ -375,37 +299,24 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut done = Vec::new();
-        for r in rows {
-            let due = DueAlert {
-                id: r.try_get("id")?,
-                team_id: r.try_get("team_id")?,
-                severity: Severity::from_stored(&r.try_get::<String, _>("severity")?),
-                state: AlertState::from_stored(&r.try_get::<String, _>("state")?),
-                tier: r.try_get("tier")?,
-                round: r.try_get("round")?,
-                policy: r.try_get("policy")?,
-                acknowledged_at: r.try_get("acknowledged_at")?,
-                next_escalation_at: r.try_get("next_escalation_at")?,
-            };
+        for due in due_alerts {
             let Some(step) = plan(&due) else {
                 // A policy that cannot be read: keep escalating on a minute's
                 // repeat rather than go quiet.
-                sqlx::query("UPDATE alerts SET next_escalation_at = $2 WHERE id = $1")
+                sqlx::query(crate::sql::alerts::SET_NEXT_ESCALATION)
                     .bind(due.id)
                     .bind(now + Duration::minutes(1))
                     .execute(&mut *tx)
                     .await?;
                 continue;
             };
-            sqlx::query(
-                "UPDATE alerts SET tier = $2, round = $3, next_escalation_at = $4 WHERE id = $1",
-            )
-            .bind(due.id)
-            .bind(step.tier)
-            .bind(step.round)
-            .bind(step.next_escalation_at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(crate::sql::alerts::ESCALATE_ALERT)
+                .bind(due.id)
+                .bind(step.tier)
+                .bind(step.round)
+                .bind(step.next_escalation_at)
+                .execute(&mut *tx)
+                .await?;
             if let Some(kind) = step.event {
                 event(
                     &mut tx,
@@ -457,7 +368,7 @@ impl PgStore {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let alert_id: i64 = r.try_get(1)?;
+            let alert_id: i64 = r.try_get("alert_id")?;
             let a = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.id = $1"
             )))
@@ -465,17 +376,17 @@ impl PgStore {
             .fetch_one(&mut *tx)
             .await?;
             out.push(ClaimedDelivery {
-                id: r.try_get(0)?,
+                id: r.try_get("id")?,
                 alert_id,
-                purpose: r.try_get(2)?,
-                tier: r.try_get(3)?,
-                round: r.try_get(4)?,
-                channel: r.try_get(5)?,
-                target: r.try_get(6)?,
-                key: r.try_get(7)?,
-                attempts: r.try_get(8)?,
-                created_at: r.try_get(9)?,
-                alert: alert_row(&a)?,
+                purpose: r.try_get("purpose")?,
+                tier: r.try_get("tier")?,
+                round: r.try_get("round")?,
+                channel: r.try_get("channel")?,
+                target: r.try_get("target")?,
+                key: r.try_get("idempotency_key")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+                alert: AlertRow::from_row(&a)?,
             });
         }
         tx.commit().await?;
@@ -493,37 +404,28 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         match (error, retry_at) {
             (None, _) => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+                sqlx::query(crate::sql::alerts::MARK_DELIVERY_SENT)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
             }
             (Some(e), Some(at)) => {
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $2, lease_until = NULL, last_error = $3 \
-                     WHERE id = $1 AND status = 'pending'",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(e)
-                .execute(&self.pool)
-                .await?;
+                sqlx::query(crate::sql::alerts::RETRY_DELIVERY)
+                    .bind(id)
+                    .bind(at)
+                    .bind(e)
+                    .execute(&self.pool)
+                    .await?;
             }
             (Some(e), None) => {
                 // Only a delivery still pending fails: an acknowledgement may
                 // have cancelled it while it was being sent.
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', lease_until = NULL, last_error = $2 \
-                     WHERE id = $1 AND status = 'pending'",
-                )
-                .bind(id)
-                .bind(e)
-                .execute(&self.pool)
-                .await?;
+                sqlx::query(crate::sql::alerts::FAIL_DELIVERY)
+                    .bind(id)
+                    .bind(e)
+                    .execute(&self.pool)
+                    .await?;
             }
         }
         Ok(())
@@ -625,7 +527,7 @@ impl PgStore {
         gaps: &[i64],
         limit: i64,
     ) -> Result<Vec<AlertEventRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(format!(
             "SELECT e.id AS event_id, e.kind AS event, e.actor AS event_actor, e.at AS event_at, {ALERT_COLUMNS} FROM alert_events e \
              JOIN alerts a ON a.id = e.alert_id \
              WHERE e.id > $1 OR e.id = ANY($2) ORDER BY e.id LIMIT $3"
@@ -635,18 +537,7 @@ impl PgStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AlertEventRow {
-                    id: r.try_get("event_id")?,
-                    event: r.try_get("event")?,
-                    actor: r.try_get("event_actor")?,
-                    at: r.try_get("event_at")?,
-                    alert: alert_row_at(r, 4)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        Ok(rows)
     }
 
     /// Alerts opened for a team since `since` (the storm guard's measure).
@@ -656,23 +547,19 @@ impl PgStore {
         since: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM alerts WHERE team_id = $1 AND opened_at >= $2",
-            )
-            .bind(team)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?,
+            sqlx::query_scalar(crate::sql::alerts::COUNT_TEAM_ALERTS_SINCE)
+                .bind(team)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?,
         )
     }
 
     /// The newest alert event id (the live feed starts after it).
     pub async fn last_alert_event_id(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM alert_events")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(crate::sql::alerts::LAST_ALERT_EVENT_ID)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// A named user takes the alert: escalation stops at once.
@@ -684,15 +571,12 @@ impl PgStore {
     ) -> Result<AlertRow, StoreError> {
         let user = nonempty(user, "the user")?;
         let mut tx = self.pool.begin().await?;
-        let res = sqlx::query(
-            "UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, \
-             next_escalation_at = NULL WHERE id = $1 AND state = 'open'",
-        )
-        .bind(alert_id)
-        .bind(now)
-        .bind(&user)
-        .execute(&mut *tx)
-        .await?;
+        let res = sqlx::query(crate::sql::alerts::ACKNOWLEDGE_ALERT)
+            .bind(alert_id)
+            .bind(now)
+            .bind(&user)
+            .execute(&mut *tx)
+            .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::Rejected(format!(
                 "alert {alert_id} is not open (it may be acknowledged or resolved already, or not exist)"
@@ -728,17 +612,14 @@ impl PgStore {
             ));
         }
         let mut tx = self.pool.begin().await?;
-        let res = sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = $3, outcome = $4, \
-             note = $5, next_escalation_at = NULL WHERE id = $1 AND state <> 'resolved'",
-        )
-        .bind(alert_id)
-        .bind(now)
-        .bind(&user)
-        .bind(outcome)
-        .bind(note)
-        .execute(&mut *tx)
-        .await?;
+        let res = sqlx::query(crate::sql::alerts::RESOLVE_ALERT)
+            .bind(alert_id)
+            .bind(now)
+            .bind(&user)
+            .bind(outcome)
+            .bind(note)
+            .execute(&mut *tx)
+            .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::Rejected(format!(
                 "alert {alert_id} is already resolved, or does not exist"
@@ -772,11 +653,10 @@ impl PgStore {
         let user = nonempty(user, "the user")?;
         let reason = nonempty(reason, "the reason")?;
         let mut tx = self.pool.begin().await?;
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)")
-                .bind(patient)
-                .fetch_one(&mut *tx)
-                .await?;
+        let known: bool = sqlx::query_scalar(crate::sql::records::PATIENT_EXISTS)
+            .bind(patient)
+            .fetch_one(&mut *tx)
+            .await?;
         if !known {
             return Err(StoreError::Rejected(format!(
                 "patient {patient} is not enrolled"
@@ -809,12 +689,10 @@ impl PgStore {
         .execute(&mut *tx)
         .await?;
         // Recorded on the open alert too, so its trail says who snoozed what.
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE patient_id = $1 AND state <> 'resolved' ORDER BY id LIMIT 1",
-        )
-        .bind(patient)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let open: Option<i64> = sqlx::query_scalar(crate::sql::alerts::OPEN_ALERT_OF_PATIENT)
+            .bind(patient)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(id) = open {
             event(
                 &mut tx,
@@ -887,7 +765,7 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| alert_row(r).map_err(StoreError::from))
+            .map(|r| AlertRow::from_row(r).map_err(StoreError::from))
             .collect()
     }
 
@@ -900,7 +778,7 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref()
-            .map(|r| alert_row(r).map_err(StoreError::from))
+            .map(|r| AlertRow::from_row(r).map_err(StoreError::from))
             .transpose()
     }
 }
@@ -912,7 +790,7 @@ async fn fetch_alert(conn: &mut PgConnection, id: i64) -> Result<AlertRow, Store
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(alert_row(&r)?)
+    Ok(AlertRow::from_row(&r)?)
 }
 
 async fn join_flag(conn: &mut PgConnection, alert_id: i64, flag_id: i64) -> Result<(), StoreError> {

@@ -377,7 +377,7 @@ impl PgStore {
     /// Forgets relative-time anchors older than `cutoff`: a redelivery comes
     /// within minutes of a reconnect, not weeks. Needed on both storage paths.
     pub async fn purge_anchors(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM relative_time_anchors WHERE anchor < $1")
+        let r = sqlx::query(crate::sql::maintenance::PRUNE_ANCHORS)
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
@@ -391,14 +391,11 @@ impl PgStore {
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "DELETE FROM quarantine WHERE id IN \
-               (SELECT id FROM quarantine WHERE last_seen_at < $1 ORDER BY id LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&self.pool)
-        .await?;
+        let r = sqlx::query(crate::sql::maintenance::PRUNE_QUARANTINE)
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 

@@ -28,7 +28,7 @@ impl PgStore {
                 "patient {patient} is not enrolled; add it first (wardwatch patient add --id {patient} --team T)"
             )));
         }
-        sqlx::query("INSERT INTO devices (id) VALUES ($1) ON CONFLICT DO NOTHING")
+        sqlx::query(crate::sql::records::INSERT_DEVICE)
             .bind(device.as_str())
             .execute(&mut *tx)
             .await?;
@@ -66,14 +66,12 @@ impl PgStore {
         .bind(from)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
-        )
-        .bind(device.as_str())
-        .bind(patient.as_str())
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(crate::sql::records::INSERT_ASSIGNMENT)
+            .bind(device.as_str())
+            .bind(patient.as_str())
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -119,12 +117,10 @@ impl PgStore {
         &self,
         nhs_number: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, team_id FROM patients WHERE nhs_number = $1")
-                .bind(nhs_number)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(crate::sql::records::PATIENT_BY_NHS_NUMBER)
+            .bind(nhs_number)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Enrols a new patient; a known id or NHS number is refused rather
@@ -133,23 +129,19 @@ impl PgStore {
         let team = clean(&e.team, "team")?;
         let actor = clean(actor, "who")?;
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO patients (id, team_id, pathway, nhs_number, date_of_birth) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(e.id.as_str())
-        .bind(&team)
-        .bind(&e.pathway)
-        .bind(e.nhs_number.as_ref().map(NhsNumber::as_str))
-        .bind(e.date_of_birth)
-        .execute(&mut *tx)
-        .await?;
+        let inserted = sqlx::query(crate::sql::records::INSERT_PATIENT_WITH_IDENTITY)
+            .bind(e.id.as_str())
+            .bind(&team)
+            .bind(&e.pathway)
+            .bind(e.nhs_number.as_ref().map(NhsNumber::as_str))
+            .bind(e.date_of_birth)
+            .execute(&mut *tx)
+            .await?;
         if inserted.rows_affected() == 0 {
-            let id_taken: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)")
-                    .bind(e.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let id_taken: bool = sqlx::query_scalar(crate::sql::records::PATIENT_EXISTS)
+                .bind(e.id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
             return Err(StoreError::Rejected(if id_taken {
                 format!("patient id {} is already in use", e.id)
             } else {
@@ -202,7 +194,7 @@ impl PgStore {
                 "patient {patient} is already on team {team}"
             )));
         }
-        sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1")
+        sqlx::query(crate::sql::records::SET_PATIENT_TEAM)
             .bind(patient.as_str())
             .bind(&team)
             .execute(&mut *tx)
@@ -236,15 +228,12 @@ impl PgStore {
                 DEVICE_KINDS.join(", ")
             )));
         }
-        sqlx::query(
-            "INSERT INTO devices (id, model, kind) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET model = excluded.model, kind = excluded.kind",
-        )
-        .bind(device.as_str())
-        .bind(&model)
-        .bind(kind)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(crate::sql::records::UPSERT_DEVICE)
+            .bind(device.as_str())
+            .bind(&model)
+            .bind(kind)
+            .execute(&self.pool)
+            .await?;
         self.device(device.as_str())
             .await?
             .ok_or_else(|| StoreError::Rejected(format!("device {device} vanished")))
@@ -473,15 +462,12 @@ impl PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<NoteRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, vital, time, device_id, author, text, created_at FROM reading_notes \
-             WHERE patient_id = $1 AND time >= $2 AND time < $3 ORDER BY time, id",
-        )
-        .bind(patient)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(crate::sql::records::READING_NOTES_IN_RANGE)
+            .bind(patient)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(note_row)
             .collect::<Result<_, sqlx::Error>>()

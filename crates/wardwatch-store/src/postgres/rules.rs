@@ -16,15 +16,12 @@ pub(crate) async fn move_open_alerts(
     team: &str,
     team_policy: Option<&Value>,
 ) -> Result<u64, StoreError> {
-    let alerts = sqlx::query_scalar::<_, i64>(
-        "UPDATE alerts SET team_id = $2, policy = COALESCE($3, policy) \
-         WHERE patient_id = $1 AND state <> 'resolved' RETURNING id",
-    )
-    .bind(patient)
-    .bind(team)
-    .bind(team_policy)
-    .fetch_all(&mut *conn)
-    .await?;
+    let alerts = sqlx::query_scalar::<_, i64>(crate::sql::rules::MOVE_OPEN_ALERTS_TO_TEAM)
+        .bind(patient)
+        .bind(team)
+        .bind(team_policy)
+        .fetch_all(&mut *conn)
+        .await?;
     for id in &alerts {
         sqlx::query(
             "INSERT INTO alert_events (alert_id, actor, kind, detail) \
@@ -100,7 +97,7 @@ impl PgStore {
                 .await?;
         match (current, pathway) {
             (None, p) => {
-                sqlx::query("INSERT INTO patients (id, team_id, pathway) VALUES ($1, $2, $3)")
+                sqlx::query(crate::sql::rules::INSERT_PATIENT)
                     .bind(patient.as_str())
                     .bind(&team)
                     .bind(p.unwrap_or("general"))
@@ -114,12 +111,11 @@ impl PgStore {
                 )));
             }
             (Some(_), _) => {
-                let moved =
-                    sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1 AND team_id <> $2")
-                        .bind(patient.as_str())
-                        .bind(&team)
-                        .execute(&mut *tx)
-                        .await?;
+                let moved = sqlx::query(crate::sql::rules::CHANGE_PATIENT_TEAM)
+                    .bind(patient.as_str())
+                    .bind(&team)
+                    .execute(&mut *tx)
+                    .await?;
                 if moved.rows_affected() > 0 {
                     let alerts =
                         move_open_alerts(&mut tx, patient.as_str(), &team, team_policy).await?;
@@ -134,12 +130,10 @@ impl PgStore {
 
     /// A patient's team.
     pub async fn team_of(&self, patient: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT team_id FROM patients WHERE id = $1")
-                .bind(patient)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(crate::sql::rules::TEAM_OF_PATIENT)
+            .bind(patient)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Patients' settings and limits.
@@ -269,13 +263,11 @@ impl PgStore {
                 // patient is on oxygen: the care plan must say which, not
                 // default to air.
                 if *s == 2 {
-                    let stated: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM patient_settings_audit \
-                         WHERE patient_id = $1 AND field = 'care_plan_oxygen')",
-                    )
-                    .bind(patient.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let stated: bool =
+                        sqlx::query_scalar(crate::sql::rules::CARE_PLAN_OXYGEN_AUDITED)
+                            .bind(patient.as_str())
+                            .fetch_one(&mut *tx)
+                            .await?;
                     if !stated {
                         return Err(StoreError::Rejected(
                             "a Scale 2 decision needs the care plan's oxygen status stated first \
@@ -379,7 +371,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let (actor, reason) = (clean(actor, "who")?, clean(reason, "the reason")?);
         let mut tx = self.pool.begin().await?;
-        let res = sqlx::query("DELETE FROM patient_limits WHERE patient_id = $1 AND vital = $2")
+        let res = sqlx::query(crate::sql::rules::DELETE_PATIENT_LIMIT)
             .bind(patient.as_str())
             .bind(vital)
             .execute(&mut *tx)
@@ -414,22 +406,19 @@ impl PgStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO flags_set_aside (set_aside_at, patient_id, rule, technical, severity, \
-               change, at, summary, evidence, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(now)
-        .bind(&f.patient_id)
-        .bind(&f.rule)
-        .bind(f.technical)
-        .bind(f.severity)
-        .bind(f.change.as_str())
-        .bind(f.at)
-        .bind(&f.summary)
-        .bind(&f.evidence)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(crate::sql::rules::INSERT_SET_ASIDE_FLAG)
+            .bind(now)
+            .bind(&f.patient_id)
+            .bind(&f.rule)
+            .bind(f.technical)
+            .bind(f.severity)
+            .bind(f.change.as_str())
+            .bind(f.at)
+            .bind(&f.summary)
+            .bind(&f.evidence)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -466,15 +455,12 @@ impl PgStore {
                     }
                 }
                 FlagChange::Clear => {
-                    let id: Option<i64> = sqlx::query_scalar(
-                        "UPDATE flags SET cleared_at = $3, updated_at = $3 \
-                         WHERE patient_id = $1 AND rule = $2 AND cleared_at IS NULL RETURNING id",
-                    )
-                    .bind(&f.patient_id)
-                    .bind(&f.rule)
-                    .bind(f.at)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let id: Option<i64> = sqlx::query_scalar(crate::sql::rules::CLEAR_FLAG)
+                        .bind(&f.patient_id)
+                        .bind(&f.rule)
+                        .bind(f.at)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     let Some(id) = id else {
                         out.ignored += 1;
                         continue;
@@ -504,11 +490,9 @@ impl PgStore {
 
     /// Every open flag.
     pub async fn open_flags(&self) -> Result<Vec<OpenFlagRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT patient_id, rule, severity FROM flags WHERE cleared_at IS NULL ORDER BY patient_id, rule",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(crate::sql::rules::OPEN_FLAGS)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(OpenFlagRow {
@@ -527,24 +511,21 @@ impl PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<StoredOutcomes, StoreError> {
-        let flags = sqlx::query(
-            "SELECT patient_id, rule, severity, raised_at FROM flags \
-             WHERE raised_at >= $1 AND raised_at < $2 ORDER BY raised_at, patient_id, rule",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| {
-            Ok(RaisedFlagRow {
-                patient_id: r.try_get(0)?,
-                rule: r.try_get(1)?,
-                severity: r.try_get(2)?,
-                raised_at: r.try_get(3)?,
+        let flags = sqlx::query(crate::sql::rules::FLAGS_RAISED_BETWEEN)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(RaisedFlagRow {
+                    patient_id: r.try_get(0)?,
+                    rule: r.try_get(1)?,
+                    severity: r.try_get(2)?,
+                    raised_at: r.try_get(3)?,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let alerts = sqlx::query(
             "SELECT a.patient_id, a.kind, a.opened_at, \
                ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \

@@ -11,8 +11,8 @@ use super::{begin_write, classify, SqliteStore};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{FromRow, Row};
 
 use crate::alerts::{
     nonempty, AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery,
@@ -20,30 +20,24 @@ use crate::alerts::{
     SnoozeRow,
 };
 use crate::StoreError;
-use wardwatch_core::flag::{AlertState, FlagState, Severity};
 
 /// The columns of an [`AlertRow`] (PostgreSQL's `ALERT_COLUMNS`): the tier's
 /// name from the policy snapshot, and the alert's distinct rules in byte
 /// order (PostgreSQL's C collation) as a JSON array.
 macro_rules! alert_columns {
     () => {
-        "a.id, a.patient_id, a.team_id, a.kind, a.severity, a.state, a.tier, \
-         COALESCE(CAST(a.policy -> 'tiers' -> a.tier ->> 'name' AS TEXT), ''), a.summary, a.opened_at, \
-         (SELECT json_group_array(r.rule ORDER BY r.rule) FROM \
-            (SELECT DISTINCT f.rule AS rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
-             WHERE af.alert_id = a.id) r), \
-         a.acknowledged_by"
+        crate::sql::alert_columns!(
+            "COALESCE(CAST(a.policy -> 'tiers' -> a.tier ->> 'name' AS TEXT), '')",
+            "(SELECT json_group_array(r.rule ORDER BY r.rule) FROM \
+               (SELECT DISTINCT f.rule AS rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
+                WHERE af.alert_id = a.id) r)"
+        )
     };
 }
 
 /// A stored value that is not what this backend wrote.
 fn decode_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Database(sqlx::Error::Decode(Box::new(e)))
-}
-
-/// JSON text from a TEXT column (PostgreSQL's jsonb).
-fn json(text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(decode_error)
 }
 
 /// PostgreSQL refuses a negative `LIMIT`; SQLite would read it as "no limit".
@@ -56,25 +50,6 @@ fn check_limit(limit: i64) -> Result<i64, StoreError> {
     Ok(limit)
 }
 
-/// An [`AlertRow`] from [`alert_columns!`] starting at column `first`.
-fn alert_row_at(r: &SqliteRow, first: usize) -> Result<AlertRow, StoreError> {
-    let rules: String = r.try_get(first + 10).map_err(classify)?;
-    Ok(AlertRow {
-        id: r.try_get(first).map_err(classify)?,
-        patient_id: r.try_get(first + 1).map_err(classify)?,
-        team_id: r.try_get(first + 2).map_err(classify)?,
-        kind: r.try_get(first + 3).map_err(classify)?,
-        severity: Severity::from_stored(&r.try_get::<String, _>(first + 4).map_err(classify)?),
-        state: AlertState::from_stored(&r.try_get::<String, _>(first + 5).map_err(classify)?),
-        tier: r.try_get(first + 6).map_err(classify)?,
-        tier_name: r.try_get(first + 7).map_err(classify)?,
-        summary: r.try_get(first + 8).map_err(classify)?,
-        opened_at: r.try_get(first + 9).map_err(classify)?,
-        rules: serde_json::from_str(&rules).map_err(decode_error)?,
-        acknowledged_by: r.try_get(first + 11).map_err(classify)?,
-    })
-}
-
 async fn fetch_alert(conn: &mut SqliteConnection, id: i64) -> Result<AlertRow, StoreError> {
     let r = sqlx::query(concat!(
         "SELECT ",
@@ -85,7 +60,7 @@ async fn fetch_alert(conn: &mut SqliteConnection, id: i64) -> Result<AlertRow, S
     .fetch_one(&mut *conn)
     .await
     .map_err(classify)?;
-    alert_row_at(&r, 0)
+    AlertRow::from_row(&r).map_err(classify)
 }
 
 async fn event(
@@ -172,38 +147,6 @@ async fn join_flag(
     Ok(())
 }
 
-fn pending_event(r: &SqliteRow) -> Result<PendingFlagEvent, StoreError> {
-    Ok(PendingFlagEvent {
-        event_id: r.try_get(0).map_err(classify)?,
-        flag_id: r.try_get(1).map_err(classify)?,
-        patient_id: r.try_get(2).map_err(classify)?,
-        team_id: r.try_get(3).map_err(classify)?,
-        rule: r.try_get(4).map_err(classify)?,
-        technical: r.try_get(5).map_err(classify)?,
-        state: FlagState::from_stored(&r.try_get::<String, _>(6).map_err(classify)?),
-        severity: Severity::from_stored(&r.try_get::<String, _>(7).map_err(classify)?),
-        at: r.try_get(8).map_err(classify)?,
-        summary: r.try_get(9).map_err(classify)?,
-        measure: r.try_get(10).map_err(classify)?,
-    })
-}
-
-fn open_alert_row(r: &SqliteRow) -> Result<OpenAlertRow, StoreError> {
-    let policy: String = r.try_get(5).map_err(classify)?;
-    let paged: String = r.try_get(8).map_err(classify)?;
-    Ok(OpenAlertRow {
-        id: r.try_get(0).map_err(classify)?,
-        severity: Severity::from_stored(&r.try_get::<String, _>(1).map_err(classify)?),
-        state: AlertState::from_stored(&r.try_get::<String, _>(2).map_err(classify)?),
-        tier: r.try_get(3).map_err(classify)?,
-        round: r.try_get(4).map_err(classify)?,
-        policy: json(&policy)?,
-        other_open_flags: r.try_get(6).map_err(classify)?,
-        last_update_at: r.try_get(7).map_err(classify)?,
-        paged: json(&paged)?,
-    })
-}
-
 /// Applies one event's plan (PostgreSQL's `PgStore::apply_action`):
 /// returns the alert the event went to and a note when it went nowhere.
 async fn apply_action(
@@ -225,24 +168,20 @@ async fn apply_action(
             deliveries,
             paged,
         } => {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO alerts (patient_id, team_id, kind, severity, state, opened_at, policy, \
-                 tier, next_escalation_at, summary, paged) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10) \
-                 RETURNING id",
-            )
-            .bind(&ev.patient_id)
-            .bind(&ev.team_id)
-            .bind(k)
-            .bind(severity.as_str())
-            .bind(now)
-            .bind(policy.to_string())
-            .bind(tier)
-            .bind(next_escalation_at)
-            .bind(&ev.summary)
-            .bind(paged.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
+            let id: i64 = sqlx::query_scalar(crate::sql::alerts::INSERT_ALERT)
+                .bind(&ev.patient_id)
+                .bind(&ev.team_id)
+                .bind(k)
+                .bind(severity.as_str())
+                .bind(now)
+                .bind(policy.to_string())
+                .bind(tier)
+                .bind(next_escalation_at)
+                .bind(&ev.summary)
+                .bind(paged.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
             join_flag(tx, id, ev.flag_id).await?;
             event(tx, id, "wardwatch", "opened", detail).await?;
             insert_deliveries(tx, id, &deliveries).await?;
@@ -261,21 +200,17 @@ async fn apply_action(
             let Some(a) = open else {
                 return Ok((None, Some("no open alert to worsen".into())));
             };
-            sqlx::query(
-                "UPDATE alerts SET severity = $2, tier = $3, round = $4, next_escalation_at = $5, \
-                 state = 'open', acknowledged_at = NULL, acknowledged_by = NULL, summary = $6, paged = $7 \
-                 WHERE id = $1",
-            )
-            .bind(a.id)
-            .bind(severity.as_str())
-            .bind(tier)
-            .bind(round)
-            .bind(next_escalation_at)
-            .bind(&ev.summary)
-            .bind(paged.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            sqlx::query(crate::sql::alerts::WORSEN_ALERT)
+                .bind(a.id)
+                .bind(severity.as_str())
+                .bind(tier)
+                .bind(round)
+                .bind(next_escalation_at)
+                .bind(&ev.summary)
+                .bind(paged.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
             join_flag(tx, a.id, ev.flag_id).await?;
             event(tx, a.id, "wardwatch", "worsened", detail).await?;
             insert_deliveries(tx, a.id, &deliveries).await?;
@@ -287,29 +222,23 @@ async fn apply_action(
                 return Ok((None, Some("no open alert to join".into())));
             };
             join_flag(tx, a.id, ev.flag_id).await?;
-            sqlx::query(
-                "UPDATE alerts SET summary = $2, paged = COALESCE($3, paged) WHERE id = $1",
-            )
-            .bind(a.id)
-            .bind(&ev.summary)
-            .bind(paged.map(|p| p.to_string()))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            sqlx::query(crate::sql::alerts::UPDATE_ALERT_SUMMARY)
+                .bind(a.id)
+                .bind(&ev.summary)
+                .bind(paged.map(|p| p.to_string()))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
             event(tx, a.id, "wardwatch", "evidence", detail).await?;
             if !deliveries.is_empty() {
                 // An update already claimed (being sent) was built before
                 // this flag joined: it does not count.
-                let pending: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 \
-                     AND purpose = 'update' AND status = 'pending' \
-                     AND (lease_until IS NULL OR lease_until < $2))",
-                )
-                .bind(a.id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
+                let pending: bool = sqlx::query_scalar(crate::sql::alerts::PENDING_UPDATE_EXISTS)
+                    .bind(a.id)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 // One pending update carries every flag that joins before
                 // it is sent: it is built at send time.
                 if !pending {
@@ -324,16 +253,12 @@ async fn apply_action(
             };
             event(tx, a.id, "wardwatch", "flag_cleared", detail).await?;
             if resolve {
-                sqlx::query(
-                    "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = 'wardwatch', \
-                     note = 'resolved automatically: the condition cleared', next_escalation_at = NULL \
-                     WHERE id = $1",
-                )
-                .bind(a.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+                sqlx::query(crate::sql::alerts::AUTO_RESOLVE_ALERT)
+                    .bind(a.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 cancel_pending(tx, a.id, &["page", "update", "reminder"]).await?;
                 event(
                     tx,
@@ -401,19 +326,19 @@ impl crate::AlertStore for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
-            let alert_id: i64 = r.try_get(1).map_err(classify)?;
+            let alert_id: i64 = r.try_get("alert_id").map_err(classify)?;
             let alert = fetch_alert(&mut tx, alert_id).await?;
             out.push(ClaimedDelivery {
-                id: r.try_get(0).map_err(classify)?,
+                id: r.try_get("id").map_err(classify)?,
                 alert_id,
-                purpose: r.try_get(2).map_err(classify)?,
-                tier: r.try_get(3).map_err(classify)?,
-                round: r.try_get(4).map_err(classify)?,
-                channel: r.try_get(5).map_err(classify)?,
-                target: r.try_get(6).map_err(classify)?,
-                key: r.try_get(7).map_err(classify)?,
-                attempts: r.try_get(8).map_err(classify)?,
-                created_at: r.try_get(9).map_err(classify)?,
+                purpose: r.try_get("purpose").map_err(classify)?,
+                tier: r.try_get("tier").map_err(classify)?,
+                round: r.try_get("round").map_err(classify)?,
+                channel: r.try_get("channel").map_err(classify)?,
+                target: r.try_get("target").map_err(classify)?,
+                key: r.try_get("idempotency_key").map_err(classify)?,
+                attempts: r.try_get("attempts").map_err(classify)?,
+                created_at: r.try_get("created_at").map_err(classify)?,
                 alert,
             });
         }
@@ -430,40 +355,31 @@ impl crate::AlertStore for SqliteStore {
     ) -> Result<(), StoreError> {
         match (error, retry_at) {
             (None, _) => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(classify)?;
+                sqlx::query(crate::sql::alerts::MARK_DELIVERY_SENT)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?;
             }
             (Some(e), Some(at)) => {
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $2, lease_until = NULL, last_error = $3 \
-                     WHERE id = $1 AND status = 'pending'",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(e)
-                .execute(&self.pool)
-                .await
-                .map_err(classify)?;
+                sqlx::query(crate::sql::alerts::RETRY_DELIVERY)
+                    .bind(id)
+                    .bind(at)
+                    .bind(e)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?;
             }
             (Some(e), None) => {
                 // Only a delivery still pending fails: an acknowledgement may
                 // have cancelled it while it was being sent.
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', lease_until = NULL, last_error = $2 \
-                     WHERE id = $1 AND status = 'pending'",
-                )
-                .bind(id)
-                .bind(e)
-                .execute(&self.pool)
-                .await
-                .map_err(classify)?;
+                sqlx::query(crate::sql::alerts::FAIL_DELIVERY)
+                    .bind(id)
+                    .bind(e)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?;
             }
         }
         Ok(())
@@ -579,15 +495,7 @@ impl crate::AlertStore for SqliteStore {
         .await
         .map_err(classify)?;
         rows.iter()
-            .map(|r| {
-                Ok(AlertEventRow {
-                    id: r.try_get("event_id").map_err(classify)?,
-                    event: r.try_get("event").map_err(classify)?,
-                    actor: r.try_get("event_actor").map_err(classify)?,
-                    at: r.try_get("event_at").map_err(classify)?,
-                    alert: alert_row_at(r, 4)?,
-                })
-            })
+            .map(|r| AlertEventRow::from_row(r).map_err(classify))
             .collect()
     }
 
@@ -596,7 +504,7 @@ impl crate::AlertStore for SqliteStore {
         team: &str,
         since: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE team_id = $1 AND opened_at >= $2")
+        sqlx::query_scalar(crate::sql::alerts::COUNT_TEAM_ALERTS_SINCE)
             .bind(team)
             .bind(since)
             .fetch_one(&self.pool)
@@ -605,7 +513,7 @@ impl crate::AlertStore for SqliteStore {
     }
 
     async fn last_alert_event_id(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM alert_events")
+        sqlx::query_scalar(crate::sql::alerts::LAST_ALERT_EVENT_ID)
             .fetch_one(&self.pool)
             .await
             .map_err(classify)
@@ -619,16 +527,13 @@ impl crate::AlertStore for SqliteStore {
     ) -> Result<AlertRow, StoreError> {
         let user = nonempty(user, "the user")?;
         let mut tx = begin_write(&self.pool).await?;
-        let res = sqlx::query(
-            "UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, \
-             next_escalation_at = NULL WHERE id = $1 AND state = 'open'",
-        )
-        .bind(alert_id)
-        .bind(now)
-        .bind(&user)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let res = sqlx::query(crate::sql::alerts::ACKNOWLEDGE_ALERT)
+            .bind(alert_id)
+            .bind(now)
+            .bind(&user)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         if res.rows_affected() == 0 {
             return Err(StoreError::Rejected(format!(
                 "alert {alert_id} is not open (it may be acknowledged or resolved already, or not exist)"
@@ -663,18 +568,15 @@ impl crate::AlertStore for SqliteStore {
             ));
         }
         let mut tx = begin_write(&self.pool).await?;
-        let res = sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = $3, outcome = $4, \
-             note = $5, next_escalation_at = NULL WHERE id = $1 AND state <> 'resolved'",
-        )
-        .bind(alert_id)
-        .bind(now)
-        .bind(&user)
-        .bind(outcome)
-        .bind(note)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let res = sqlx::query(crate::sql::alerts::RESOLVE_ALERT)
+            .bind(alert_id)
+            .bind(now)
+            .bind(&user)
+            .bind(outcome)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         if res.rows_affected() == 0 {
             return Err(StoreError::Rejected(format!(
                 "alert {alert_id} is already resolved, or does not exist"
@@ -706,12 +608,11 @@ impl crate::AlertStore for SqliteStore {
         let user = nonempty(user, "the user")?;
         let reason = nonempty(reason, "the reason")?;
         let mut tx = begin_write(&self.pool).await?;
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)")
-                .bind(patient)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
+        let known: bool = sqlx::query_scalar(crate::sql::records::PATIENT_EXISTS)
+            .bind(patient)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
         if !known {
             return Err(StoreError::Rejected(format!(
                 "patient {patient} is not enrolled"
@@ -750,13 +651,11 @@ impl crate::AlertStore for SqliteStore {
         .await
         .map_err(classify)?;
         // Recorded on the open alert too, so its trail says who snoozed what.
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE patient_id = $1 AND state <> 'resolved' ORDER BY id LIMIT 1",
-        )
-        .bind(patient)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let open: Option<i64> = sqlx::query_scalar(crate::sql::alerts::OPEN_ALERT_OF_PATIENT)
+            .bind(patient)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
         if let Some(id) = open {
             event(
                 &mut tx,
@@ -858,7 +757,9 @@ impl crate::AlertStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        rows.iter().map(|r| alert_row_at(r, 0)).collect()
+        rows.iter()
+            .map(|r| AlertRow::from_row(r).map_err(classify))
+            .collect()
     }
 
     async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
@@ -871,7 +772,9 @@ impl crate::AlertStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        row.as_ref().map(|r| alert_row_at(r, 0)).transpose()
+        row.as_ref()
+            .map(|r| AlertRow::from_row(r).map_err(classify))
+            .transpose()
     }
 }
 
@@ -891,9 +794,10 @@ impl crate::EscalationStore for SqliteStore {
         let limit = check_limit(limit)?;
         let mut out = AppliedEvents::default();
         let mut tx = begin_write(&self.pool).await?;
-        let rows = sqlx::query(
-            "SELECT e.id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
-             e.severity, e.at, e.summary, CAST(json_extract(e.evidence, '$.measure') AS REAL) FROM flag_events e \
+        let events = sqlx::query_as::<_, PendingFlagEvent>(
+            "SELECT e.id AS event_id, e.flag_id, e.patient_id, p.team_id, e.rule, f.technical, e.state, \
+             e.severity, e.at, e.summary, CAST(json_extract(e.evidence, '$.measure') AS REAL) AS measure \
+             FROM flag_events e \
              JOIN flags f ON f.id = e.flag_id JOIN patients p ON p.id = e.patient_id \
              WHERE e.alerted_at IS NULL ORDER BY e.id LIMIT $1",
         )
@@ -901,18 +805,18 @@ impl crate::EscalationStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-        for r in rows {
-            let ev = pending_event(&r)?;
+        for ev in events {
             let kind = if ev.technical {
                 "technical"
             } else {
                 "clinical"
             };
-            let open = sqlx::query(
+            let open = sqlx::query_as::<_, OpenAlertRow>(
                 "SELECT a.id, a.severity, a.state, a.tier, a.round, a.policy, \
                  (SELECT count(*) FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
-                  WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3), \
-                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update'), \
+                  WHERE af.alert_id = a.id AND f.cleared_at IS NULL AND f.id <> $3) AS other_open_flags, \
+                 (SELECT max(d.next_attempt_at) FROM deliveries d WHERE d.alert_id = a.id AND d.purpose = 'update') \
+                 AS last_update_at, \
                  a.paged FROM alerts a WHERE a.patient_id = $1 AND a.kind = $2 AND a.state <> 'resolved'",
             )
             .bind(&ev.patient_id)
@@ -920,40 +824,25 @@ impl crate::EscalationStore for SqliteStore {
             .bind(ev.flag_id)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(classify)?
-            .map(|r| open_alert_row(&r))
-            .transpose()?;
-            let snooze = sqlx::query(
-                "SELECT severity, until, measure FROM snoozes WHERE patient_id = $1 AND rule = $2 AND until > $3 \
-                 ORDER BY until DESC LIMIT 1",
-            )
-            .bind(&ev.patient_id)
-            .bind(&ev.rule)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?
-            .map(|r| -> Result<SnoozeRow, StoreError> {
-                Ok(SnoozeRow {
-                    severity: Severity::from_stored(&r.try_get::<String, _>(0).map_err(classify)?),
-                    until: r.try_get(1).map_err(classify)?,
-                    measure: r.try_get(2).map_err(classify)?,
-                })
-            })
-            .transpose()?;
+            .map_err(classify)?;
+            let snooze = sqlx::query_as::<_, SnoozeRow>(crate::sql::alerts::ACTIVE_SNOOZE)
+                .bind(&ev.patient_id)
+                .bind(&ev.rule)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
             let action = decide(&ev, open.as_ref(), snooze.as_ref());
             let (alert_id, note) =
                 apply_action(&mut tx, &ev, open.as_ref(), action, now, &mut out).await?;
-            sqlx::query(
-                "UPDATE flag_events SET alerted_at = $2, alert_id = $3, alert_note = $4 WHERE id = $1",
-            )
-            .bind(ev.event_id)
-            .bind(now)
-            .bind(alert_id)
-            .bind(note)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            sqlx::query(crate::sql::alerts::MARK_FLAG_EVENT_ALERTED)
+                .bind(ev.event_id)
+                .bind(now)
+                .bind(alert_id)
+                .bind(note)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
             out.events += 1;
         }
         tx.commit().await.map_err(classify)?;
@@ -977,7 +866,7 @@ impl crate::EscalationStore for SqliteStore {
         let mut tx = begin_write(&self.pool).await?;
         // Open alerts past their deadline; acknowledged ones past their
         // reminder, or with none scheduled yet (just acknowledged).
-        let rows = sqlx::query(
+        let due_alerts = sqlx::query_as::<_, DueAlert>(
             "SELECT id, team_id, severity, state, tier, round, policy, acknowledged_at, next_escalation_at \
              FROM alerts WHERE (state = 'open' AND next_escalation_at <= $1) \
              OR (state = 'acknowledged' AND (next_escalation_at IS NULL OR next_escalation_at <= $1)) \
@@ -989,25 +878,11 @@ impl crate::EscalationStore for SqliteStore {
         .await
         .map_err(classify)?;
         let mut done = Vec::new();
-        for r in rows {
-            let policy: String = r.try_get("policy").map_err(classify)?;
-            let due = DueAlert {
-                id: r.try_get("id").map_err(classify)?,
-                team_id: r.try_get("team_id").map_err(classify)?,
-                severity: Severity::from_stored(
-                    &r.try_get::<String, _>("severity").map_err(classify)?,
-                ),
-                state: AlertState::from_stored(&r.try_get::<String, _>("state").map_err(classify)?),
-                tier: r.try_get("tier").map_err(classify)?,
-                round: r.try_get("round").map_err(classify)?,
-                policy: json(&policy)?,
-                acknowledged_at: r.try_get("acknowledged_at").map_err(classify)?,
-                next_escalation_at: r.try_get("next_escalation_at").map_err(classify)?,
-            };
+        for due in due_alerts {
             let Some(step) = plan(&due) else {
                 // A policy that cannot be read: keep escalating on a minute's
                 // repeat rather than go quiet.
-                sqlx::query("UPDATE alerts SET next_escalation_at = $2 WHERE id = $1")
+                sqlx::query(crate::sql::alerts::SET_NEXT_ESCALATION)
                     .bind(due.id)
                     .bind(now + Duration::minutes(1))
                     .execute(&mut *tx)
@@ -1015,16 +890,14 @@ impl crate::EscalationStore for SqliteStore {
                     .map_err(classify)?;
                 continue;
             };
-            sqlx::query(
-                "UPDATE alerts SET tier = $2, round = $3, next_escalation_at = $4 WHERE id = $1",
-            )
-            .bind(due.id)
-            .bind(step.tier)
-            .bind(step.round)
-            .bind(step.next_escalation_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            sqlx::query(crate::sql::alerts::ESCALATE_ALERT)
+                .bind(due.id)
+                .bind(step.tier)
+                .bind(step.round)
+                .bind(step.next_escalation_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
             if let Some(kind) = step.event {
                 event(
                     &mut tx,

@@ -388,7 +388,7 @@ impl crate::MaintenanceStore for SqliteStore {
     }
 
     async fn purge_anchors(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM relative_time_anchors WHERE anchor < $1")
+        let r = sqlx::query(crate::sql::maintenance::PRUNE_ANCHORS)
             .bind(cutoff)
             .execute(&self.pool)
             .await
@@ -398,15 +398,12 @@ impl crate::MaintenanceStore for SqliteStore {
 
     async fn purge_quarantine(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
         let mut tx = begin_write(&self.pool).await?;
-        let r = sqlx::query(
-            "DELETE FROM quarantine WHERE id IN \
-               (SELECT id FROM quarantine WHERE last_seen_at < $1 ORDER BY id LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let r = sqlx::query(crate::sql::maintenance::PRUNE_QUARANTINE)
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(r.rows_affected())
     }
@@ -440,7 +437,7 @@ impl crate::MaintenanceStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-            sqlx::query("INSERT INTO devices (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            sqlx::query(crate::sql::records::INSERT_DEVICE)
                 .bind(device)
                 .execute(&mut *tx)
                 .await
@@ -463,15 +460,13 @@ impl crate::MaintenanceStore for SqliteStore {
                     .await
                     .map_err(classify)?;
             }
-            sqlx::query(
-                "INSERT INTO device_assignments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
-            )
-            .bind(device)
-            .bind(patient)
-            .bind(from)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            sqlx::query(crate::sql::records::INSERT_ASSIGNMENT)
+                .bind(device)
+                .bind(patient)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(())

@@ -172,7 +172,7 @@ impl crate::RecordStore for SqliteStore {
         &self,
         nhs_number: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        sqlx::query_as("SELECT id, team_id FROM patients WHERE nhs_number = $1")
+        sqlx::query_as(crate::sql::records::PATIENT_BY_NHS_NUMBER)
             .bind(nhs_number)
             .fetch_optional(&self.pool)
             .await
@@ -184,25 +184,21 @@ impl crate::RecordStore for SqliteStore {
         let actor = clean(actor, "who")?;
         let mut tx = begin_write(&self.pool).await?;
         // Without a target, DO NOTHING covers the id and the NHS number alike.
-        let inserted = sqlx::query(
-            "INSERT INTO patients (id, team_id, pathway, nhs_number, date_of_birth) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(e.id.as_str())
-        .bind(&team)
-        .bind(&e.pathway)
-        .bind(e.nhs_number.as_ref().map(NhsNumber::as_str))
-        .bind(e.date_of_birth)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let inserted = sqlx::query(crate::sql::records::INSERT_PATIENT_WITH_IDENTITY)
+            .bind(e.id.as_str())
+            .bind(&team)
+            .bind(&e.pathway)
+            .bind(e.nhs_number.as_ref().map(NhsNumber::as_str))
+            .bind(e.date_of_birth)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         if inserted.rows_affected() == 0 {
-            let id_taken: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)")
-                    .bind(e.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+            let id_taken: bool = sqlx::query_scalar(crate::sql::records::PATIENT_EXISTS)
+                .bind(e.id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
             return Err(StoreError::Rejected(if id_taken {
                 format!("patient id {} is already in use", e.id)
             } else {
@@ -237,12 +233,11 @@ impl crate::RecordStore for SqliteStore {
             clean(reason, "the reason")?,
         );
         let mut tx = begin_write(&self.pool).await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT team_id FROM patients WHERE id = $1")
-                .bind(patient.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
+        let current: Option<String> = sqlx::query_scalar(crate::sql::rules::TEAM_OF_PATIENT)
+            .bind(patient.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
         let Some(current) = current else {
             return Err(StoreError::Rejected(format!(
                 "patient {patient} is not enrolled"
@@ -253,7 +248,7 @@ impl crate::RecordStore for SqliteStore {
                 "patient {patient} is already on team {team}"
             )));
         }
-        sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1")
+        sqlx::query(crate::sql::records::SET_PATIENT_TEAM)
             .bind(patient.as_str())
             .bind(&team)
             .execute(&mut *tx)
@@ -287,16 +282,13 @@ impl crate::RecordStore for SqliteStore {
                 DEVICE_KINDS.join(", ")
             )));
         }
-        sqlx::query(
-            "INSERT INTO devices (id, model, kind) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET model = excluded.model, kind = excluded.kind",
-        )
-        .bind(device.as_str())
-        .bind(&model)
-        .bind(kind)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        sqlx::query(crate::sql::records::UPSERT_DEVICE)
+            .bind(device.as_str())
+            .bind(&model)
+            .bind(kind)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         self.device_after(device).await
     }
 
@@ -498,16 +490,13 @@ impl crate::RecordStore for SqliteStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<NoteRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, vital, time, device_id, author, text, created_at FROM reading_notes \
-             WHERE patient_id = $1 AND time >= $2 AND time < $3 ORDER BY time, id",
-        )
-        .bind(patient)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let rows = sqlx::query(crate::sql::records::READING_NOTES_IN_RANGE)
+            .bind(patient)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         rows.iter().map(note_row).collect()
     }
 }

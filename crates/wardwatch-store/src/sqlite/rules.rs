@@ -50,16 +50,13 @@ pub(crate) async fn move_open_alerts(
     team: &str,
     team_policy: Option<&Value>,
 ) -> Result<u64, StoreError> {
-    let alerts = sqlx::query_scalar::<_, i64>(
-        "UPDATE alerts SET team_id = $2, policy = COALESCE($3, policy) \
-         WHERE patient_id = $1 AND state <> 'resolved' RETURNING id",
-    )
-    .bind(patient)
-    .bind(team)
-    .bind(team_policy.map(Value::to_string))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(classify)?;
+    let alerts = sqlx::query_scalar::<_, i64>(crate::sql::rules::MOVE_OPEN_ALERTS_TO_TEAM)
+        .bind(patient)
+        .bind(team)
+        .bind(team_policy.map(Value::to_string))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
     for id in &alerts {
         sqlx::query(
             "INSERT INTO alert_events (alert_id, actor, kind, detail, at) \
@@ -158,7 +155,7 @@ impl crate::RulesStore for SqliteStore {
                 .map_err(classify)?;
         match (current, pathway) {
             (None, p) => {
-                sqlx::query("INSERT INTO patients (id, team_id, pathway) VALUES ($1, $2, $3)")
+                sqlx::query(crate::sql::rules::INSERT_PATIENT)
                     .bind(patient.as_str())
                     .bind(&team)
                     .bind(p.unwrap_or("general"))
@@ -173,13 +170,12 @@ impl crate::RulesStore for SqliteStore {
                 )));
             }
             (Some(_), _) => {
-                let moved =
-                    sqlx::query("UPDATE patients SET team_id = $2 WHERE id = $1 AND team_id <> $2")
-                        .bind(patient.as_str())
-                        .bind(&team)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
+                let moved = sqlx::query(crate::sql::rules::CHANGE_PATIENT_TEAM)
+                    .bind(patient.as_str())
+                    .bind(&team)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 if moved.rows_affected() > 0 {
                     let alerts =
                         move_open_alerts(&mut tx, patient.as_str(), &team, team_policy).await?;
@@ -193,7 +189,7 @@ impl crate::RulesStore for SqliteStore {
     }
 
     async fn team_of(&self, patient: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT team_id FROM patients WHERE id = $1")
+        sqlx::query_scalar(crate::sql::rules::TEAM_OF_PATIENT)
             .bind(patient)
             .fetch_optional(&self.pool)
             .await
@@ -324,14 +320,12 @@ impl crate::RulesStore for SqliteStore {
                 // patient is on oxygen: the care plan must say which, not
                 // default to air.
                 if *s == 2 {
-                    let stated: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM patient_settings_audit \
-                         WHERE patient_id = $1 AND field = 'care_plan_oxygen')",
-                    )
-                    .bind(patient.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                    let stated: bool =
+                        sqlx::query_scalar(crate::sql::rules::CARE_PLAN_OXYGEN_AUDITED)
+                            .bind(patient.as_str())
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(classify)?;
                     if !stated {
                         return Err(StoreError::Rejected(
                             "a Scale 2 decision needs the care plan's oxygen status stated first \
@@ -438,7 +432,7 @@ impl crate::RulesStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (actor, reason) = (clean(actor, "who")?, clean(reason, "the reason")?);
         let mut tx = begin_write(&self.pool).await?;
-        let res = sqlx::query("DELETE FROM patient_limits WHERE patient_id = $1 AND vital = $2")
+        let res = sqlx::query(crate::sql::rules::DELETE_PATIENT_LIMIT)
             .bind(patient.as_str())
             .bind(vital)
             .execute(&mut *tx)
@@ -520,16 +514,13 @@ impl crate::RulesStore for SqliteStore {
                     }
                 }
                 FlagChange::Clear => {
-                    let id: Option<i64> = sqlx::query_scalar(
-                        "UPDATE flags SET cleared_at = $3, updated_at = $3 \
-                         WHERE patient_id = $1 AND rule = $2 AND cleared_at IS NULL RETURNING id",
-                    )
-                    .bind(&f.patient_id)
-                    .bind(&f.rule)
-                    .bind(f.at)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                    let id: Option<i64> = sqlx::query_scalar(crate::sql::rules::CLEAR_FLAG)
+                        .bind(&f.patient_id)
+                        .bind(&f.rule)
+                        .bind(f.at)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(classify)?;
                     let Some(id) = id else {
                         out.ignored += 1;
                         continue;
@@ -560,12 +551,10 @@ impl crate::RulesStore for SqliteStore {
     }
 
     async fn open_flags(&self) -> Result<Vec<OpenFlagRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT patient_id, rule, severity FROM flags WHERE cleared_at IS NULL ORDER BY patient_id, rule",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let rows = sqlx::query(crate::sql::rules::OPEN_FLAGS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         rows.into_iter()
             .map(|r| {
                 Ok(OpenFlagRow {
@@ -618,25 +607,22 @@ impl crate::RulesStore for SqliteStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<StoredOutcomes, StoreError> {
-        let flags = sqlx::query(
-            "SELECT patient_id, rule, severity, raised_at FROM flags \
-             WHERE raised_at >= $1 AND raised_at < $2 ORDER BY raised_at, patient_id, rule",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?
-        .into_iter()
-        .map(|r| {
-            Ok(RaisedFlagRow {
-                patient_id: r.try_get(0).map_err(classify)?,
-                rule: r.try_get(1).map_err(classify)?,
-                severity: r.try_get(2).map_err(classify)?,
-                raised_at: r.try_get(3).map_err(classify)?,
+        let flags = sqlx::query(crate::sql::rules::FLAGS_RAISED_BETWEEN)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(|r| {
+                Ok(RaisedFlagRow {
+                    patient_id: r.try_get(0).map_err(classify)?,
+                    rule: r.try_get(1).map_err(classify)?,
+                    severity: r.try_get(2).map_err(classify)?,
+                    raised_at: r.try_get(3).map_err(classify)?,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         // PostgreSQL's ARRAY(...): a JSON array of the alert's flag rules.
         let alerts = sqlx::query(
             "SELECT a.patient_id, a.kind, a.opened_at, \
@@ -673,23 +659,20 @@ impl crate::RulesStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = begin_write(&self.pool).await?;
-        sqlx::query(
-            "INSERT INTO flags_set_aside (set_aside_at, patient_id, rule, technical, severity, \
-               change, at, summary, evidence, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(now)
-        .bind(&f.patient_id)
-        .bind(&f.rule)
-        .bind(f.technical)
-        .bind(f.severity)
-        .bind(f.change.as_str())
-        .bind(f.at)
-        .bind(&f.summary)
-        .bind(f.evidence.to_string())
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        sqlx::query(crate::sql::rules::INSERT_SET_ASIDE_FLAG)
+            .bind(now)
+            .bind(&f.patient_id)
+            .bind(&f.rule)
+            .bind(f.technical)
+            .bind(f.severity)
+            .bind(f.change.as_str())
+            .bind(f.at)
+            .bind(&f.summary)
+            .bind(f.evidence.to_string())
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(())
     }
