@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use wardwatch::{loadgen, score};
 use wardwatch_core::{DeviceId, PatientId};
 use wardwatch_engine::{shutdown, telemetry, Config, Engine};
+use wardwatch_store::alerts::StateFilter;
 
 #[derive(Parser)]
 #[command(
@@ -242,7 +243,7 @@ enum TokenCommand {
 enum AlertCommand {
     /// Alerts, newest first.
     List {
-        /// Only this state: open, acknowledged or resolved.
+        /// Only this state: open, acknowledged, resolved or unresolved.
         #[arg(long)]
         state: Option<String>,
         /// At most this many.
@@ -511,12 +512,13 @@ async fn alert_command(command: AlertCommand, cfg: &Config) -> Result<()> {
     };
     match command {
         AlertCommand::List { state, limit, json } => {
-            if let Some(s) = &state {
-                if wardwatch_alerting::lifecycle::AlertState::parse(s).is_none() {
-                    anyhow::bail!("--state must be open, acknowledged or resolved, not {s:?}");
-                }
-            }
-            for a in store.list_alerts(state.as_deref(), limit).await? {
+            let state = match state.as_deref() {
+                None => None,
+                Some(s) => Some(StateFilter::parse(s).with_context(|| {
+                    format!("--state must be open, acknowledged, resolved or unresolved, not {s:?}")
+                })?),
+            };
+            for a in store.list_alerts(state, limit).await? {
                 if json {
                     println!(
                         "{}",

@@ -13,10 +13,11 @@ mod common;
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use common::*;
 use serde_json::{json, Value};
+use wardwatch_core::flag::Severity;
 use wardwatch_core::PatientId;
 use wardwatch_store::alerts::{
     AlertAction, AlertFilter, AlertRow, DueAlert, EscalationApply, NewDelivery, OpenAlertRow,
-    PendingFlagEvent, SnoozeLimits, SnoozeRow,
+    PendingFlagEvent, SnoozeLimits, SnoozeRow, StateFilter,
 };
 use wardwatch_store::sqlite::SqliteStore;
 use wardwatch_store::{
@@ -207,15 +208,16 @@ fn day_limits(now: DateTime<Utc>) -> SnoozeLimits {
     }
 }
 
+/// A filter as an operator writes it: names, parsed as the API parses them.
 fn all<'a>(
-    state: Option<&'a str>,
+    state: Option<&str>,
     teams: Option<&'a [String]>,
-    severity: Option<&'a str>,
+    severity: Option<&str>,
 ) -> AlertFilter<'a> {
     AlertFilter {
-        state,
+        state: state.map(|s| StateFilter::parse(s).expect("a state name")),
         teams,
-        severity,
+        severity: severity.map(|s| Severity::parse(s).expect("a severity name")),
     }
 }
 
@@ -753,7 +755,10 @@ async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStor
     );
     assert_eq!(ids(&s.list_alerts(None, 2).await.unwrap()), vec![d, a3]);
     assert_eq!(
-        ids(&s.list_alerts(Some("acknowledged"), 10).await.unwrap()),
+        ids(&s
+            .list_alerts(StateFilter::parse("acknowledged"), 10)
+            .await
+            .unwrap()),
         vec![a1]
     );
     assert!(s.alert(999_999).await.unwrap().is_none());

@@ -45,8 +45,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::BroadcastStream;
 use wardwatch_alerting::feed::AlertFeed;
 use wardwatch_alerting::policy::Teams;
+use wardwatch_core::flag::Severity;
 use wardwatch_store::access::{AuditEntry, Principal};
-use wardwatch_store::alerts::AlertRow;
+use wardwatch_store::alerts::{AlertRow, StateFilter};
 use wardwatch_store::{Backend, NewReading, StoreError};
 
 pub use auth::{new_token, token_hash, Cidr, FailedAuth};
@@ -462,11 +463,8 @@ async fn list_alerts(
     if !c.is(&["admin", "nurse", "clinician"]) {
         return refuse(&state, &c, None, Problem::not_found("resource")).await;
     }
-    if let Some(s) = &q.state {
-        if !matches!(
-            s.as_str(),
-            "open" | "acknowledged" | "resolved" | "unresolved"
-        ) {
+    let wanted_state = match q.state.as_deref().map(StateFilter::parse) {
+        Some(None) => {
             return refuse(
                 &state,
                 &c,
@@ -475,9 +473,11 @@ async fn list_alerts(
             )
             .await;
         }
-    }
-    if let Some(s) = &q.severity {
-        if !matches!(s.as_str(), "low" | "medium" | "high" | "emergency") {
+        Some(Some(s)) => Some(s),
+        None => None,
+    };
+    let wanted_severity = match q.severity.as_deref().map(Severity::parse) {
+        Some(None) => {
             return refuse(
                 &state,
                 &c,
@@ -486,7 +486,9 @@ async fn list_alerts(
             )
             .await;
         }
-    }
+        Some(Some(s)) => Some(s),
+        None => None,
+    };
     // Staff see their teams' alerts (narrowed to one of them on request);
     // admins everyone's. Filtered in the query, before its limit.
     let mine: Vec<String> = match (&q.team, c.is(&["admin"])) {
@@ -501,9 +503,9 @@ async fn list_alerts(
         (None, _) => c.principal.teams.clone(),
     };
     let filter = wardwatch_store::alerts::AlertFilter {
-        state: q.state.as_deref(),
+        state: wanted_state,
         teams: (!c.is(&["admin"]) || q.team.is_some()).then_some(mine.as_slice()),
-        severity: q.severity.as_deref(),
+        severity: wanted_severity,
     };
     let rows = match state.store.find_alerts(&filter, 500).await {
         Ok(r) => r,

@@ -152,6 +152,31 @@ async fn the_contract(store: Backend) {
         body["detail"].as_str().is_some_and(|d| !d.is_empty()),
         "{body}"
     );
+
+    // Alert lists take the four states and four severities by name, and
+    // anything else is refused with what is allowed, not read as "all".
+    for query in [
+        "state=open",
+        "state=acknowledged",
+        "state=resolved",
+        "state=unresolved",
+        "severity=low",
+        "severity=emergency",
+    ] {
+        let (status, body) = get(&base, &format!("/api/v1/alerts?{query}"), Some(&nurse_a)).await;
+        assert_eq!(status, 200, "{query}: {body}");
+    }
+    for (query, names) in [
+        ("state=closed", "open, acknowledged, resolved or unresolved"),
+        ("severity=urgent", "low, medium, high or emergency"),
+    ] {
+        let (status, body) = get(&base, &format!("/api/v1/alerts?{query}"), Some(&nurse_a)).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(names)),
+            "{query}: {body}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

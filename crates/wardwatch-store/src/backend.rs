@@ -19,6 +19,7 @@ use crate::access::{AuditEntry, AuditRow, Principal};
 use crate::alerts::{
     AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert,
     EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
+    StateFilter,
 };
 use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, UserRow};
 use crate::reports::TeamReport;
@@ -184,7 +185,7 @@ store_trait! {
         /// Hands ended snoozes' open flags back to alerting.
         fn end_snoozes(&self, now: DateTime<Utc>) -> u64;
         /// Alerts, newest first, optionally of one state.
-        fn list_alerts(&self, state: Option<&str>, limit: i64) -> Vec<AlertRow>;
+        fn list_alerts(&self, state: Option<StateFilter>, limit: i64) -> Vec<AlertRow>;
         /// Alerts matching a filter, newest first.
         fn find_alerts(&self, filter: &AlertFilter<'_>, limit: i64) -> Vec<AlertRow>;
         /// One alert.

@@ -340,16 +340,43 @@ pub struct AlertEventRow {
     pub alert: AlertRow,
 }
 
+/// Which states an alert list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Only alerts in this state.
+    Is(AlertState),
+    /// Open or acknowledged: what a ward board shows, however many are
+    /// resolved.
+    Unresolved,
+}
+
+impl StateFilter {
+    /// The name an operator or a query string uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Is(state) => state.as_str(),
+            Self::Unresolved => "unresolved",
+        }
+    }
+
+    /// Parses `open`, `acknowledged`, `resolved` or `unresolved`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unresolved" => Some(Self::Unresolved),
+            _ => AlertState::parse(s).map(Self::Is),
+        }
+    }
+}
+
 /// Which alerts to list; `None` fields do not filter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AlertFilter<'a> {
-    /// `open`, `acknowledged`, `resolved`, or `unresolved` (open or
-    /// acknowledged: what a ward board shows, however many are resolved).
-    pub state: Option<&'a str>,
+    /// Only these states.
+    pub state: Option<StateFilter>,
     /// Only these teams' alerts (`None`: every team).
     pub teams: Option<&'a [String]>,
     /// Only this severity.
-    pub severity: Option<&'a str>,
+    pub severity: Option<Severity>,
 }
 
 pub(crate) fn nonempty(s: &str, what: &str) -> Result<String, StoreError> {
@@ -358,4 +385,24 @@ pub(crate) fn nonempty(s: &str, what: &str) -> Result<String, StoreError> {
         return Err(StoreError::Rejected(format!("{what} must not be empty")));
     }
     Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_filters_read_back_their_names_and_refuse_others() {
+        for name in ["open", "acknowledged", "resolved", "unresolved"] {
+            let f = StateFilter::parse(name).map(StateFilter::as_str);
+            assert_eq!(f, Some(name));
+        }
+        assert_eq!(
+            StateFilter::parse("open"),
+            Some(StateFilter::Is(AlertState::Open))
+        );
+        for other in ["", "Open", "closed", "all"] {
+            assert_eq!(StateFilter::parse(other), None, "{other:?}");
+        }
+    }
 }

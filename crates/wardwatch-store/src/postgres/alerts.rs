@@ -730,7 +730,7 @@ impl PgStore {
     /// Alerts, newest first, optionally of one state.
     pub async fn list_alerts(
         &self,
-        state: Option<&str>,
+        state: Option<StateFilter>,
         limit: i64,
     ) -> Result<Vec<AlertRow>, StoreError> {
         self.find_alerts(
@@ -758,9 +758,9 @@ impl PgStore {
              AND ($3::text IS NULL OR a.severity = $3) \
              ORDER BY a.id DESC LIMIT $4"
         )))
-        .bind(filter.state)
+        .bind(filter.state.map(StateFilter::as_str))
         .bind(filter.teams)
-        .bind(filter.severity)
+        .bind(filter.severity.map(wardwatch_core::flag::Severity::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

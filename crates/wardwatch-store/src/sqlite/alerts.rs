@@ -17,7 +17,7 @@ use sqlx::{FromRow, Row};
 use crate::alerts::{
     nonempty, AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery,
     DueAlert, EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits,
-    SnoozeRow,
+    SnoozeRow, StateFilter,
 };
 use crate::StoreError;
 
@@ -715,7 +715,7 @@ impl crate::AlertStore for SqliteStore {
 
     async fn list_alerts(
         &self,
-        state: Option<&str>,
+        state: Option<StateFilter>,
         limit: i64,
     ) -> Result<Vec<AlertRow>, StoreError> {
         <Self as crate::AlertStore>::find_alerts(
@@ -750,9 +750,9 @@ impl crate::AlertStore for SqliteStore {
              AND ($3 IS NULL OR a.severity = $3) \
              ORDER BY a.id DESC LIMIT $4"
         ))
-        .bind(filter.state)
+        .bind(filter.state.map(StateFilter::as_str))
         .bind(teams)
-        .bind(filter.severity)
+        .bind(filter.severity.map(wardwatch_core::flag::Severity::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
