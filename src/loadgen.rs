@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use wardwatch_engine::config::Config;
 use wardwatch_ingest::session::SessionConfig;
-use wardwatch_store::{Backend, MaintenanceStore};
+use wardwatch_store::{Backend, LoadTestStore};
 
 /// The deployment a synthetic fleet or ward runs against: its broker, and
 /// its database for enrolment and for counting what was stored.

@@ -542,9 +542,9 @@ async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStor
     assert_eq!((alert2.tier, alert2.tier_name.as_str()), (2, ""));
     let acks = s.acknowledgements_since(t(0)).await.unwrap();
     assert_eq!(acks.len(), 1);
-    assert_eq!(acks[0].0, "ward-a");
-    assert_eq!(acks[0].1, 301.500123);
-    assert_eq!(acks[0].2, acked_at);
+    assert_eq!(acks[0].team_id, "ward-a");
+    assert_eq!(acks[0].seconds, 301.500123);
+    assert_eq!(acks[0].at, acked_at);
     assert!(s.acknowledgements_since(acked_at).await.unwrap().is_empty());
 
     // Resolving: "other" needs a note; pending pages and updates stop.

@@ -132,7 +132,7 @@ async fn conflict_in_reach(state: &ApiState, c: &Caller, e: &Enrolment) -> bool 
             .await
             .ok()
             .flatten()
-            .map(|(_, team)| team),
+            .map(|place| place.team_id),
         None => None,
     };
     let by_id = state.store.team_of(e.id.as_str()).await.ok().flatten();

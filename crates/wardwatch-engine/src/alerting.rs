@@ -435,10 +435,10 @@ async fn escalation_loop(
         // Time to acknowledge, per team, however the acknowledgement came.
         match store.acknowledgements_since(acks_seen).await {
             Ok(acks) => {
-                for (team, secs, at) in acks {
-                    metrics::histogram!("wardwatch_time_to_acknowledge_seconds", "team" => team)
-                        .record(secs.max(0.0));
-                    acks_seen = acks_seen.max(at);
+                for ack in acks {
+                    metrics::histogram!("wardwatch_time_to_acknowledge_seconds", "team" => ack.team_id)
+                        .record(ack.seconds.max(0.0));
+                    acks_seen = acks_seen.max(ack.at);
                 }
             }
             Err(e) => warn!(message = "Reading acknowledgements failed.", error = %e),

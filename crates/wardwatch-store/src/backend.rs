@@ -17,11 +17,11 @@ use wardwatch_core::{DeviceId, PatientId};
 
 use crate::access::{AuditEntry, AuditRow, Principal};
 use crate::alerts::{
-    AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery, DueAlert,
-    EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits, SnoozeRow,
-    StateFilter,
+    Acknowledgement, AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents,
+    ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent,
+    SnoozeLimits, SnoozeRow, StateFilter,
 };
-use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, UserRow};
+use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, PatientPlace, UserRow};
 use crate::reports::TeamReport;
 use crate::rules::{
     FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter, PatientRow, ReplayRow, Setting,
@@ -127,10 +127,16 @@ store_trait! {
         fn purge_anchors(&self, cutoff: DateTime<Utc>) -> u64;
         /// Deletes up to `limit` quarantine rows last seen before `cutoff`.
         fn purge_quarantine(&self, cutoff: DateTime<Utc>, limit: i64) -> u64;
-        /// Counts these patients' readings (load-test bookkeeping).
+    }
+}
+
+store_trait! {
+    /// What load generators and benchmarks set up and count: kept apart so
+    /// no engine path can reach a bulk enrolment that skips the audit.
+    pub trait LoadTestStore {
+        /// Counts these patients' readings.
         fn count_readings_of_patients(&self, patients: &[String]) -> i64;
-        /// Enrols many patients with one device each, lent from `from`
-        /// (load-test set-up).
+        /// Enrols many patients with one device each, lent from `from`.
         fn enrol_bulk(&self, team: &str, pairs: &[(String, String)], from: DateTime<Utc>) -> ();
     }
 }
@@ -169,7 +175,7 @@ store_trait! {
         /// When every page of a step failed: a delivery alert to the fallback.
         fn fallback_if_undeliverable(&self, alert_id: i64, tier: i32, round: i32, fallback: NewDelivery) -> bool;
         /// Acknowledgements after `since`: (team, seconds to acknowledge, at).
-        fn acknowledgements_since(&self, since: DateTime<Utc>) -> Vec<(String, f64, DateTime<Utc>)>;
+        fn acknowledgements_since(&self, since: DateTime<Utc>) -> Vec<Acknowledgement>;
         /// Alert events after `after` and in `gaps`, with the alert as it stands.
         fn alert_events_since(&self, after: i64, gaps: &[i64], limit: i64) -> Vec<AlertEventRow>;
         /// Alerts opened for a team since `since`.
@@ -233,7 +239,7 @@ store_trait! {
         /// Enrols a patient with identity.
         fn enrol_patient(&self, e: &Enrolment, actor: &str) -> ();
         /// The record (id, team) holding an NHS number, if any.
-        fn patient_by_nhs_number(&self, nhs_number: &str) -> Option<(String, String)>;
+        fn patient_by_nhs_number(&self, nhs_number: &str) -> Option<PatientPlace>;
         /// Moves a patient to another team with their open alerts.
         fn transfer(&self, patient: &PatientId, team: &str, team_policy: Option<&Value>, actor: &str, reason: &str) -> u64;
         /// Adds a device to the catalogue.

@@ -44,14 +44,14 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 pub use backend::{
-    AccessStore, AlertStore, Backend, EscalationStore, MaintenanceStore, RecordStore, RulesStore,
-    ViewStore,
+    AccessStore, AlertStore, Backend, EscalationStore, LoadTestStore, MaintenanceStore,
+    RecordStore, RulesStore, ViewStore,
 };
 /// Every store trait, for callers holding a [`Backend`].
 pub mod prelude {
     pub use crate::{
-        AccessStore, AlertStore, EscalationStore, MaintenanceStore, RecordStore, RulesStore, Store,
-        ViewStore,
+        AccessStore, AlertStore, EscalationStore, LoadTestStore, MaintenanceStore, RecordStore,
+        RulesStore, Store, ViewStore,
     };
 }
 

@@ -340,6 +340,18 @@ pub struct AlertEventRow {
     pub alert: AlertRow,
 }
 
+/// An acknowledgement, wherever it was made (CLI, API, another engine):
+/// what the time-to-acknowledge histogram records.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Acknowledgement {
+    /// The alert's team.
+    pub team_id: String,
+    /// Seconds from opening to acknowledgement.
+    pub seconds: f64,
+    /// When it was acknowledged.
+    pub at: DateTime<Utc>,
+}
+
 /// Which states an alert list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateFilter {

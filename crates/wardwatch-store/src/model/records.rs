@@ -20,6 +20,15 @@ pub struct Enrolment {
     pub date_of_birth: NaiveDate,
 }
 
+/// Which record holds an identity, and on which team.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PatientPlace {
+    /// wardwatch's id for them.
+    pub id: String,
+    /// Their team.
+    pub team_id: String,
+}
+
 /// A device in the catalogue with its derived status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {

@@ -499,23 +499,18 @@ impl PgStore {
         Ok(true)
     }
 
-    /// Acknowledgements after `since` (wherever they were made: CLI, API,
-    /// another engine): (team, seconds from opening to acknowledgement,
-    /// acknowledged at), oldest first.
+    /// Acknowledgements after `since`, oldest first.
     pub async fn acknowledgements_since(
         &self,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, f64, DateTime<Utc>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT team_id, EXTRACT(EPOCH FROM acknowledged_at - opened_at)::float8, acknowledged_at \
-             FROM alerts WHERE acknowledged_at > $1 ORDER BY acknowledged_at LIMIT 10000",
+    ) -> Result<Vec<Acknowledgement>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT team_id, EXTRACT(EPOCH FROM acknowledged_at - opened_at)::float8 AS seconds, \
+             acknowledged_at AS at FROM alerts WHERE acknowledged_at > $1 ORDER BY acknowledged_at LIMIT 10000",
         )
         .bind(since)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
+        .await?)
     }
 
     /// Alert events with an id above `after`, plus the ids in `gaps` (ids

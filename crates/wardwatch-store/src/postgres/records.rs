@@ -116,7 +116,7 @@ impl PgStore {
     pub async fn patient_by_nhs_number(
         &self,
         nhs_number: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<PatientPlace>, StoreError> {
         Ok(sqlx::query_as(crate::sql::records::PATIENT_BY_NHS_NUMBER)
             .bind(nhs_number)
             .fetch_optional(&self.pool)

@@ -15,9 +15,9 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{FromRow, Row};
 
 use crate::alerts::{
-    nonempty, AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents, ClaimedDelivery,
-    DueAlert, EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent, SnoozeLimits,
-    SnoozeRow, StateFilter,
+    nonempty, Acknowledgement, AlertAction, AlertEventRow, AlertFilter, AlertRow, AppliedEvents,
+    ClaimedDelivery, DueAlert, EscalationApply, NewDelivery, OpenAlertRow, PendingFlagEvent,
+    SnoozeLimits, SnoozeRow, StateFilter,
 };
 use crate::StoreError;
 
@@ -455,7 +455,7 @@ impl crate::AlertStore for SqliteStore {
     async fn acknowledgements_since(
         &self,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, f64, DateTime<Utc>)>, StoreError> {
+    ) -> Result<Vec<Acknowledgement>, StoreError> {
         let rows = sqlx::query(
             "SELECT team_id, opened_at, acknowledged_at FROM alerts WHERE acknowledged_at > $1 \
              ORDER BY acknowledged_at LIMIT 10000",
@@ -466,10 +466,14 @@ impl crate::AlertStore for SqliteStore {
         .map_err(classify)?;
         rows.iter()
             .map(|r| {
-                let opened: DateTime<Utc> = r.try_get(1).map_err(classify)?;
-                let acked: DateTime<Utc> = r.try_get(2).map_err(classify)?;
-                let micros = acked.timestamp_micros() - opened.timestamp_micros();
-                Ok((r.try_get(0).map_err(classify)?, micros as f64 / 1e6, acked))
+                let opened: DateTime<Utc> = r.try_get("opened_at").map_err(classify)?;
+                let at: DateTime<Utc> = r.try_get("acknowledged_at").map_err(classify)?;
+                let micros = at.timestamp_micros() - opened.timestamp_micros();
+                Ok(Acknowledgement {
+                    team_id: r.try_get("team_id").map_err(classify)?,
+                    seconds: micros as f64 / 1e6,
+                    at,
+                })
             })
             .collect()
     }

@@ -407,7 +407,9 @@ impl crate::MaintenanceStore for SqliteStore {
         tx.commit().await.map_err(classify)?;
         Ok(r.rows_affected())
     }
+}
 
+impl crate::LoadTestStore for SqliteStore {
     async fn count_readings_of_patients(&self, patients: &[String]) -> Result<i64, StoreError> {
         let list = serde_json::to_string(patients)
             .map_err(|e| StoreError::Rejected(format!("patient list: {e}")))?;

@@ -10,7 +10,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use wardwatch_core::{DeviceId, NhsNumber, PatientId};
 
-use crate::records::{DeviceRow, Enrolment, ManualEntry, NoteRow, DEVICE_KINDS, MANUAL_DEVICE};
+use crate::records::{
+    DeviceRow, Enrolment, ManualEntry, NoteRow, PatientPlace, DEVICE_KINDS, MANUAL_DEVICE,
+};
 use crate::rules::clean;
 use crate::{NewReading, StoreError};
 
@@ -171,7 +173,7 @@ impl crate::RecordStore for SqliteStore {
     async fn patient_by_nhs_number(
         &self,
         nhs_number: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<PatientPlace>, StoreError> {
         sqlx::query_as(crate::sql::records::PATIENT_BY_NHS_NUMBER)
             .bind(nhs_number)
             .fetch_optional(&self.pool)
