@@ -3,100 +3,23 @@
 
 use super::*;
 
-/// A fresh database for one test.
-pub struct Db {
-    pub name: String,
-    pub url: String,
-    pub pool: PgPool,
-}
+/// A fresh database for one test, the store crate's own helper.
+#[allow(unused_imports)]
+pub use wardwatch_store::testing::{pg_admin_url, pg_port, FreshPg as Db};
 
-pub fn pg_admin_url() -> String {
-    std::env::var("WARDWATCH_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-impl Db {
-    pub async fn create(tag: &str) -> Db {
-        let admin_url = pg_admin_url();
-        let admin = PgPool::connect(&admin_url)
-            .await
-            .expect("PostgreSQL admin connection");
-        let name = format!(
-            "ww_test_{}_{}_{}",
-            tag,
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&admin)
-            .await
-            .expect("create test database");
-        admin.close().await;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .expect("admin URL has a database");
-        let url = format!("{base}/{name}");
-        let pool = PgPool::connect(&url)
-            .await
-            .expect("test database connection");
-        Db { name, url, pool }
-    }
-
-    /// The same database through another address (for the outage proxy).
-    pub fn url_via(&self, port: u16) -> String {
-        let u = url::Url::parse(&self.url).expect("url");
-        let mut u2 = u.clone();
-        u2.set_host(Some("127.0.0.1")).unwrap();
-        u2.set_port(Some(port)).unwrap();
-        u2.to_string()
-    }
-
+/// Waiting on a test database's readings.
+#[allow(async_fn_in_trait)]
+pub trait WaitForReadings {
     /// Waits (bounded by [`WAIT`]) until `readings` holds exactly `n` rows.
-    pub async fn wait_for_readings(&self, n: i64, what: &str) {
+    async fn wait_for_readings(&self, n: i64, what: &str);
+}
+
+impl WaitForReadings for Db {
+    async fn wait_for_readings(&self, n: i64, what: &str) {
         eventually(what, || async {
             (self.count("SELECT count(*) FROM readings").await == n).then_some(())
         })
         .await;
-    }
-
-    /// One integer from a query; a failed query fails the test (a stand-in
-    /// value would pass `before < expected` and `== 0` checks).
-    pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
-
-/// A test's database goes with it (connections still open, an engine's
-/// included, are ended by `FORCE`); scripts/test.sh also sweeps any left by
-/// a run that was killed.
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot block on
-        // itself: a thread with its own runtime does the work.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(admin) = PgPool::connect(&pg_admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&admin)
-                    .await;
-                    admin.close().await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -184,13 +107,6 @@ impl PgProxy {
     pub fn swallow_client_bytes(&self) {
         self.swallow.store(true, Ordering::SeqCst);
     }
-}
-
-pub fn pg_port() -> u16 {
-    url::Url::parse(&pg_admin_url())
-        .ok()
-        .and_then(|u| u.port())
-        .unwrap_or(5432)
 }
 
 /// Where an engine under test keeps its data, and how a test counts rows

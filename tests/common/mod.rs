@@ -6,7 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
 //!
 //! By concern: [`broker`], [`database`], [`engine`], and the receivers
-//! ([`webhook`], [`raw`]); what every test needs (free ports, waiting,
+//! ([`webhook`]); what every test needs (free ports, waiting,
 //! unique names) is here.
 
 #![allow(dead_code)]
@@ -14,7 +14,6 @@
 mod broker;
 mod database;
 mod engine;
-mod raw;
 pub mod webhook;
 
 #[allow(unused_imports)]
@@ -24,9 +23,7 @@ pub use database::*;
 #[allow(unused_imports)]
 pub use engine::*;
 #[allow(unused_imports)]
-pub use raw::Raw;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use sqlx::PgPool;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

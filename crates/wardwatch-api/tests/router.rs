@@ -13,42 +13,8 @@ use chrono::{Duration, Utc};
 use wardwatch_api::{new_token, token_hash, ApiState, Catalog, FailedAuth};
 use wardwatch_core::PatientId;
 use wardwatch_store::prelude::*;
+use wardwatch_store::testing::FreshPg;
 use wardwatch_store::{Backend, PgStore, SqliteStore};
-
-fn admin_url() -> String {
-    std::env::var("WARDWATCH_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh PostgreSQL database, migrated; dropped by [`drop_pg`].
-async fn fresh_pg(name: &str) -> Backend {
-    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-    for sql in [
-        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-        format!("CREATE DATABASE \"{name}\""),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&admin)
-            .await
-            .unwrap();
-    }
-    admin.close().await;
-    let base = admin_url();
-    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-    let pg = PgStore::connect(&url, 4).await.unwrap();
-    pg.migrate().await.unwrap();
-    Backend::Pg(pg)
-}
-
-async fn drop_pg(name: &str) {
-    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await;
-    admin.close().await;
-}
 
 /// Serves the router on a free loopback port; returns its base URL.
 async fn serve(store: Backend) -> String {
@@ -181,9 +147,11 @@ async fn the_contract(store: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_keeps_its_contract_on_postgresql() {
-    let name = format!("ww_test_api_router_{}", std::process::id());
-    the_contract(fresh_pg(&name).await).await;
-    drop_pg(&name).await;
+    // The database is dropped with `db`, when the test ends, pass or fail.
+    let db = FreshPg::create("api_router").await;
+    let pg = PgStore::connect(&db.url, 4).await.unwrap();
+    pg.migrate().await.unwrap();
+    the_contract(Backend::Pg(pg)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! writes PostgreSQL's implementation (its inherent methods) and
 //! [`Backend`]'s dispatch; SQLite implements the traits in [`crate::sqlite`].
 //! The compiler then holds both backends to the same signatures, and
-//! `tests/store_conformance.rs` holds them to the same behaviour.
+//! this crate's `tests/` hold them to the same behaviour.
 
 use std::collections::HashMap;
 use std::future::Future;

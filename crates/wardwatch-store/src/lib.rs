@@ -26,8 +26,10 @@
 //!   (`./data/wardwatch.db`, WAL) is for trials and small sites.
 //! - [`backend`]: the traits beyond ingest and [`Backend`], the one store
 //!   type the engine holds (PostgreSQL or SQLite). One conformance suite
-//!   (`tests/store_conformance.rs`, `tests/conformance_*.rs`) runs against
-//!   both backends.
+//!   per contract (this crate's `tests/`) runs against both backends.
+//! - `sql`: the statements both dialects read alike, written once.
+//! - `testing` (feature `testing`): fresh test databases for every
+//!   crate's tests.
 
 pub mod backend;
 pub mod batch;
@@ -35,6 +37,8 @@ pub mod model;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use model::{access, alerts, records, reports, rules, views};
 

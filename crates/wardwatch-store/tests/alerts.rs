@@ -8,10 +8,7 @@
 //! Flags and flag events have no trait method of their own here, so they
 //! are written with small raw SQL statements that both dialects accept.
 
-mod common;
-
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
-use common::*;
 use serde_json::{json, Value};
 use wardwatch_core::flag::Severity;
 use wardwatch_core::PatientId;
@@ -20,6 +17,7 @@ use wardwatch_store::alerts::{
     PendingFlagEvent, SnoozeLimits, SnoozeRow, StateFilter,
 };
 use wardwatch_store::sqlite::SqliteStore;
+use wardwatch_store::testing::{FreshPg as Db, Raw};
 use wardwatch_store::{
     AlertStore, EscalationStore, PgStore, RecordStore, RulesStore, Store, StoreError,
 };

@@ -11,17 +11,15 @@
 //! clock, so those are written with small raw SQL statements both dialects
 //! accept.
 
-mod common;
-
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Timelike, Utc};
-use common::*;
 use wardwatch_core::{DeliveryTag, DeviceId, NhsNumber, PatientId, Reading, ReadingSource, Vital};
 use wardwatch_store::records::Enrolment;
 use wardwatch_store::reports::{AlertCount, TeamReport, TimeToAck};
 use wardwatch_store::rules::Setting;
 use wardwatch_store::sqlite::SqliteStore;
+use wardwatch_store::testing::{FreshPg as Db, Raw};
 use wardwatch_store::views::{
     BucketRow, HourlyMean, PatientView, ReadingKey, ReadingRow, TeamPatient,
 };

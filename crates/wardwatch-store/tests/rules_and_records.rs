@@ -9,10 +9,7 @@
 //! Rows no trait method writes or returns (readings, alerts, audit rows)
 //! are written and read with small raw SQL statements both dialects accept.
 
-mod common;
-
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, TimeZone, Utc};
-use common::*;
 use serde_json::json;
 use wardwatch_core::{DeviceId, NhsNumber, PatientId, Vital};
 use wardwatch_store::records::{Enrolment, ManualEntry};
@@ -20,6 +17,7 @@ use wardwatch_store::rules::{
     FlagChange, FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter, ReplayRow, Setting,
 };
 use wardwatch_store::sqlite::SqliteStore;
+use wardwatch_store::testing::{pg_admin_url, FreshPg as Db, Raw};
 use wardwatch_store::{PgStore, RecordStore, RulesStore, Store, StoreError};
 
 fn t(mins: i64) -> DateTime<Utc> {

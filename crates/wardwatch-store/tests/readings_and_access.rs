@@ -5,17 +5,15 @@
 //! redelivery), quarantine (reasons, counting rule), relative-time anchors,
 //! patients and device assignments; users, tokens and the audit trail.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::*;
 use wardwatch_core::{
     DeliveryTag, DeviceId, PatientId, QuarantineReason, Reading, ReadingSource, Rejection, Vital,
 };
 use wardwatch_store::access::AuditEntry;
 use wardwatch_store::sqlite::SqliteStore;
+use wardwatch_store::testing::FreshPg as Db;
 use wardwatch_store::{
     AccessStore, IngestMessage, MaintenanceStore, PgStore, RecordStore, RulesStore, Store,
     StoreError,
