@@ -60,7 +60,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
     match tokio::time::timeout(Duration::from_secs(10), wardwatch_engine::try_connect(&cfg)).await {
         Ok(Ok(store)) => store.close().await,
         Ok(Err(e)) => {
-            return Err(e.context(format!(
+            return Err(anyhow::Error::from(e).context(format!(
                 "the demo cannot open its database {}: start PostgreSQL, or leave \
                  [database] url empty (and WARDWATCH_DATABASE_URL unset) for the embedded store",
                 redact(&cfg.database.url)
@@ -83,7 +83,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
         b = bound_rx => b.ok(),
         ended = &mut engine => {
             return match ended {
-                Ok(Err(engine_error)) => Err(engine_error),
+                Ok(Err(engine_error)) => Err(engine_error.into()),
                 _ => Err(anyhow::anyhow!("the engine stopped while starting")),
             };
         }
@@ -91,7 +91,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
     let Some(bound) = bound else {
         engine_stop.cancel();
         return match engine.await {
-            Ok(Err(engine_error)) => Err(engine_error),
+            Ok(Err(engine_error)) => Err(engine_error.into()),
             _ => Err(anyhow::anyhow!("the engine stopped while starting")),
         };
     };
@@ -99,7 +99,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
     if let Err(e) = wait_until_healthy(http, &stop, &engine).await {
         engine_stop.cancel();
         return match engine.await {
-            Ok(Err(engine_error)) => Err(engine_error),
+            Ok(Err(engine_error)) => Err(engine_error.into()),
             _ => Err(e),
         };
     }
@@ -196,14 +196,14 @@ pub async fn run(args: DemoArgs, mut cfg: Config, stop: CancellationToken) -> Re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     engine_stop.cancel();
-    engine.await.context("engine task")?
+    Ok(engine.await.context("engine task")??)
 }
 
 /// Polls `/healthz` until the engine answers 200; fails if it exits first.
 async fn wait_until_healthy(
     http: std::net::SocketAddr,
     stop: &CancellationToken,
-    engine: &tokio::task::JoinHandle<Result<()>>,
+    engine: &tokio::task::JoinHandle<wardwatch_engine::Result<()>>,
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {

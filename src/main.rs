@@ -325,7 +325,18 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // One readable line (with its causes), not a backtrace.
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // A configuration that cannot run gets EX_CONFIG, so a
+            // supervisor can stop restarting into it (systemd:
+            // RestartPreventExitStatus=78); anything else may pass.
+            let config = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<wardwatch_engine::EngineError>())
+                .any(wardwatch_engine::EngineError::is_config);
+            if config {
+                std::process::ExitCode::from(78)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -359,7 +370,7 @@ fn real_main() -> Result<()> {
 
 async fn run(command: Command, cfg: Config) -> Result<()> {
     match command {
-        Command::Serve => Engine::new(cfg).run(shutdown::on_signal()).await,
+        Command::Serve => Ok(Engine::new(cfg).run(shutdown::on_signal()).await?),
         Command::Migrate { engine_role } => {
             let backend = wardwatch_engine::try_connect(&cfg).await?;
             if let Some(role) = engine_role {
@@ -621,7 +632,7 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
             // A transfer hands open alerts to the new team's policy.
             let teams = match wardwatch_engine::alerting::load_teams(&cfg.alerting.teams()) {
                 Ok(teams) => Some(teams),
-                Err(e) if cfg.alerting.enabled => return Err(e),
+                Err(e) if cfg.alerting.enabled => return Err(e.into()),
                 Err(_) => None,
             };
             // Refused exactly as the API refuses it: a typo would leave the

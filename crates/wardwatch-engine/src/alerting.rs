@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -166,7 +166,8 @@ impl Alerting {
             notify,
             Arc::new(|name: &str| std::env::var(name).ok().filter(|s| !s.is_empty())),
             Duration::from_millis(a.request_timeout_ms),
-        )?;
+        )
+        .context("setting up the alert channels")?;
         let wake = Arc::new(Notify::new());
         let send_wake = Arc::new(Notify::new());
         let poll = Duration::from_millis(a.poll_ms);

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 
 use crate::credentials::PasswordFile;
 
@@ -63,14 +63,14 @@ pub fn start(
     use std::net::TcpListener;
     use std::sync::Arc;
 
-    use anyhow::Context;
+    use crate::error::Context;
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
     // It authenticates every client, but rumqttd has no per-topic ACL and
     // no TLS here: any device with a password could publish as another or
     // read every team's alerts. Only this machine may reach it.
     if !listen.ip().is_loopback() {
-        anyhow::bail!(
+        crate::error::bail!(
             "the embedded MQTT broker cannot limit a device to its own topics (no ACL) and has \
              no TLS, so it listens only on a loopback address (127.0.0.1 or ::1), not {listen}; \
              for devices on a network set [mqtt] url to a real broker (Mosquitto with config/mosquitto)"

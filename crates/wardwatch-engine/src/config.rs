@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, EngineError, Result};
 use serde::Deserialize;
 use wardwatch_ingest::decode::ValidationPolicy;
 use wardwatch_ingest::session::{BrokerAddress, SessionConfig};
@@ -125,7 +125,7 @@ pub fn mqtt_tls(
         return Ok(None);
     }
     Ok(Some(
-        wardwatch_ingest::tls::client_config(ca_file).context("mqtt.ca_file")?,
+        wardwatch_ingest::tls::client_config(ca_file).setting("mqtt.ca_file")?,
     ))
 }
 
@@ -473,8 +473,9 @@ impl HttpConfig {
         self.trusted_proxies
             .iter()
             .map(|p| {
-                p.parse()
-                    .map_err(|e: String| anyhow::anyhow!("http.trusted_proxies: {e}"))
+                p.parse().map_err(|e: String| {
+                    crate::EngineError::Config(format!("http.trusted_proxies: {e}"))
+                })
             })
             .collect()
     }
@@ -514,9 +515,12 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let mut cfg = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading config file {}", p.display()))?;
-                Self::from_toml(&text).with_context(|| format!("in config file {}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    EngineError::Config(format!("reading config file {}: {e}", p.display()))
+                })?;
+                Self::from_toml(&text).map_err(|e| {
+                    EngineError::Config(format!("in config file {}: {e}", p.display()))
+                })?
             }
             None => Self::default(),
         };
@@ -527,7 +531,7 @@ impl Config {
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|e| EngineError::Config(e.to_string()))
     }
 
     /// Environment overrides (injected for tests).
@@ -609,9 +613,9 @@ impl Config {
 
     /// Refuses settings that would stall or lose data.
     pub fn validate(&self) -> Result<()> {
-        SessionConfig::parse_url(&self.broker_url()).context("mqtt.url")?;
+        SessionConfig::parse_url(&self.broker_url()).setting("mqtt.url")?;
         if !self.mqtt.alerts_url.trim().is_empty() {
-            SessionConfig::parse_url(&self.mqtt.alerts_url).context("mqtt.alerts_url")?;
+            SessionConfig::parse_url(&self.mqtt.alerts_url).setting("mqtt.alerts_url")?;
         }
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
             bail!("http.tls_cert_file and http.tls_key_file go together (HTTPS needs both)");
@@ -679,14 +683,14 @@ impl Config {
     /// `serve` only (tools do not publish alerts).
     pub fn check_broker_identities(&self) -> Result<()> {
         let ingest_user = SessionConfig::parse_url(&self.broker_url())
-            .context("mqtt.url")?
+            .setting("mqtt.url")?
             .credentials;
         if !self.embedded_broker() && self.alerting.enabled {
             if self.mqtt.alerts_url.trim().is_empty() {
                 bail!("mqtt.alerts_url (WARDWATCH_MQTT_ALERTS_URL) is not set: the alert publisher needs its own broker user (e.g. mqtt://wardwatch-alerts:SECRET@broker:1883; `wardwatch credentials service alerts` makes one)");
             }
             let alerts_user = SessionConfig::parse_url(&self.mqtt.alerts_url)
-                .context("mqtt.alerts_url")?
+                .setting("mqtt.alerts_url")?
                 .credentials;
             if let (Some((a, _)), Some((b, _))) = (&ingest_user, &alerts_user) {
                 if a == b {
@@ -724,7 +728,7 @@ impl Config {
     /// The alert publisher's broker, parsed (its own user; on the embedded
     /// broker, the engine's alerts session).
     pub fn alerts_broker(&self) -> Result<BrokerAddress> {
-        Ok(SessionConfig::parse_url(&self.alerts_broker_url())?)
+        SessionConfig::parse_url(&self.alerts_broker_url()).setting("mqtt.alerts_url")
     }
 
     /// The broker the alert publisher connects to, as its own user.
@@ -757,7 +761,7 @@ impl Config {
 
     /// The MQTT session settings.
     pub fn session(&self) -> Result<SessionConfig> {
-        let addr = SessionConfig::parse_url(&self.broker_url())?;
+        let addr = SessionConfig::parse_url(&self.broker_url()).setting("mqtt.url")?;
         let tls = self.mqtt_tls(&addr)?;
         Ok(SessionConfig {
             host: addr.host,

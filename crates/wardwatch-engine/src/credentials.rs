@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::Sha512;
@@ -162,7 +162,8 @@ impl Principal {
     pub fn check(&self) -> Result<()> {
         match self {
             Principal::Device(id) => {
-                wardwatch_core::DeviceId::new(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+                wardwatch_core::DeviceId::new(id)
+                    .map_err(|e| crate::EngineError::Config(e.to_string()))?;
                 if id.starts_with(SERVICE_PREFIX) {
                     bail!("device ids starting with {SERVICE_PREFIX:?} are kept for the engine's own users");
                 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -199,7 +199,9 @@ async fn run(
     let listener = TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("binding the HTTP address {}", cfg.http.addr))?;
-    let http_addr = listener.local_addr()?;
+    let http_addr = listener
+        .local_addr()
+        .context("the HTTP listener's address")?;
     info!(message = "HTTP listening.", addr = %http_addr, scheme = if tls.is_some() { "https" } else { "http" });
     if let Some(bound) = bound {
         let _ = bound.send(Bound {
@@ -275,7 +277,7 @@ async fn run(
     api_store.close().await;
     store.close().await;
     if !healthy {
-        anyhow::bail!("an ingest task failed; exiting so a supervisor restarts the engine");
+        crate::error::bail!("an ingest task failed; exiting so a supervisor restarts the engine");
     }
     info!(message = "wardwatch stopped.");
     Ok(())
@@ -361,7 +363,7 @@ pub async fn try_connect(cfg: &Config) -> Result<Backend> {
 async fn create_database_if_missing(url: &str) -> Result<()> {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::{ConnectOptions, Connection};
-    let opts: PgConnectOptions = url.parse().context("database.url")?;
+    let opts: PgConnectOptions = url.parse().setting("database.url")?;
     let Some(name) = opts.get_database().map(str::to_owned) else {
         return Ok(());
     };
@@ -371,7 +373,11 @@ async fn create_database_if_missing(url: &str) -> Result<()> {
             Ok(())
         }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
-            let mut admin = opts.database("postgres").connect().await?;
+            let mut admin = opts
+                .database("postgres")
+                .connect()
+                .await
+                .context("connecting to the postgres database to create the engine's")?;
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
                 .execute(&mut admin)
@@ -382,12 +388,13 @@ async fn create_database_if_missing(url: &str) -> Result<()> {
                         Ok(Default::default())
                     }
                     _ => Err(e),
-                })?;
+                })
+                .with_context(|| format!("creating the database {name}"))?;
             info!(message = "Created database.", database = %name);
             admin.close().await.ok();
             Ok(())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).with_context(|| format!("connecting to the database {name}")),
     }
 }
 

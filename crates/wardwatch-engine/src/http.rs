@@ -80,15 +80,15 @@ pub async fn serve(
 pub fn tls_acceptor(
     cert_file: &std::path::Path,
     key_file: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use anyhow::Context;
+) -> crate::error::Result<tokio_rustls::TlsAcceptor> {
+    use crate::error::Context;
     use rustls_pki_types::pem::PemObject;
     use tokio_rustls::rustls::{self, ServerConfig};
 
     let certs =
-        wardwatch_ingest::tls::load_certificates(cert_file).context("http.tls_cert_file")?;
+        wardwatch_ingest::tls::load_certificates(cert_file).setting("http.tls_cert_file")?;
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key_file)
-        .with_context(|| format!("http.tls_key_file {}", key_file.display()))?;
+        .setting(&format!("http.tls_key_file {}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

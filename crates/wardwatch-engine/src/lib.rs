@@ -10,13 +10,15 @@
 //!
 //! Around them: [`config`] (the strict configuration), [`telemetry`] (logs,
 //! metrics and the pipeline's events), [`broker`] (the embedded MQTT broker)
-//! and [`credentials`] (who may use the broker), [`shutdown`] (signals).
+//! and [`credentials`] (who may use the broker), [`shutdown`] (signals),
+//! [`error`] (configuration errors apart from failures).
 
 pub mod alerting;
 pub mod broker;
 pub mod config;
 pub mod credentials;
 mod engine;
+pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod scoring;
@@ -25,3 +27,4 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use engine::{connect_store, try_connect, Bound, Engine};
+pub use error::{EngineError, Result};

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,7 @@ pub fn load_rule_set(source: &Source) -> Result<RuleSet> {
             .context("loading the built-in pathways (a build defect)")?,
     };
     if pathways.is_empty() {
-        anyhow::bail!("no pathway files (*.toml) in {source}");
+        crate::error::bail!("no pathway files (*.toml) in {source}");
     }
     Ok(RuleSet::new(pathways))
 }
@@ -476,7 +476,7 @@ impl Router {
                 .collect();
             orphaned.sort();
             if let Some((patient, pathway)) = orphaned.first() {
-                anyhow::bail!(
+                crate::error::bail!(
                     "pathway {pathway:?} is missing from {} but {} monitored patient(s) are on it (e.g. {patient}); \
                      move them to another pathway first",
                     source,
