@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 /// A patient as the API shows them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PatientView {
     /// Id.
     pub id: String,
@@ -21,6 +21,7 @@ pub struct PatientView {
     /// Date of birth, when recorded.
     pub date_of_birth: Option<chrono::NaiveDate>,
     /// Devices on loan to the patient now.
+    #[sqlx(json)]
     pub devices: Vec<String>,
 }
 
@@ -36,7 +37,7 @@ pub struct ReadingKey {
 }
 
 /// A stored reading as the API returns it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ReadingRow {
     /// Vital name.
     pub vital: String,
@@ -51,7 +52,7 @@ pub struct ReadingRow {
 }
 
 /// Readings of one vital summarised over a time bucket.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct BucketRow {
     /// Start of the bucket.
     pub start: DateTime<Utc>,
@@ -66,7 +67,7 @@ pub struct BucketRow {
 }
 
 /// What the ward board shows for one patient.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TeamPatient {
     /// Patient.
     pub id: String,
@@ -81,11 +82,12 @@ pub struct TeamPatient {
     /// A `no_data` flag is open (silent device).
     pub silent: bool,
     /// The devices whose own `no_data` is open, by id.
+    #[sqlx(json)]
     pub silent_devices: Vec<String>,
 }
 
 /// A patient's latest reading of one vital (within the last 7 days).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LatestReading {
     /// Whose.
     pub patient_id: String,
@@ -98,7 +100,7 @@ pub struct LatestReading {
 }
 
 /// One hour's mean of one vital for a patient (the board's trend lines).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HourlyMean {
     /// Whose.
     pub patient_id: String,

@@ -4,34 +4,19 @@
 use crate::views::*;
 use crate::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 impl PgStore {
     /// One patient as the API shows them.
     pub async fn patient_view(&self, id: &str) -> Result<Option<PatientView>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL, nhs_number, \
-             date_of_birth, ARRAY(SELECT device_id FROM device_assignments \
-               WHERE patient_id = p.id AND valid_to IS NULL ORDER BY device_id) \
+        Ok(sqlx::query_as(
+            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL AS discharged, \
+             nhs_number, date_of_birth, to_jsonb(ARRAY(SELECT device_id FROM device_assignments \
+               WHERE patient_id = p.id AND valid_to IS NULL ORDER BY device_id)) AS devices \
              FROM patients p WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(PatientView {
-                id: r.try_get(0)?,
-                team_id: r.try_get(1)?,
-                pathway: r.try_get(2)?,
-                spo2_scale: r.try_get(3)?,
-                discharged: r.try_get(4)?,
-                nhs_number: r.try_get(5)?,
-                date_of_birth: r.try_get(6)?,
-                devices: r.try_get(7)?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| StoreError::from(e))
+        .await?)
     }
 }
 
@@ -60,7 +45,7 @@ impl PgStore {
         after: Option<&ReadingKey>,
         limit: i64,
     ) -> Result<Vec<ReadingRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT vital, time, value, device_id, source FROM readings \
              WHERE patient_id = $1 AND ($2::text IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
                AND ($6::timestamptz IS NULL OR (time, vital, device_id) > ($6, $7, $8)) \
@@ -75,19 +60,7 @@ impl PgStore {
         .bind(after.map(|k| k.vital.as_str()).unwrap_or(""))
         .bind(after.map(|k| k.device_id.as_str()).unwrap_or(""))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReadingRow {
-                    vital: r.try_get(0)?,
-                    time: r.try_get(1)?,
-                    value: r.try_get(2)?,
-                    device_id: r.try_get(3)?,
-                    source: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     /// A patient's readings in `[from, to)`, optionally of one vital, oldest
@@ -116,10 +89,11 @@ impl PgStore {
         bucket_secs: i64,
     ) -> Result<Vec<BucketRow>, StoreError> {
         let bucket = self.bucket_of_time("make_interval(secs => $5)");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {bucket} AS b, count(*), min(value), max(value), avg(value) FROM readings \
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {bucket} AS start, count(*) AS count, min(value) AS min, max(value) AS max, \
+             avg(value) AS avg FROM readings \
              WHERE patient_id = $1 AND vital = $2 AND time >= $3 AND time < $4 \
-             GROUP BY b ORDER BY b"
+             GROUP BY start ORDER BY start"
         )))
         .bind(patient)
         .bind(vital)
@@ -127,19 +101,7 @@ impl PgStore {
         .bind(to)
         .bind(bucket_secs as f64)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BucketRow {
-                    start: r.try_get(0)?,
-                    count: r.try_get(1)?,
-                    min: r.try_get(2)?,
-                    max: r.try_get(3)?,
-                    avg: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 }
 
@@ -150,25 +112,14 @@ impl PgStore {
         &self,
         patients: &[String],
     ) -> Result<Vec<LatestReading>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT DISTINCT ON (patient_id, vital) patient_id, vital, value, time FROM readings \
              WHERE patient_id = ANY($1) AND time > now() - interval '7 days' \
              ORDER BY patient_id, vital, time DESC",
         )
         .bind(patients)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LatestReading {
-                    patient_id: r.try_get(0)?,
-                    vital: r.try_get(1)?,
-                    value: r.try_get(2)?,
-                    time: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     /// The ids of these teams' monitored patients.
@@ -183,33 +134,20 @@ impl PgStore {
 
     /// A team's monitored patients with their open alert and silent-device state.
     pub async fn team_patients(&self, team: &str) -> Result<Vec<TeamPatient>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT p.id, p.pathway, p.spo2_scale, p.care_plan_oxygen, \
                (SELECT a.severity FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved' \
-                 ORDER BY array_position(ARRAY['emergency','high','medium','low'], a.severity) LIMIT 1), \
+                 ORDER BY array_position(ARRAY['emergency','high','medium','low'], a.severity) LIMIT 1) \
+                 AS alert_severity, \
                EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id \
-                 AND (f.rule = 'no_data' OR f.rule LIKE 'no_data:%') AND f.cleared_at IS NULL), \
-               ARRAY(SELECT substr(f.rule, 9) FROM flags f WHERE f.patient_id = p.id \
-                 AND f.rule LIKE 'no_data:%' AND f.cleared_at IS NULL ORDER BY f.rule) \
+                 AND (f.rule = 'no_data' OR f.rule LIKE 'no_data:%') AND f.cleared_at IS NULL) AS silent, \
+               to_jsonb(ARRAY(SELECT substr(f.rule, 9) FROM flags f WHERE f.patient_id = p.id \
+                 AND f.rule LIKE 'no_data:%' AND f.cleared_at IS NULL ORDER BY f.rule)) AS silent_devices \
              FROM patients p WHERE p.team_id = $1 AND p.discharged_at IS NULL ORDER BY p.id",
         )
         .bind(team)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TeamPatient {
-                    id: r.try_get(0)?,
-                    pathway: r.try_get(1)?,
-                    spo2_scale: r.try_get(2)?,
-                    care_plan_oxygen: r.try_get(3)?,
-                    alert_severity: r.try_get(4)?,
-                    silent: r.try_get(5)?,
-                    silent_devices: r.try_get(6)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 }
 
@@ -222,25 +160,14 @@ impl PgStore {
         vitals: &[&str],
     ) -> Result<Vec<HourlyMean>, StoreError> {
         let bucket = self.bucket_of_time("interval '1 hour'");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT patient_id, vital, {bucket} AS hour, avg(value) AS mean FROM readings \
              WHERE patient_id = ANY($1) AND vital = ANY($2) AND time > now() - interval '24 hours' \
-             GROUP BY patient_id, vital, h ORDER BY patient_id, vital, h"
+             GROUP BY patient_id, vital, hour ORDER BY patient_id, vital, hour"
         )))
         .bind(patients)
         .bind(vitals)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HourlyMean {
-                    patient_id: r.try_get(0)?,
-                    vital: r.try_get(1)?,
-                    hour: r.try_get(2)?,
-                    mean: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 }

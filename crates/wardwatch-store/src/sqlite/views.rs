@@ -13,7 +13,6 @@ use super::{classify, SqliteStore};
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::reports::TeamReport;
@@ -23,11 +22,6 @@ use crate::StoreError;
 /// A list parameter as JSON text (for `json_each`).
 fn json_list<T: serde::Serialize + ?Sized>(list: &T) -> Result<String, StoreError> {
     serde_json::to_string(list).map_err(|e| StoreError::Rejected(format!("a list parameter: {e}")))
-}
-
-/// A stored value that is not what this backend wrote.
-fn decode_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
 }
 
 /// The argument errors PostgreSQL raises (SQLSTATE 22023, a data error).
@@ -76,40 +70,18 @@ pub(super) fn percentile_cont(sorted: &[f64], p: f64) -> Option<f64> {
     }
 }
 
-fn reading_row(r: &SqliteRow) -> Result<ReadingRow, sqlx::Error> {
-    Ok(ReadingRow {
-        vital: r.try_get(0)?,
-        time: r.try_get(1)?,
-        value: r.try_get(2)?,
-        device_id: r.try_get(3)?,
-        source: r.try_get(4)?,
-    })
-}
-
 impl crate::ViewStore for SqliteStore {
     async fn patient_view(&self, id: &str) -> Result<Option<PatientView>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL, nhs_number, \
-             date_of_birth, (SELECT json_group_array(device_id ORDER BY device_id) \
-               FROM device_assignments WHERE patient_id = p.id AND valid_to IS NULL) \
+        sqlx::query_as(
+            "SELECT id, team_id, pathway, spo2_scale, discharged_at IS NOT NULL AS discharged, \
+             nhs_number, date_of_birth, (SELECT json_group_array(device_id ORDER BY device_id) \
+               FROM device_assignments WHERE patient_id = p.id AND valid_to IS NULL) AS devices \
              FROM patients p WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(classify)?;
-        let Some(r) = row else { return Ok(None) };
-        let devices: String = r.try_get(7).map_err(classify)?;
-        Ok(Some(PatientView {
-            id: r.try_get(0).map_err(classify)?,
-            team_id: r.try_get(1).map_err(classify)?,
-            pathway: r.try_get(2).map_err(classify)?,
-            spo2_scale: r.try_get(3).map_err(classify)?,
-            discharged: r.try_get(4).map_err(classify)?,
-            nhs_number: r.try_get(5).map_err(classify)?,
-            date_of_birth: r.try_get(6).map_err(classify)?,
-            devices: serde_json::from_str(&devices).map_err(decode_error)?,
-        }))
+        .map_err(classify)
     }
 
     async fn readings_page(
@@ -124,7 +96,7 @@ impl crate::ViewStore for SqliteStore {
         if limit < 0 {
             return Err(invalid("LIMIT must not be negative"));
         }
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT vital, time, value, device_id, source FROM readings \
              WHERE patient_id = $1 AND ($2 IS NULL OR vital = $2) AND time >= $3 AND time < $4 \
                AND ($6 IS NULL OR (time, vital, device_id) > ($6, $7, $8)) \
@@ -140,11 +112,7 @@ impl crate::ViewStore for SqliteStore {
         .bind(after.map(|k| k.device_id.as_str()).unwrap_or(""))
         .fetch_all(&self.pool)
         .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(reading_row)
-            .collect::<Result<_, _>>()
-            .map_err(classify)
+        .map_err(classify)
     }
 
     async fn readings_of(
@@ -173,9 +141,10 @@ impl crate::ViewStore for SqliteStore {
         }
         let bucket = bucket_of_time("$5");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {bucket} AS b, count(*), min(value), max(value), avg(value) FROM readings \
+            "SELECT {bucket} AS start, count(*) AS count, min(value) AS min, max(value) AS max, \
+             avg(value) AS avg FROM readings \
              WHERE patient_id = $1 AND vital = $2 AND time >= $3 AND time < $4 \
-             GROUP BY b ORDER BY b"
+             GROUP BY start ORDER BY start"
         )))
         .bind(patient)
         .bind(vital)
@@ -187,12 +156,13 @@ impl crate::ViewStore for SqliteStore {
         .map_err(classify)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
+            // The bucket is epoch seconds here (no date_bin in SQLite).
             out.push(BucketRow {
-                start: bucket_start(r.try_get(0).map_err(classify)?)?,
-                count: r.try_get(1).map_err(classify)?,
-                min: r.try_get(2).map_err(classify)?,
-                max: r.try_get(3).map_err(classify)?,
-                avg: r.try_get(4).map_err(classify)?,
+                start: bucket_start(r.try_get("start").map_err(classify)?)?,
+                count: r.try_get("count").map_err(classify)?,
+                min: r.try_get("min").map_err(classify)?,
+                max: r.try_get("max").map_err(classify)?,
+                avg: r.try_get("avg").map_err(classify)?,
             });
         }
         Ok(out)
@@ -200,7 +170,7 @@ impl crate::ViewStore for SqliteStore {
 
     async fn latest_readings(&self, patients: &[String]) -> Result<Vec<LatestReading>, StoreError> {
         // DISTINCT ON (patient_id, vital) ... ORDER BY time DESC.
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT patient_id, vital, value, time FROM ( \
                SELECT patient_id, vital, value, time, row_number() OVER \
                  (PARTITION BY patient_id, vital ORDER BY time DESC) AS n \
@@ -213,18 +183,7 @@ impl crate::ViewStore for SqliteStore {
         ))
         .fetch_all(&self.pool)
         .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                Ok(LatestReading {
-                    patient_id: r.try_get(0)?,
-                    vital: r.try_get(1)?,
-                    value: r.try_get(2)?,
-                    time: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(classify)
+        .map_err(classify)
     }
 
     async fn patients_of_teams(&self, teams: &[String]) -> Result<Vec<String>, StoreError> {
@@ -239,37 +198,22 @@ impl crate::ViewStore for SqliteStore {
     }
 
     async fn team_patients(&self, team: &str) -> Result<Vec<TeamPatient>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT p.id, p.pathway, p.spo2_scale, p.care_plan_oxygen, \
                (SELECT a.severity FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved' \
                  ORDER BY CASE a.severity WHEN 'emergency' THEN 1 WHEN 'high' THEN 2 \
-                   WHEN 'medium' THEN 3 WHEN 'low' THEN 4 ELSE 5 END LIMIT 1), \
+                   WHEN 'medium' THEN 3 WHEN 'low' THEN 4 ELSE 5 END LIMIT 1) AS alert_severity, \
                EXISTS (SELECT 1 FROM flags f WHERE f.patient_id = p.id \
-                 AND (f.rule = 'no_data' OR f.rule LIKE 'no_data:%') AND f.cleared_at IS NULL), \
+                 AND (f.rule = 'no_data' OR f.rule LIKE 'no_data:%') AND f.cleared_at IS NULL) AS silent, \
                (SELECT json_group_array(d) FROM (SELECT substr(f.rule, 9) AS d FROM flags f \
                  WHERE f.patient_id = p.id AND f.rule LIKE 'no_data:%' AND f.cleared_at IS NULL \
-                 ORDER BY f.rule)) \
+                 ORDER BY f.rule)) AS silent_devices \
              FROM patients p WHERE p.team_id = $1 AND p.discharged_at IS NULL ORDER BY p.id",
         )
         .bind(team)
         .fetch_all(&self.pool)
         .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                Ok(TeamPatient {
-                    id: r.try_get(0)?,
-                    pathway: r.try_get(1)?,
-                    spo2_scale: r.try_get(2)?,
-                    care_plan_oxygen: r.try_get(3)?,
-                    alert_severity: r.try_get(4)?,
-                    silent: r.try_get(5)?,
-                    silent_devices: serde_json::from_str(&r.try_get::<String, _>(6)?)
-                        .unwrap_or_default(),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(classify)
+        .map_err(classify)
     }
 
     async fn hourly_trends(
@@ -279,10 +223,10 @@ impl crate::ViewStore for SqliteStore {
     ) -> Result<Vec<HourlyMean>, StoreError> {
         let bucket = bucket_of_time("3600");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT patient_id, vital, {bucket} AS h, avg(value) FROM readings \
+            "SELECT patient_id, vital, {bucket} AS hour, avg(value) AS mean FROM readings \
              WHERE patient_id IN (SELECT value FROM json_each($1)) \
                AND vital IN (SELECT value FROM json_each($2)) AND time > $3 \
-             GROUP BY patient_id, vital, h ORDER BY patient_id, vital, h"
+             GROUP BY patient_id, vital, hour ORDER BY patient_id, vital, hour"
         )))
         .bind(json_list(patients)?)
         .bind(json_list(vitals)?)
@@ -295,10 +239,10 @@ impl crate::ViewStore for SqliteStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(HourlyMean {
-                patient_id: r.try_get(0).map_err(classify)?,
-                vital: r.try_get(1).map_err(classify)?,
-                hour: bucket_start(r.try_get(2).map_err(classify)?)?,
-                mean: r.try_get(3).map_err(classify)?,
+                patient_id: r.try_get("patient_id").map_err(classify)?,
+                vital: r.try_get("vital").map_err(classify)?,
+                hour: bucket_start(r.try_get("hour").map_err(classify)?)?,
+                mean: r.try_get("mean").map_err(classify)?,
             });
         }
         Ok(out)
