@@ -5,6 +5,13 @@
 //! `SKIP LOCKED`) lives here and both `postgres/` and `sqlite/` run it:
 //! changing it changes both, and the backend tests run it on both.
 
+/// Users, tokens and the audit trail.
+pub(crate) mod access {
+    pub(crate) const AUDIT_ENTRIES: &str =
+        "SELECT id, at, user_id, action, resource, patient_id, status, client, detail \
+         FROM audit_log ORDER BY id DESC LIMIT $1";
+}
+
 /// Alerts, their escalation and the delivery outbox.
 pub(crate) mod alerts {
     pub(crate) const ACTIVE_SNOOZE: &str =

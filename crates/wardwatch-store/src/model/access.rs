@@ -25,7 +25,7 @@ pub struct Principal {
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditEntry {
     /// Who (none when authentication failed).
     pub user_id: Option<String>,
@@ -44,13 +44,14 @@ pub struct AuditEntry {
 }
 
 /// An audit row as listed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditRow {
     /// Id.
     pub id: i64,
     /// When.
     pub at: DateTime<Utc>,
-    /// The entry.
+    /// The entry (its columns under their own names).
+    #[sqlx(flatten)]
     pub entry: AuditEntry,
 }
 

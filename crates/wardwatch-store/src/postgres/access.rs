@@ -85,7 +85,7 @@ impl PgStore {
     ) -> Result<Option<Principal>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.role, u.patient_id, \
-               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id), \
+               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id) AS teams, \
                t.last_used_at \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 \
@@ -96,7 +96,7 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = row else { return Ok(None) };
-        let last_used: Option<DateTime<Utc>> = r.try_get(4)?;
+        let last_used: Option<DateTime<Utc>> = r.try_get("last_used_at")?;
         if last_use_is_stale(last_used, now) {
             sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1")
                 .bind(hash)
@@ -105,10 +105,10 @@ impl PgStore {
                 .await?;
         }
         Ok(Some(Principal {
-            user_id: r.try_get(0)?,
-            role: r.try_get(1)?,
-            patient_id: r.try_get(2)?,
-            teams: r.try_get(3)?,
+            user_id: r.try_get("id")?,
+            role: r.try_get("role")?,
+            patient_id: r.try_get("patient_id")?,
+            teams: r.try_get("teams")?,
         }))
     }
 
@@ -132,30 +132,9 @@ impl PgStore {
 
     /// The newest audit entries.
     pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, user_id, action, resource, patient_id, status, client, detail \
-             FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    entry: AuditEntry {
-                        user_id: r.try_get(2)?,
-                        action: r.try_get(3)?,
-                        resource: r.try_get(4)?,
-                        patient_id: r.try_get(5)?,
-                        status: r.try_get(6)?,
-                        client: r.try_get(7)?,
-                        detail: r.try_get(8)?,
-                    },
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        Ok(sqlx::query_as(crate::sql::access::AUDIT_ENTRIES)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

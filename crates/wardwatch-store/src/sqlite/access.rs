@@ -85,8 +85,9 @@ impl crate::AccessStore for SqliteStore {
     ) -> Result<Option<crate::access::Principal>, StoreError> {
         // Times are compared here, not as text in SQL.
         let row = sqlx::query(
-            "SELECT t.id, t.expires_at, t.revoked_at IS NOT NULL, u.id, u.role, u.patient_id, \
-               u.disabled_at IS NOT NULL, t.last_used_at FROM api_tokens t \
+            "SELECT t.id AS token_id, t.expires_at, t.revoked_at IS NOT NULL AS revoked, \
+               u.id AS user_id, u.role, u.patient_id, u.disabled_at IS NOT NULL AS disabled, \
+               t.last_used_at FROM api_tokens t \
                JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = ?",
         )
@@ -95,15 +96,15 @@ impl crate::AccessStore for SqliteStore {
         .await
         .map_err(classify)?;
         let Some(r) = row else { return Ok(None) };
-        let token_id: i64 = r.try_get(0).map_err(classify)?;
-        let expires_at: DateTime<Utc> = r.try_get(1).map_err(classify)?;
-        let revoked: bool = r.try_get(2).map_err(classify)?;
-        let disabled: bool = r.try_get(6).map_err(classify)?;
+        let token_id: i64 = r.try_get("token_id").map_err(classify)?;
+        let expires_at: DateTime<Utc> = r.try_get("expires_at").map_err(classify)?;
+        let revoked: bool = r.try_get("revoked").map_err(classify)?;
+        let disabled: bool = r.try_get("disabled").map_err(classify)?;
         if revoked || disabled || expires_at <= now {
             return Ok(None);
         }
-        let user_id: String = r.try_get(3).map_err(classify)?;
-        let last_used: Option<DateTime<Utc>> = r.try_get(7).map_err(classify)?;
+        let user_id: String = r.try_get("user_id").map_err(classify)?;
+        let last_used: Option<DateTime<Utc>> = r.try_get("last_used_at").map_err(classify)?;
         if crate::access::last_use_is_stale(last_used, now) {
             sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
                 .bind(now)
@@ -120,8 +121,8 @@ impl crate::AccessStore for SqliteStore {
                 .map_err(classify)?;
         Ok(Some(crate::access::Principal {
             user_id,
-            role: r.try_get(4).map_err(classify)?,
-            patient_id: r.try_get(5).map_err(classify)?,
+            role: r.try_get("role").map_err(classify)?,
+            patient_id: r.try_get("patient_id").map_err(classify)?,
             teams,
         }))
     }
@@ -146,27 +147,26 @@ impl crate::AccessStore for SqliteStore {
     }
 
     async fn audit_entries(&self, limit: i64) -> Result<Vec<crate::access::AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, user_id, action, resource, patient_id, status, client, detail \
-             FROM audit_log ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let rows = sqlx::query(crate::sql::access::AUDIT_ENTRIES)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let detail: String = r.try_get(8).map_err(classify)?;
+            // Lenient on purpose: one unreadable detail must not hide the
+            // whole trail (the entry is kept, its detail shown as null).
+            let detail: String = r.try_get("detail").map_err(classify)?;
             out.push(crate::access::AuditRow {
-                id: r.try_get(0).map_err(classify)?,
-                at: r.try_get(1).map_err(classify)?,
+                id: r.try_get("id").map_err(classify)?,
+                at: r.try_get("at").map_err(classify)?,
                 entry: crate::access::AuditEntry {
-                    user_id: r.try_get(2).map_err(classify)?,
-                    action: r.try_get(3).map_err(classify)?,
-                    resource: r.try_get(4).map_err(classify)?,
-                    patient_id: r.try_get(5).map_err(classify)?,
-                    status: r.try_get(6).map_err(classify)?,
-                    client: r.try_get(7).map_err(classify)?,
+                    user_id: r.try_get("user_id").map_err(classify)?,
+                    action: r.try_get("action").map_err(classify)?,
+                    resource: r.try_get("resource").map_err(classify)?,
+                    patient_id: r.try_get("patient_id").map_err(classify)?,
+                    status: r.try_get("status").map_err(classify)?,
+                    client: r.try_get("client").map_err(classify)?,
                     detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
                 },
             });
@@ -176,14 +176,14 @@ impl crate::AccessStore for SqliteStore {
 
     async fn users(&self) -> Result<Vec<crate::records::UserRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, role, patient_id, disabled_at IS NOT NULL FROM users ORDER BY id",
+            "SELECT id, role, patient_id, disabled_at IS NOT NULL AS disabled FROM users ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let id: String = r.try_get(0).map_err(classify)?;
+            let id: String = r.try_get("id").map_err(classify)?;
             let teams: Vec<String> = sqlx::query_scalar(
                 "SELECT team_id FROM user_teams WHERE user_id = ? ORDER BY team_id",
             )
@@ -193,10 +193,10 @@ impl crate::AccessStore for SqliteStore {
             .map_err(classify)?;
             out.push(crate::records::UserRow {
                 id,
-                role: r.try_get(1).map_err(classify)?,
-                patient_id: r.try_get(2).map_err(classify)?,
+                role: r.try_get("role").map_err(classify)?,
+                patient_id: r.try_get("patient_id").map_err(classify)?,
                 teams,
-                disabled: r.try_get(3).map_err(classify)?,
+                disabled: r.try_get("disabled").map_err(classify)?,
             });
         }
         Ok(out)
