@@ -21,7 +21,7 @@ pub struct Adherence {
 }
 
 /// Alerts opened in the period, by kind, rule and severity.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AlertCount {
     /// `clinical`, `technical` or `delivery`.
     pub kind: String,

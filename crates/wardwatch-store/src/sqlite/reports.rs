@@ -38,14 +38,14 @@ impl SqliteStore {
         let mut adherence = Vec::with_capacity(patients.len());
         let mut monitored_secs = 0.0;
         for r in &patients {
-            let created: DateTime<Utc> = r.try_get(2).map_err(classify)?;
-            let discharged: Option<DateTime<Utc>> = r.try_get(3).map_err(classify)?;
+            let created: DateTime<Utc> = r.try_get("created_at").map_err(classify)?;
+            let discharged: Option<DateTime<Utc>> = r.try_get("discharged_at").map_err(classify)?;
             let (created, discharged) = (trunc_us(created), discharged.map(trunc_us));
             if created >= to || discharged.is_some_and(|d| d <= from) {
                 continue;
             }
-            let id: String = r.try_get(0).map_err(classify)?;
-            let pathway: String = r.try_get(1).map_err(classify)?;
+            let id: String = r.try_get("id").map_err(classify)?;
+            let pathway: String = r.try_get("pathway").map_err(classify)?;
             let start = created.max(from);
             let stop = discharged.map_or(to, |d| d.min(to)).min(now);
             let secs = secs_between(start, stop).max(0.0);
@@ -73,8 +73,8 @@ impl SqliteStore {
             });
         }
 
-        let alerts = sqlx::query(
-            "SELECT a.kind, r.rule, a.severity, count(*) FROM alerts a \
+        let alerts: Vec<AlertCount> = sqlx::query_as(
+            "SELECT a.kind, r.rule, a.severity, count(*) AS count FROM alerts a \
              JOIN (SELECT DISTINCT af.alert_id AS alert_id, f.rule AS rule FROM alert_flags af \
                JOIN flags f ON f.id = af.flag_id) r ON r.alert_id = a.id \
              WHERE a.team_id = $1 AND a.opened_at >= $2 AND a.opened_at < $3 \
@@ -85,17 +85,6 @@ impl SqliteStore {
         .bind(to)
         .fetch_all(&self.pool)
         .await
-        .map_err(classify)?
-        .iter()
-        .map(|r| {
-            Ok(AlertCount {
-                kind: r.try_get(0)?,
-                rule: r.try_get(1)?,
-                severity: r.try_get(2)?,
-                count: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(classify)?;
 
         // Time to acknowledge: percentile_cont and max over exact durations.
@@ -111,8 +100,8 @@ impl SqliteStore {
         .map_err(classify)?;
         let mut waits = Vec::with_capacity(opened_rows.len());
         for r in &opened_rows {
-            let opened: DateTime<Utc> = r.try_get(0).map_err(classify)?;
-            let acked: Option<DateTime<Utc>> = r.try_get(1).map_err(classify)?;
+            let opened: DateTime<Utc> = r.try_get("opened_at").map_err(classify)?;
+            let acked: Option<DateTime<Utc>> = r.try_get("acknowledged_at").map_err(classify)?;
             if let Some(acked) = acked {
                 waits.push(secs_between(trunc_us(opened), trunc_us(acked)));
             }
@@ -122,7 +111,7 @@ impl SqliteStore {
         let acknowledged = waits.len() as i64;
 
         let esc = sqlx::query(
-            "SELECT count(*), count(DISTINCT e.alert_id) FROM alert_events e \
+            "SELECT count(*) AS escalations, count(DISTINCT e.alert_id) AS alerts FROM alert_events e \
              JOIN alerts a ON a.id = e.alert_id \
              WHERE a.team_id = $1 AND e.kind = 'escalated' AND e.at >= $2 AND e.at < $3 \
                AND CAST(e.detail ->> 'tier' AS INTEGER) > CAST(e.detail ->> 'from_tier' AS INTEGER)",
@@ -146,8 +135,8 @@ impl SqliteStore {
                 p90_secs: percentile_cont(&waits, 0.9),
                 max_secs: waits.last().copied(),
             },
-            escalations: esc.try_get(0).map_err(classify)?,
-            alerts_escalated: esc.try_get(1).map_err(classify)?,
+            escalations: esc.try_get("escalations").map_err(classify)?,
+            alerts_escalated: esc.try_get("alerts").map_err(classify)?,
         })
     }
 }
