@@ -30,7 +30,7 @@ pub struct PatientPlace {
 }
 
 /// A device in the catalogue with its derived status.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DeviceRow {
     /// Id, as in its MQTT topic.
     pub id: String,
@@ -77,7 +77,7 @@ pub struct ManualEntry<'a> {
 pub const MANUAL_DEVICE: &str = "manual";
 
 /// A note on a reading.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct NoteRow {
     /// Id.
     pub id: i64,

@@ -7,7 +7,7 @@ use crate::rules::clean;
 use crate::{NewReading, PgStore, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use wardwatch_core::{DeviceId, NhsNumber, PatientId};
 
 impl PgStore {
@@ -241,31 +241,18 @@ impl PgStore {
 
     /// The catalogue, or one device of it.
     async fn device_rows(&self, id: Option<&str>) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT d.id, d.model, d.kind, \
                CASE WHEN d.retired_at IS NOT NULL THEN 'retired' \
-                    WHEN a.patient_id IS NOT NULL THEN 'assigned' ELSE 'available' END, \
-               a.patient_id, a.valid_from \
+                    WHEN a.patient_id IS NOT NULL THEN 'assigned' ELSE 'available' END AS status, \
+               a.patient_id, a.valid_from AS assigned_from \
              FROM devices d LEFT JOIN device_assignments a \
                ON a.device_id = d.id AND a.valid_to IS NULL \
              WHERE $1::text IS NULL OR d.id = $1 ORDER BY d.id",
         )
         .bind(id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    id: r.try_get(0)?,
-                    model: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    status: r.try_get(3)?,
-                    patient_id: r.try_get(4)?,
-                    assigned_from: r.try_get(5)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     /// The whole catalogue.
@@ -478,19 +465,19 @@ impl PgStore {
     pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.id, u.role, u.patient_id, \
-               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id), \
-               u.disabled_at IS NOT NULL FROM users u ORDER BY u.id",
+               ARRAY(SELECT team_id FROM user_teams WHERE user_id = u.id ORDER BY team_id) AS teams, \
+               u.disabled_at IS NOT NULL AS disabled FROM users u ORDER BY u.id",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(UserRow {
-                    id: r.try_get(0)?,
-                    role: r.try_get(1)?,
-                    patient_id: r.try_get(2)?,
-                    teams: r.try_get(3)?,
-                    disabled: r.try_get(4)?,
+                    id: r.try_get("id")?,
+                    role: r.try_get("role")?,
+                    patient_id: r.try_get("patient_id")?,
+                    teams: r.try_get("teams")?,
+                    disabled: r.try_get("disabled")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -518,13 +505,5 @@ impl PgStore {
 }
 
 fn note_row(r: &sqlx::postgres::PgRow) -> Result<NoteRow, sqlx::Error> {
-    Ok(NoteRow {
-        id: r.try_get(0)?,
-        vital: r.try_get(1)?,
-        time: r.try_get(2)?,
-        device_id: r.try_get(3)?,
-        author: r.try_get(4)?,
-        text: r.try_get(5)?,
-        created_at: r.try_get(6)?,
-    })
+    NoteRow::from_row(r)
 }

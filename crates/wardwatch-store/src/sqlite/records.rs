@@ -7,7 +7,7 @@ use super::{begin_write, classify, SqliteStore};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use wardwatch_core::{DeviceId, NhsNumber, PatientId};
 
 use crate::records::{
@@ -17,15 +17,7 @@ use crate::rules::clean;
 use crate::{NewReading, StoreError};
 
 fn note_row(r: &SqliteRow) -> Result<NoteRow, StoreError> {
-    Ok(NoteRow {
-        id: r.try_get(0).map_err(classify)?,
-        vital: r.try_get(1).map_err(classify)?,
-        time: r.try_get(2).map_err(classify)?,
-        device_id: r.try_get(3).map_err(classify)?,
-        author: r.try_get(4).map_err(classify)?,
-        text: r.try_get(5).map_err(classify)?,
-        created_at: r.try_get(6).map_err(classify)?,
-    })
+    NoteRow::from_row(r).map_err(classify)
 }
 
 impl SqliteStore {
@@ -34,8 +26,8 @@ impl SqliteStore {
         let rows = sqlx::query(
             "SELECT d.id, d.model, d.kind, \
                CASE WHEN d.retired_at IS NOT NULL THEN 'retired' \
-                    WHEN a.patient_id IS NOT NULL THEN 'assigned' ELSE 'available' END, \
-               a.patient_id, a.valid_from \
+                    WHEN a.patient_id IS NOT NULL THEN 'assigned' ELSE 'available' END AS status, \
+               a.patient_id, a.valid_from AS assigned_from \
              FROM devices d LEFT JOIN device_assignments a \
                ON a.device_id = d.id AND a.valid_to IS NULL \
              WHERE $1 IS NULL OR d.id = $1 ORDER BY d.id",
@@ -45,16 +37,7 @@ impl SqliteStore {
         .await
         .map_err(classify)?;
         rows.iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    id: r.try_get(0).map_err(classify)?,
-                    model: r.try_get(1).map_err(classify)?,
-                    kind: r.try_get(2).map_err(classify)?,
-                    status: r.try_get(3).map_err(classify)?,
-                    patient_id: r.try_get(4).map_err(classify)?,
-                    assigned_from: r.try_get(5).map_err(classify)?,
-                })
-            })
+            .map(|r| DeviceRow::from_row(r).map_err(classify))
             .collect()
     }
 
@@ -101,9 +84,9 @@ impl crate::RecordStore for SqliteStore {
         .await
         .map_err(classify)?;
         for r in &assignments {
-            let p: String = r.try_get(0).map_err(classify)?;
-            let since: DateTime<Utc> = r.try_get(1).map_err(classify)?;
-            let until: Option<DateTime<Utc>> = r.try_get(2).map_err(classify)?;
+            let p: String = r.try_get("patient_id").map_err(classify)?;
+            let since: DateTime<Utc> = r.try_get("valid_from").map_err(classify)?;
+            let until: Option<DateTime<Utc>> = r.try_get("valid_to").map_err(classify)?;
             if since >= from && until.is_none_or(|u| u > from) {
                 return Err(StoreError::Rejected(format!(
                     "device {device} is assigned to {p} from {}; an assignment cannot start at or before it ({})",
