@@ -658,7 +658,7 @@ impl PgStore {
             )));
         }
         let flag = sqlx::query(
-            "SELECT severity, (evidence->>'measure')::float8 FROM flags WHERE patient_id = $1 \
+            "SELECT severity, (evidence->>'measure')::float8 AS measure FROM flags WHERE patient_id = $1 \
              AND rule = $2 AND cleared_at IS NULL",
         )
         .bind(patient)
@@ -666,7 +666,7 @@ impl PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let (severity, measure): (String, Option<f64>) = match flag {
-            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            Some(r) => (r.try_get("severity")?, r.try_get("measure")?),
             None => ("low".into(), None),
         };
         limits.check(&severity, until)?;

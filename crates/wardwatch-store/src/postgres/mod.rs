@@ -424,14 +424,14 @@ impl PgStore {
         .fetch_all(&mut *conn)
         .await?;
         for row in rows {
-            let device: String = row.try_get(0)?;
+            let device: String = row.try_get("id")?;
             let entry = index.entry(device).or_default();
-            let patient: Option<String> = row.try_get(1)?;
+            let patient: Option<String> = row.try_get("patient_id")?;
             if let Some(patient_id) = patient {
                 entry.push(Assignment {
                     patient_id,
-                    valid_from: row.try_get(2)?,
-                    valid_to: row.try_get(3)?,
+                    valid_from: row.try_get("valid_from")?,
+                    valid_to: row.try_get("valid_to")?,
                 });
             }
         }
@@ -577,6 +577,8 @@ impl PgStore {
             .iter()
             .map(|r| ((&r.key[..], r.part, r.item), r))
             .collect();
+        // By position on purpose: the RETURNING list is just above, and
+        // this runs per refused record on the ingest path.
         for row in returned {
             let key: Vec<u8> = row.try_get(0)?;
             let part: i16 = row.try_get(1)?;
@@ -725,6 +727,8 @@ fn new_readings(
         return Ok(rows.iter().map(new).collect());
     }
     let mut keys = HashSet::with_capacity(returned.len());
+    // By position on purpose: the RETURNING list is the statement's own, and
+    // this runs per stored reading on the ingest path.
     for row in returned {
         let key: (String, String, DateTime<Utc>, String) = (
             row.try_get(0)?,

@@ -59,17 +59,17 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// A `patient_limits` row whose `vital … clear_hold_secs` columns start at `first`.
-fn limit_row(r: &sqlx::postgres::PgRow, first: usize) -> Result<LimitRow, sqlx::Error> {
+/// A `patient_limits` row, its columns read by name (a query may add others).
+fn limit_row(r: &sqlx::postgres::PgRow) -> Result<LimitRow, sqlx::Error> {
     Ok(LimitRow {
-        vital: r.try_get(first)?,
-        low: r.try_get(first + 1)?,
-        high: r.try_get(first + 2)?,
-        severity: r.try_get(first + 3)?,
-        persist_readings: r.try_get(first + 4)?,
-        persist_secs: r.try_get(first + 5)?,
-        clear_margin: r.try_get(first + 6)?,
-        clear_hold_secs: r.try_get(first + 7)?,
+        vital: r.try_get("vital")?,
+        low: r.try_get("low")?,
+        high: r.try_get("high")?,
+        severity: r.try_get("severity")?,
+        persist_readings: r.try_get("persist_readings")?,
+        persist_secs: r.try_get("persist_secs")?,
+        clear_margin: r.try_get("clear_margin")?,
+        clear_hold_secs: r.try_get("clear_hold_secs")?,
     })
 }
 
@@ -142,7 +142,7 @@ impl PgStore {
         filter: PatientFilter<'_>,
     ) -> Result<Vec<PatientRow>, StoreError> {
         const COLUMNS: &str = "SELECT id, pathway, spo2_scale, care_plan_oxygen, date_of_birth, \
-             pregnant, discharged_at IS NOT NULL, settings_version FROM patients";
+             pregnant, discharged_at IS NOT NULL AS discharged, settings_version FROM patients";
         let rows = match filter {
             PatientFilter::All => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS} ORDER BY id")))
@@ -172,14 +172,14 @@ impl PgStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(PatientRow {
-                id: r.try_get(0)?,
-                pathway: r.try_get(1)?,
-                spo2_scale: r.try_get(2)?,
-                care_plan_oxygen: r.try_get(3)?,
-                date_of_birth: r.try_get(4)?,
-                pregnant: r.try_get(5)?,
-                discharged: r.try_get(6)?,
-                settings_version: r.try_get(7)?,
+                id: r.try_get("id")?,
+                pathway: r.try_get("pathway")?,
+                spo2_scale: r.try_get("spo2_scale")?,
+                care_plan_oxygen: r.try_get("care_plan_oxygen")?,
+                date_of_birth: r.try_get("date_of_birth")?,
+                pregnant: r.try_get("pregnant")?,
+                discharged: r.try_get("discharged")?,
+                settings_version: r.try_get("settings_version")?,
                 limits: Vec::new(),
                 devices: Vec::new(),
             });
@@ -199,13 +199,13 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         for r in limits {
-            let patient: String = r.try_get(0)?;
+            let patient: String = r.try_get("patient_id")?;
             // By position, not by searching `out`: the database's collation
             // (en_US, say) need not sort ids as Rust compares bytes, and a
             // missed search would drop a personal limit without a word.
             if let Some(&i) = position.get(patient.as_str()) {
                 if let Some(p) = out.get_mut(i) {
-                    p.limits.push(limit_row(&r, 1)?);
+                    p.limits.push(limit_row(&r)?);
                 }
             }
         }
@@ -218,9 +218,9 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         for r in devices {
-            let patient: String = r.try_get(0)?;
+            let patient: String = r.try_get("patient_id")?;
             if let Some(p) = position.get(patient.as_str()).and_then(|&i| out.get_mut(i)) {
-                p.devices.push(r.try_get(1)?);
+                p.devices.push(r.try_get("device_id")?);
             }
         }
         Ok(out)
@@ -316,7 +316,7 @@ impl PgStore {
         .bind(&limit.vital)
         .fetch_optional(&mut *tx)
         .await?
-        .map(|r| limit_row(&r, 0))
+        .map(|r| limit_row(&r))
         .transpose()?;
         let res = sqlx::query(
             "INSERT INTO patient_limits (patient_id, vital, low, high, severity, persist_readings, \
@@ -445,8 +445,8 @@ impl PgStore {
                     .bind(&f.evidence)
                     .fetch_one(&mut *tx)
                     .await?;
-                    let id: i64 = row.try_get(0)?;
-                    if row.try_get::<bool, _>(1)? {
+                    let id: i64 = row.try_get("id")?;
+                    if row.try_get::<bool, _>("inserted")? {
                         out.raised += 1;
                         (id, "raised")
                     } else {
@@ -496,9 +496,9 @@ impl PgStore {
         rows.into_iter()
             .map(|r| {
                 Ok(OpenFlagRow {
-                    patient_id: r.try_get(0)?,
-                    rule: r.try_get(1)?,
-                    severity: r.try_get(2)?,
+                    patient_id: r.try_get("patient_id")?,
+                    rule: r.try_get("rule")?,
+                    severity: r.try_get("severity")?,
                 })
             })
             .collect()
@@ -519,17 +519,17 @@ impl PgStore {
             .into_iter()
             .map(|r| {
                 Ok(RaisedFlagRow {
-                    patient_id: r.try_get(0)?,
-                    rule: r.try_get(1)?,
-                    severity: r.try_get(2)?,
-                    raised_at: r.try_get(3)?,
+                    patient_id: r.try_get("patient_id")?,
+                    rule: r.try_get("rule")?,
+                    severity: r.try_get("severity")?,
+                    raised_at: r.try_get("raised_at")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let alerts = sqlx::query(
             "SELECT a.patient_id, a.kind, a.opened_at, \
                ARRAY(SELECT DISTINCT f.rule FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
-                     WHERE af.alert_id = a.id ORDER BY f.rule) \
+                     WHERE af.alert_id = a.id ORDER BY f.rule) AS rules \
              FROM alerts a WHERE a.opened_at >= $1 AND a.opened_at < $2 \
              ORDER BY a.opened_at, a.patient_id",
         )
@@ -540,10 +540,10 @@ impl PgStore {
         .into_iter()
         .map(|r| {
             Ok(OpenedAlertRow {
-                patient_id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                opened_at: r.try_get(2)?,
-                rules: r.try_get(3)?,
+                patient_id: r.try_get("patient_id")?,
+                kind: r.try_get("kind")?,
+                opened_at: r.try_get("opened_at")?,
+                rules: r.try_get("rules")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -577,11 +577,11 @@ impl PgStore {
         rows.into_iter()
             .map(|r| {
                 Ok(ReplayRow {
-                    patient_id: r.try_get(0)?,
-                    vital: r.try_get(1)?,
-                    value: r.try_get(2)?,
-                    time: r.try_get(3)?,
-                    device_id: r.try_get(4)?,
+                    patient_id: r.try_get("patient_id")?,
+                    vital: r.try_get("vital")?,
+                    value: r.try_get("value")?,
+                    time: r.try_get("time")?,
+                    device_id: r.try_get("device_id")?,
                 })
             })
             .collect()

@@ -623,7 +623,7 @@ impl crate::AlertStore for SqliteStore {
             )));
         }
         let flag = sqlx::query(
-            "SELECT severity, CAST(json_extract(evidence, '$.measure') AS REAL) FROM flags \
+            "SELECT severity, CAST(json_extract(evidence, '$.measure') AS REAL) AS measure FROM flags \
              WHERE patient_id = $1 AND rule = $2 AND cleared_at IS NULL",
         )
         .bind(patient)
@@ -633,8 +633,8 @@ impl crate::AlertStore for SqliteStore {
         .map_err(classify)?;
         let (severity, measure): (String, Option<f64>) = match flag {
             Some(r) => (
-                r.try_get(0).map_err(classify)?,
-                r.try_get(1).map_err(classify)?,
+                r.try_get("severity").map_err(classify)?,
+                r.try_get("measure").map_err(classify)?,
             ),
             None => ("low".into(), None),
         };

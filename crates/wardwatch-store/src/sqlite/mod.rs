@@ -172,11 +172,11 @@ impl SqliteStore {
         .await
         .map_err(classify)?;
         for r in rows {
-            let device: String = r.try_get(0).map_err(classify)?;
+            let device: String = r.try_get("device_id").map_err(classify)?;
             let assignment = Assignment {
-                patient_id: r.try_get(1).map_err(classify)?,
-                valid_from: r.try_get(2).map_err(classify)?,
-                valid_to: r.try_get(3).map_err(classify)?,
+                patient_id: r.try_get("patient_id").map_err(classify)?,
+                valid_from: r.try_get("valid_from").map_err(classify)?,
+                valid_to: r.try_get("valid_to").map_err(classify)?,
             };
             index.entry(device).or_default().push(assignment);
         }
@@ -215,6 +215,8 @@ impl SqliteStore {
                 .await
                 .map_err(classify)?;
             let mut inserted = HashSet::with_capacity(returned.len());
+            // By position on purpose: the RETURNING list is just above, and
+            // this runs per stored reading on the ingest path.
             for r in &returned {
                 let key: (String, String, DateTime<Utc>, String) = (
                     r.try_get(0).map_err(classify)?,

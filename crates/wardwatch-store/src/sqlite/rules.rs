@@ -99,17 +99,17 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// A `patient_limits` row whose `vital … clear_hold_secs` columns start at `first`.
-fn limit_row(r: &SqliteRow, first: usize) -> Result<LimitRow, StoreError> {
+/// A `patient_limits` row, its columns read by name (a query may add others).
+fn limit_row(r: &SqliteRow) -> Result<LimitRow, StoreError> {
     Ok(LimitRow {
-        vital: r.try_get(first).map_err(classify)?,
-        low: r.try_get(first + 1).map_err(classify)?,
-        high: r.try_get(first + 2).map_err(classify)?,
-        severity: r.try_get(first + 3).map_err(classify)?,
-        persist_readings: r.try_get(first + 4).map_err(classify)?,
-        persist_secs: r.try_get(first + 5).map_err(classify)?,
-        clear_margin: r.try_get(first + 6).map_err(classify)?,
-        clear_hold_secs: r.try_get(first + 7).map_err(classify)?,
+        vital: r.try_get("vital").map_err(classify)?,
+        low: r.try_get("low").map_err(classify)?,
+        high: r.try_get("high").map_err(classify)?,
+        severity: r.try_get("severity").map_err(classify)?,
+        persist_readings: r.try_get("persist_readings").map_err(classify)?,
+        persist_secs: r.try_get("persist_secs").map_err(classify)?,
+        clear_margin: r.try_get("clear_margin").map_err(classify)?,
+        clear_hold_secs: r.try_get("clear_hold_secs").map_err(classify)?,
     })
 }
 
@@ -198,7 +198,7 @@ impl crate::RulesStore for SqliteStore {
 
     async fn patient_rows(&self, filter: PatientFilter<'_>) -> Result<Vec<PatientRow>, StoreError> {
         const COLUMNS: &str = "SELECT id, pathway, spo2_scale, care_plan_oxygen, date_of_birth, \
-             pregnant, discharged_at IS NOT NULL, settings_version FROM patients";
+             pregnant, discharged_at IS NOT NULL AS discharged, settings_version FROM patients";
         let rows = match filter {
             PatientFilter::All => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS} ORDER BY id")))
@@ -229,14 +229,14 @@ impl crate::RulesStore for SqliteStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(PatientRow {
-                id: r.try_get(0).map_err(classify)?,
-                pathway: r.try_get(1).map_err(classify)?,
-                spo2_scale: r.try_get(2).map_err(classify)?,
-                care_plan_oxygen: r.try_get(3).map_err(classify)?,
-                date_of_birth: r.try_get(4).map_err(classify)?,
-                pregnant: r.try_get(5).map_err(classify)?,
-                discharged: r.try_get(6).map_err(classify)?,
-                settings_version: r.try_get(7).map_err(classify)?,
+                id: r.try_get("id").map_err(classify)?,
+                pathway: r.try_get("pathway").map_err(classify)?,
+                spo2_scale: r.try_get("spo2_scale").map_err(classify)?,
+                care_plan_oxygen: r.try_get("care_plan_oxygen").map_err(classify)?,
+                date_of_birth: r.try_get("date_of_birth").map_err(classify)?,
+                pregnant: r.try_get("pregnant").map_err(classify)?,
+                discharged: r.try_get("discharged").map_err(classify)?,
+                settings_version: r.try_get("settings_version").map_err(classify)?,
                 limits: Vec::new(),
                 devices: Vec::new(),
             });
@@ -259,9 +259,9 @@ impl crate::RulesStore for SqliteStore {
         .await
         .map_err(classify)?;
         for r in limits {
-            let patient: String = r.try_get(0).map_err(classify)?;
+            let patient: String = r.try_get("patient_id").map_err(classify)?;
             if let Some(p) = position.get(&patient).and_then(|&i| out.get_mut(i)) {
-                p.limits.push(limit_row(&r, 1)?);
+                p.limits.push(limit_row(&r)?);
             }
         }
         let devices = sqlx::query(
@@ -275,9 +275,9 @@ impl crate::RulesStore for SqliteStore {
         .await
         .map_err(classify)?;
         for r in devices {
-            let patient: String = r.try_get(0).map_err(classify)?;
+            let patient: String = r.try_get("patient_id").map_err(classify)?;
             if let Some(p) = position.get(&patient).and_then(|&i| out.get_mut(i)) {
-                p.devices.push(r.try_get(1).map_err(classify)?);
+                p.devices.push(r.try_get("device_id").map_err(classify)?);
             }
         }
         Ok(out)
@@ -374,7 +374,7 @@ impl crate::RulesStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?
-        .map(|r| limit_row(&r, 0))
+        .map(|r| limit_row(&r))
         .transpose()?;
         // The WHERE is required by SQLite's parser for an upsert from a SELECT.
         let res = sqlx::query(
@@ -558,9 +558,9 @@ impl crate::RulesStore for SqliteStore {
         rows.into_iter()
             .map(|r| {
                 Ok(OpenFlagRow {
-                    patient_id: r.try_get(0).map_err(classify)?,
-                    rule: r.try_get(1).map_err(classify)?,
-                    severity: r.try_get(2).map_err(classify)?,
+                    patient_id: r.try_get("patient_id").map_err(classify)?,
+                    rule: r.try_get("rule").map_err(classify)?,
+                    severity: r.try_get("severity").map_err(classify)?,
                 })
             })
             .collect()
@@ -592,11 +592,11 @@ impl crate::RulesStore for SqliteStore {
         rows.into_iter()
             .map(|r| {
                 Ok(ReplayRow {
-                    patient_id: r.try_get(0).map_err(classify)?,
-                    vital: r.try_get(1).map_err(classify)?,
-                    value: r.try_get(2).map_err(classify)?,
-                    time: r.try_get(3).map_err(classify)?,
-                    device_id: r.try_get(4).map_err(classify)?,
+                    patient_id: r.try_get("patient_id").map_err(classify)?,
+                    vital: r.try_get("vital").map_err(classify)?,
+                    value: r.try_get("value").map_err(classify)?,
+                    time: r.try_get("time").map_err(classify)?,
+                    device_id: r.try_get("device_id").map_err(classify)?,
                 })
             })
             .collect()
@@ -616,10 +616,10 @@ impl crate::RulesStore for SqliteStore {
             .into_iter()
             .map(|r| {
                 Ok(RaisedFlagRow {
-                    patient_id: r.try_get(0).map_err(classify)?,
-                    rule: r.try_get(1).map_err(classify)?,
-                    severity: r.try_get(2).map_err(classify)?,
-                    raised_at: r.try_get(3).map_err(classify)?,
+                    patient_id: r.try_get("patient_id").map_err(classify)?,
+                    rule: r.try_get("rule").map_err(classify)?,
+                    severity: r.try_get("severity").map_err(classify)?,
+                    raised_at: r.try_get("raised_at").map_err(classify)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -628,7 +628,7 @@ impl crate::RulesStore for SqliteStore {
             "SELECT a.patient_id, a.kind, a.opened_at, \
                (SELECT json_group_array(rule) FROM (SELECT DISTINCT f.rule AS rule \
                   FROM alert_flags af JOIN flags f ON f.id = af.flag_id \
-                  WHERE af.alert_id = a.id ORDER BY f.rule)) \
+                  WHERE af.alert_id = a.id ORDER BY f.rule)) AS rules \
              FROM alerts a WHERE a.opened_at >= $1 AND a.opened_at < $2 \
              ORDER BY a.opened_at, a.patient_id",
         )
@@ -639,11 +639,11 @@ impl crate::RulesStore for SqliteStore {
         .map_err(classify)?
         .into_iter()
         .map(|r| {
-            let rules: String = r.try_get(3).map_err(classify)?;
+            let rules: String = r.try_get("rules").map_err(classify)?;
             Ok(OpenedAlertRow {
-                patient_id: r.try_get(0).map_err(classify)?,
-                kind: r.try_get(1).map_err(classify)?,
-                opened_at: r.try_get(2).map_err(classify)?,
+                patient_id: r.try_get("patient_id").map_err(classify)?,
+                kind: r.try_get("kind").map_err(classify)?,
+                opened_at: r.try_get("opened_at").map_err(classify)?,
                 rules: serde_json::from_str(&rules)
                     .map_err(|e| StoreError::Rejected(format!("an alert's rules: {e}")))?,
             })
