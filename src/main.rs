@@ -96,7 +96,8 @@ enum ScoreCommand {
 
 #[derive(Subcommand)]
 enum PatientCommand {
-    /// Enrol a patient on a team and pathway (or move an enrolled patient to another team).
+    /// Enrol a patient on a team and pathway (or move an enrolled patient to
+    /// another team); both are audited with who and why.
     Add {
         /// Patient id.
         #[arg(long)]
@@ -107,6 +108,12 @@ enum PatientCommand {
         /// Pathway (a file in rules.pathways_dir); new patients default to `general`.
         #[arg(long)]
         pathway: Option<String>,
+        /// Who enrols or moves them (default: `cli:` and the operating-system user).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why, for a move (default: "moved with `wardwatch patient add`").
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Change a clinical setting; each change is audited with who and why.
     Set {
@@ -624,7 +631,13 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
     use wardwatch_store::rules::{LimitRow, Setting};
     let store = admin_store(cfg).await?;
     match command {
-        PatientCommand::Add { id, team, pathway } => {
+        PatientCommand::Add {
+            id,
+            team,
+            pathway,
+            by,
+            reason,
+        } => {
             let id = PatientId::new(id)?;
             if let Some(p) = &pathway {
                 check_pathway(cfg, p)?;
@@ -644,12 +657,46 @@ async fn patient_command(command: PatientCommand, cfg: &Config) -> Result<()> {
                 .as_ref()
                 .and_then(|ts| ts.get(&team))
                 .and_then(|t| serde_json::to_value(&t.escalation).ok());
-            let moved = store
-                .enrol(&id, &team, pathway.as_deref(), policy.as_ref())
-                .await?;
-            println!("patient {id} on team {team}");
-            if moved > 0 {
-                println!("{moved} open alert(s) moved to team {team}");
+            let by = by.unwrap_or_else(|| {
+                let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+                format!("cli:{user}")
+            });
+            // One audited way onto a team: a new patient is enrolled as the
+            // API enrols one; a known one is moved as the API transfers one.
+            match store.patient_view(id.as_str()).await? {
+                None => {
+                    let enrolment = wardwatch_store::records::Enrolment {
+                        id: id.clone(),
+                        team: team.clone(),
+                        pathway: pathway.unwrap_or_else(|| "general".into()),
+                        nhs_number: None,
+                        date_of_birth: None,
+                    };
+                    store.enrol_patient(&enrolment, &by).await?;
+                    println!("patient {id} on team {team}");
+                }
+                Some(known) => {
+                    if let Some(p) = pathway.filter(|p| *p != known.pathway) {
+                        anyhow::bail!(
+                            "patient {id} is on pathway {}; a pathway change is a clinical decision: \
+                             use `wardwatch patient set --id {id} --pathway {p} --by WHO --reason WHY`",
+                            known.pathway
+                        );
+                    }
+                    let moved = if known.team_id == team {
+                        0
+                    } else {
+                        let reason =
+                            reason.unwrap_or_else(|| "moved with `wardwatch patient add`".into());
+                        store
+                            .transfer(&id, &team, policy.as_ref(), &by, &reason)
+                            .await?
+                    };
+                    println!("patient {id} on team {team}");
+                    if moved > 0 {
+                        println!("{moved} open alert(s) moved to team {team}");
+                    }
+                }
             }
         }
         PatientCommand::Set {

@@ -126,10 +126,20 @@ pub async fn enrol(store: &Backend, ward: &Ward, team: &str) -> Result<()> {
     for p in ward.patients() {
         let patient = PatientId::new(p.patient_id.clone())?;
         let device = DeviceId::new(p.device_id.clone())?;
-        store
-            .enrol(&patient, team, Some(p.pathway), None)
-            .await
-            .with_context(|| format!("enrolling {}", p.patient_id))?;
+        // Repeats find the patient already enrolled and leave them be.
+        if store.patient_view(&p.patient_id).await?.is_none() {
+            let enrolment = wardwatch_store::records::Enrolment {
+                id: patient.clone(),
+                team: team.to_string(),
+                pathway: p.pathway.to_string(),
+                nhs_number: None,
+                date_of_birth: None,
+            };
+            store
+                .enrol_patient(&enrolment, "wardwatch-simulator")
+                .await
+                .with_context(|| format!("enrolling {}", p.patient_id))?;
+        }
         let view = store.patient_view(&p.patient_id).await?;
         if p.spo2_scale() == 2 && view.as_ref().is_some_and(|v| v.spo2_scale != 2) {
             store

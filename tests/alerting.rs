@@ -509,6 +509,40 @@ async fn one_alert_per_episode_a_worse_severity_repages_new_rules_group_and_a_tr
             .await,
         1
     );
+    // The command line enrols and moves as the API does: both audited,
+    // with who (given, or the operating-system user) and why.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM patient_settings_audit WHERE patient_id = 'pat-1' \
+             AND field = 'enrolled' AND actor LIKE 'cli:%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM patient_settings_audit WHERE patient_id = 'pat-1' \
+             AND field = 'team_id' AND old_value = 'ward-a' AND new_value = 'ward-b' \
+             AND actor LIKE 'cli:%' AND reason = 'moved with `wardwatch patient add`'"
+        )
+        .await,
+        1
+    );
+    // A pathway change is not a move: refused, with the audited way to make it.
+    let e = admin_fails(
+        &db.url,
+        &[
+            "patient",
+            "add",
+            "--id",
+            "pat-1",
+            "--team",
+            "ward-b",
+            "--pathway",
+            "copd",
+        ],
+    );
+    assert!(e.contains("a pathway change is a clinical decision"), "{e}");
     drop(engine);
 }
 

@@ -8,12 +8,13 @@ use common::Db;
 use wardwatch_core::{
     DeliveryTag, DeviceId, PatientId, QuarantineReason, Reading, ReadingSource, Rejection, Vital,
 };
+use wardwatch_store::testing::enrol;
 use wardwatch_store::{IngestMessage, PgStore, Store, WriteMethod};
 
 /// Patient p1 on a ward, lent device d1 from `from`.
 async fn enrol_p1_with_d1(s: &PgStore, from: chrono::DateTime<Utc>) {
     let p1 = PatientId::new("p1").unwrap();
-    s.enrol(&p1, "ward", None, None).await.unwrap();
+    enrol(s, &p1, "ward", None).await.unwrap();
     s.assign_device(&DeviceId::new("d1").unwrap(), &p1, from)
         .await
         .unwrap();
@@ -174,8 +175,8 @@ async fn unassigning_needs_an_open_assignment_and_a_later_time() {
     let (d, p) = (DeviceId::new("d9").unwrap(), PatientId::new("p9").unwrap());
     let t = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
     assert!(s.unassign_device(&d, t).await.is_err());
-    assert!(s.enrol(&p, " ", None, None).await.is_err(), "empty team");
-    s.enrol(&p, "ward", None, None).await.unwrap();
+    assert!(enrol(&s, &p, " ", None).await.is_err(), "empty team");
+    enrol(&s, &p, "ward", None).await.unwrap();
     s.assign_device(&d, &p, t).await.unwrap();
     let e = s.unassign_device(&d, t).await.unwrap_err();
     assert!(e.to_string().contains("cannot be returned"), "{e}");

@@ -238,7 +238,7 @@ fn check_enrolment(state: &ApiState, b: EnrolBody) -> Result<Enrolment, Problem>
         team,
         pathway: b.pathway,
         nhs_number,
-        date_of_birth: b.date_of_birth,
+        date_of_birth: Some(b.date_of_birth),
     })
 }
 

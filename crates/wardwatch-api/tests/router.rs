@@ -13,7 +13,7 @@ use chrono::{Duration, Utc};
 use wardwatch_api::{new_token, token_hash, ApiState, Catalog, FailedAuth};
 use wardwatch_core::PatientId;
 use wardwatch_store::prelude::*;
-use wardwatch_store::testing::FreshPg;
+use wardwatch_store::testing::{enrol, FreshPg};
 use wardwatch_store::{Backend, PgStore, SqliteStore};
 
 /// Serves the router on a free loopback port; returns its base URL.
@@ -67,8 +67,7 @@ async fn the_contract(store: Backend) {
     let nurse_a = user(&store, "nurse-a", "nurse", &["ward-a"]).await;
     user(&store, "nurse-b", "nurse", &["ward-b"]).await;
     for (patient, team) in [("pa-1", "ward-a"), ("pb-1", "ward-b")] {
-        store
-            .enrol(&PatientId::new(patient).unwrap(), team, None, None)
+        enrol(&store, &PatientId::new(patient).unwrap(), team, None)
             .await
             .unwrap();
     }

@@ -203,8 +203,6 @@ store_trait! {
     /// What the rules core reads and writes: settings, limits, flags and
     /// the start-up replay.
     pub trait RulesStore {
-        /// Enrols or moves a patient; returns open alerts moved.
-        fn enrol(&self, patient: &PatientId, team: &str, pathway: Option<&str>, team_policy: Option<&Value>) -> u64;
         /// The patient's team.
         fn team_of(&self, patient: &str) -> Option<String>;
         /// Patients' settings and limits.

@@ -92,10 +92,6 @@ pub(crate) mod rules {
     pub(crate) const MOVE_OPEN_ALERTS_TO_TEAM: &str =
         "UPDATE alerts SET team_id = $2, policy = COALESCE($3, policy) WHERE patient_id = \
          $1 AND state <> 'resolved' RETURNING id";
-    pub(crate) const INSERT_PATIENT: &str =
-        "INSERT INTO patients (id, team_id, pathway) VALUES ($1, $2, $3)";
-    pub(crate) const CHANGE_PATIENT_TEAM: &str =
-        "UPDATE patients SET team_id = $2 WHERE id = $1 AND team_id <> $2";
     pub(crate) const TEAM_OF_PATIENT: &str = "SELECT team_id FROM patients WHERE id = $1";
     pub(crate) const CARE_PLAN_OXYGEN_AUDITED: &str =
         "SELECT EXISTS (SELECT 1 FROM patient_settings_audit WHERE patient_id = $1 AND \

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::PgPool;
 
-use crate::{PgStore, SqliteStore};
+use crate::records::Enrolment;
+use crate::{PgStore, RecordStore, SqliteStore, StoreError};
+use wardwatch_core::PatientId;
 
 /// The admin URL tests create their databases through.
 pub fn pg_admin_url() -> String {
@@ -168,3 +170,22 @@ macro_rules! raw {
 
 raw!(PgStore);
 raw!(SqliteStore);
+
+/// Enrols a patient as a test needs one: the one audited path
+/// (`RecordStore::enrol_patient`), with no NHS number or date of birth,
+/// on `pathway` (default `general`), by `test`.
+pub async fn enrol<S: RecordStore>(
+    store: &S,
+    id: &PatientId,
+    team: &str,
+    pathway: Option<&str>,
+) -> Result<(), StoreError> {
+    let enrolment = Enrolment {
+        id: id.clone(),
+        team: team.to_string(),
+        pathway: pathway.unwrap_or("general").to_string(),
+        nhs_number: None,
+        date_of_birth: None,
+    };
+    store.enrol_patient(&enrolment, "test").await
+}

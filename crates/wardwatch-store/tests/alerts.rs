@@ -17,7 +17,7 @@ use wardwatch_store::alerts::{
     PendingFlagEvent, SnoozeLimits, SnoozeRow, StateFilter,
 };
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::testing::{FreshPg as Db, Raw};
+use wardwatch_store::testing::{enrol, FreshPg as Db, Raw};
 use wardwatch_store::{
     AlertStore, EscalationStore, PgStore, RecordStore, RulesStore, Store, StoreError,
 };
@@ -225,7 +225,7 @@ fn ids(rows: &[AlertRow]) -> Vec<i64> {
 
 async fn check<S: AlertStore + EscalationStore + Store + RulesStore + RecordStore + Raw>(s: &S) {
     for (p, team) in [("p1", "ward-a"), ("p2", "ward-b")] {
-        s.enrol(&PatientId::new(p).unwrap(), team, None, None)
+        enrol(s, &PatientId::new(p).unwrap(), team, None)
             .await
             .unwrap();
     }

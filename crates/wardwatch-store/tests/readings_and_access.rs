@@ -13,7 +13,7 @@ use wardwatch_core::{
 };
 use wardwatch_store::access::AuditEntry;
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::testing::FreshPg as Db;
+use wardwatch_store::testing::{enrol, FreshPg as Db};
 use wardwatch_store::{
     AccessStore, IngestMessage, MaintenanceStore, PgStore, RecordStore, RulesStore, Store,
     StoreError,
@@ -69,9 +69,9 @@ fn rejected<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
 async fn conformance<S: Store + RulesStore + RecordStore>(s: &S) {
     let (p1, p2) = (PatientId::new("p1").unwrap(), PatientId::new("p2").unwrap());
     let d1 = DeviceId::new("ox-1").unwrap();
-    s.enrol(&p1, "ward-a", None, None).await.unwrap();
-    s.enrol(&p2, "ward-b", None, None).await.unwrap();
-    rejected(s.enrol(&p1, " ", None, None).await, "an empty team");
+    enrol(s, &p1, "ward-a", None).await.unwrap();
+    enrol(s, &p2, "ward-b", None).await.unwrap();
+    rejected(enrol(s, &p1, " ", None).await, "an empty team");
     rejected(
         s.assign_device(&d1, &PatientId::new("nobody").unwrap(), t(0))
             .await,

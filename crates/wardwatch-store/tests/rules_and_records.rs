@@ -17,7 +17,7 @@ use wardwatch_store::rules::{
     FlagChange, FlagRecord, FlagsOutcome, LimitRow, OpenFlagRow, PatientFilter, ReplayRow, Setting,
 };
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::testing::{pg_admin_url, FreshPg as Db, Raw};
+use wardwatch_store::testing::{enrol, pg_admin_url, FreshPg as Db, Raw};
 use wardwatch_store::{PgStore, RecordStore, RulesStore, Store, StoreError};
 
 fn t(mins: i64) -> DateTime<Utc> {
@@ -102,18 +102,23 @@ fn flag(
 async fn rules_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
     let (p1, p2) = (pid("p1"), pid("p2"));
 
-    // Enrolment: a pathway for the new, a team move for the known, and a
-    // pathway change refused (it is an audited clinical decision).
-    assert_eq!(s.enrol(&p1, "ward-a", Some("copd"), None).await.unwrap(), 0);
-    assert_eq!(s.enrol(&p2, "ward-a", None, None).await.unwrap(), 0);
-    rejected(s.enrol(&pid("p3"), "  ", None, None).await, "an empty team");
+    // Enrolment, the one audited way onto a team: a pathway for the new;
+    // enrolling a known id again is refused (a pathway change is an audited
+    // clinical decision, a team move a transfer); the move is a transfer.
+    enrol(s, &p1, "ward-a", Some("copd")).await.unwrap();
+    enrol(s, &p2, "ward-a", None).await.unwrap();
+    rejected(enrol(s, &pid("p3"), "  ", None).await, "an empty team");
     let m = rejected(
-        s.enrol(&p1, "ward-a", Some("heart_failure"), None).await,
-        "a pathway change through enrol",
+        enrol(s, &p1, "ward-a", Some("heart_failure")).await,
+        "enrolling a known patient again",
     );
-    assert!(m.contains("is on pathway copd"), "{m}");
-    assert_eq!(s.enrol(&p1, "ward-a", Some("copd"), None).await.unwrap(), 0);
-    assert_eq!(s.enrol(&p2, "ward-b", None, None).await.unwrap(), 0);
+    assert_eq!(m, "patient id p1 is already in use");
+    assert_eq!(
+        s.transfer(&p2, "ward-b", None, "dr moss", "closer to home")
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(s.team_of("p2").await.unwrap().as_deref(), Some("ward-b"));
     assert_eq!(s.team_of("nobody").await.unwrap(), None);
 
@@ -299,6 +304,7 @@ async fn rules_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
     assert_eq!(
         audit_rows(s, "p1").await,
         vec![
+            ("enrolled".into(), None, s1("team ward-a, pathway copd")),
             ("care_plan_oxygen".into(), s1("false"), s1("false")),
             ("spo2_scale".into(), s1("1"), s1("2")),
             ("limit:spo2".into(), None, s1(limit_was)),
@@ -318,6 +324,8 @@ async fn rules_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
     assert_eq!(
         audit_rows(s, "p2").await,
         vec![
+            ("enrolled".into(), None, s1("team ward-a, pathway general")),
+            ("team_id".into(), s1("ward-a"), s1("ward-b")),
             ("limit:heart_rate".into(), None, s1("low none high 120 severity high persist 2 readings or 300 s, clear 1 inside for 600 s")),
             ("limit:heart_rate".into(), s1("set"), None),
         ]
@@ -482,7 +490,7 @@ async fn records_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
         team: "ward-a".into(),
         pathway: "copd".into(),
         nhs_number: nhs,
-        date_of_birth: dob,
+        date_of_birth: Some(dob),
     };
 
     // Enrolment with identity: a second record for either id or NHS number is refused.
@@ -584,8 +592,14 @@ async fn records_check<S: Store + RulesStore + RecordStore + Raw>(s: &S) {
         s.transfer(&pid("p1"), "ward-c", None, "dr", " ").await,
         "no reason",
     );
-    // Without a policy the alert keeps its own; enrol moves alerts too.
-    assert_eq!(s.enrol(&pid("p1"), "ward-c", None, None).await.unwrap(), 1);
+    // Without a policy the alert keeps its own; a second transfer moves
+    // alerts too.
+    assert_eq!(
+        s.transfer(&pid("p1"), "ward-c", None, "dr moss", "back again")
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         s.texts(alerts(
             "team_id || ' ' || (policy -> 'tiers' -> 0 ->> 'name')"
@@ -896,9 +910,7 @@ async fn sqlite_keeps_the_records_contract() {
 async fn limits_check<S: Store + RulesStore + RecordStore>(s: &S) {
     let ids = ["alice", "Bob", "carol", "Dave", "p-2", "p1", "P3"];
     for id in ids {
-        s.enrol(&pid(id), "ward-a", Some("general"), None)
-            .await
-            .unwrap();
+        enrol(s, &pid(id), "ward-a", Some("general")).await.unwrap();
         s.set_limit(
             &pid(id),
             &limit("spo2", Some(88.0), Some(92.0)),

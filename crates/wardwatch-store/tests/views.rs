@@ -19,7 +19,7 @@ use wardwatch_store::records::Enrolment;
 use wardwatch_store::reports::{AlertCount, TeamReport, TimeToAck};
 use wardwatch_store::rules::Setting;
 use wardwatch_store::sqlite::SqliteStore;
-use wardwatch_store::testing::{FreshPg as Db, Raw};
+use wardwatch_store::testing::{enrol, FreshPg as Db, Raw};
 use wardwatch_store::views::{
     BucketRow, HourlyMean, PatientView, ReadingKey, ReadingRow, TeamPatient,
 };
@@ -160,7 +160,7 @@ async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTi
             team: "ward-a".into(),
             pathway: "copd".into(),
             nhs_number: Some(NhsNumber::parse("9434765919").unwrap()),
-            date_of_birth: dob(),
+            date_of_birth: Some(dob()),
         },
         "nurse-1",
     )
@@ -184,18 +184,18 @@ async fn setup<S: Store + RulesStore + RecordStore + CreatedAt>(s: &S, b: DateTi
             team: "ward-a".into(),
             pathway: "general".into(),
             nhs_number: None,
-            date_of_birth: dob(),
+            date_of_birth: Some(dob()),
         },
         "nurse-1",
     )
     .await
     .unwrap();
     // pc: another team, no date of birth.
-    s.enrol(&pid("pc"), "ward-b", None, None).await.unwrap();
+    enrol(s, &pid("pc"), "ward-b", None).await.unwrap();
     // pd: created exactly at the report's end (outside it).
-    s.enrol(&pid("pd"), "ward-a", None, None).await.unwrap();
+    enrol(s, &pid("pd"), "ward-a", None).await.unwrap();
     // pe: discharged exactly at the report's start (outside it).
-    s.enrol(&pid("pe"), "ward-a", None, None).await.unwrap();
+    enrol(s, &pid("pe"), "ward-a", None).await.unwrap();
 
     s.assign_device(&did("old-1"), &pid("pa"), b - m(120))
         .await

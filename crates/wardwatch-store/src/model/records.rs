@@ -16,8 +16,9 @@ pub struct Enrolment {
     pub pathway: String,
     /// Checked NHS number, if they have one (visitors may not).
     pub nhs_number: Option<NhsNumber>,
-    /// Date of birth (NEWS2 applies to adults only).
-    pub date_of_birth: NaiveDate,
+    /// Date of birth (NEWS2 applies to adults only); `None` when it is
+    /// not known yet (set later with `patient set`, audited).
+    pub date_of_birth: Option<NaiveDate>,
 }
 
 /// Which record holds an identity, and on which team.

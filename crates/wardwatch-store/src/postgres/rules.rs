@@ -74,60 +74,6 @@ fn limit_row(r: &sqlx::postgres::PgRow) -> Result<LimitRow, sqlx::Error> {
 }
 
 impl PgStore {
-    /// Enrols a new patient on a team and pathway, or moves an enrolled one
-    /// to another team. A pathway change of an enrolled patient is a
-    /// clinical decision and goes through [`PgStore::set_patient`] (audited).
-    ///
-    /// A transfer moves the patient's open alerts with them: they take the
-    /// new team and its escalation policy (`team_policy`, the new team's
-    /// policy as JSON), and the move is recorded on each alert.
-    pub async fn enrol(
-        &self,
-        patient: &PatientId,
-        team: &str,
-        pathway: Option<&str>,
-        team_policy: Option<&serde_json::Value>,
-    ) -> Result<u64, StoreError> {
-        let team = clean(team, "team")?;
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT pathway FROM patients WHERE id = $1 FOR UPDATE")
-                .bind(patient.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match (current, pathway) {
-            (None, p) => {
-                sqlx::query(crate::sql::rules::INSERT_PATIENT)
-                    .bind(patient.as_str())
-                    .bind(&team)
-                    .bind(p.unwrap_or("general"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            (Some(cur), Some(p)) if cur != p => {
-                return Err(StoreError::Rejected(format!(
-                    "patient {patient} is on pathway {cur}; a pathway change is a clinical decision: \
-                     use `wardwatch patient set --id {patient} --pathway {p} --by WHO --reason WHY`"
-                )));
-            }
-            (Some(_), _) => {
-                let moved = sqlx::query(crate::sql::rules::CHANGE_PATIENT_TEAM)
-                    .bind(patient.as_str())
-                    .bind(&team)
-                    .execute(&mut *tx)
-                    .await?;
-                if moved.rows_affected() > 0 {
-                    let alerts =
-                        move_open_alerts(&mut tx, patient.as_str(), &team, team_policy).await?;
-                    tx.commit().await?;
-                    return Ok(alerts);
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(0)
-    }
-
     /// A patient's team.
     pub async fn team_of(&self, patient: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(crate::sql::rules::TEAM_OF_PATIENT)

@@ -138,56 +138,6 @@ fn old_text(r: &SqliteRow, setting: &Setting) -> Result<Option<String>, StoreErr
 }
 
 impl crate::RulesStore for SqliteStore {
-    async fn enrol(
-        &self,
-        patient: &PatientId,
-        team: &str,
-        pathway: Option<&str>,
-        team_policy: Option<&Value>,
-    ) -> Result<u64, StoreError> {
-        let team = clean(team, "team")?;
-        let mut tx = begin_write(&self.pool).await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT pathway FROM patients WHERE id = $1")
-                .bind(patient.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-        match (current, pathway) {
-            (None, p) => {
-                sqlx::query(crate::sql::rules::INSERT_PATIENT)
-                    .bind(patient.as_str())
-                    .bind(&team)
-                    .bind(p.unwrap_or("general"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-            }
-            (Some(cur), Some(p)) if cur != p => {
-                return Err(StoreError::Rejected(format!(
-                    "patient {patient} is on pathway {cur}; a pathway change is a clinical decision: \
-                     use `wardwatch patient set --id {patient} --pathway {p} --by WHO --reason WHY`"
-                )));
-            }
-            (Some(_), _) => {
-                let moved = sqlx::query(crate::sql::rules::CHANGE_PATIENT_TEAM)
-                    .bind(patient.as_str())
-                    .bind(&team)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                if moved.rows_affected() > 0 {
-                    let alerts =
-                        move_open_alerts(&mut tx, patient.as_str(), &team, team_policy).await?;
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(alerts);
-                }
-            }
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(0)
-    }
-
     async fn team_of(&self, patient: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar(crate::sql::rules::TEAM_OF_PATIENT)
             .bind(patient)
