@@ -507,7 +507,9 @@ async fn clinician_settings_are_audited_and_change_the_scoring_without_a_restart
         ],
     );
     let audit: Vec<AuditRow> = sqlx::query_as(
-        "SELECT actor, field, old_value, new_value, reason FROM patient_settings_audit ORDER BY id",
+        // The clinician's decisions; the enrolment is audited too (by whoever ran `patient add`).
+        "SELECT actor, field, old_value, new_value, reason FROM patient_settings_audit \
+         WHERE field <> 'enrolled' ORDER BY id",
     )
     .fetch_all(&db.pool)
     .await
