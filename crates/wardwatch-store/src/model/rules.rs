@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 /// A personalised limit as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LimitRow {
     /// The vital's stored name.
     pub vital: String,
@@ -161,7 +161,7 @@ pub struct FlagsOutcome {
 }
 
 /// A flag open in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OpenFlagRow {
     /// Whose.
     pub patient_id: String,
@@ -172,7 +172,7 @@ pub struct OpenFlagRow {
 }
 
 /// A stored reading replayed into the rules at start-up.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ReplayRow {
     /// Patient.
     pub patient_id: String,
@@ -197,7 +197,7 @@ pub struct StoredOutcomes {
 }
 
 /// One flag as raised.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct RaisedFlagRow {
     /// Whose.
     pub patient_id: String,

@@ -5,7 +5,7 @@ use crate::rules::*;
 use crate::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::{FromRow, PgConnection, Row};
 use wardwatch_core::PatientId;
 
 /// Hands a transferred patient's open alerts to the new team and its
@@ -61,16 +61,7 @@ pub(crate) async fn audit(
 
 /// A `patient_limits` row, its columns read by name (a query may add others).
 fn limit_row(r: &sqlx::postgres::PgRow) -> Result<LimitRow, sqlx::Error> {
-    Ok(LimitRow {
-        vital: r.try_get("vital")?,
-        low: r.try_get("low")?,
-        high: r.try_get("high")?,
-        severity: r.try_get("severity")?,
-        persist_readings: r.try_get("persist_readings")?,
-        persist_secs: r.try_get("persist_secs")?,
-        clear_margin: r.try_get("clear_margin")?,
-        clear_hold_secs: r.try_get("clear_hold_secs")?,
-    })
+    LimitRow::from_row(r)
 }
 
 impl PgStore {
@@ -436,18 +427,9 @@ impl PgStore {
 
     /// Every open flag.
     pub async fn open_flags(&self) -> Result<Vec<OpenFlagRow>, StoreError> {
-        let rows = sqlx::query(crate::sql::rules::OPEN_FLAGS)
+        Ok(sqlx::query_as(crate::sql::rules::OPEN_FLAGS)
             .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(OpenFlagRow {
-                    patient_id: r.try_get("patient_id")?,
-                    rule: r.try_get("rule")?,
-                    severity: r.try_get("severity")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     /// Flags raised and alerts opened with `from <= time < to`, oldest
@@ -463,14 +445,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|r| {
-                Ok(RaisedFlagRow {
-                    patient_id: r.try_get("patient_id")?,
-                    rule: r.try_get("rule")?,
-                    severity: r.try_get("severity")?,
-                    raised_at: r.try_get("raised_at")?,
-                })
-            })
+            .map(|r| RaisedFlagRow::from_row(&r))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let alerts = sqlx::query(
             "SELECT a.patient_id, a.kind, a.opened_at, \
@@ -508,7 +483,7 @@ impl PgStore {
     ) -> Result<Vec<ReplayRow>, StoreError> {
         let vitals: Vec<&str> = horizons.iter().map(|(v, _)| v.as_str()).collect();
         let since: Vec<DateTime<Utc>> = horizons.iter().map(|(_, t)| *t).collect();
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT r.patient_id, r.vital, r.value, r.time, r.device_id FROM readings r \
              JOIN UNNEST($3::text[], $4::timestamptz[]) AS h(vital, since) \
                ON r.vital = h.vital AND r.time >= h.since \
@@ -519,17 +494,6 @@ impl PgStore {
         .bind(&vitals)
         .bind(&since)
         .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(ReplayRow {
-                    patient_id: r.try_get("patient_id")?,
-                    vital: r.try_get("vital")?,
-                    value: r.try_get("value")?,
-                    time: r.try_get("time")?,
-                    device_id: r.try_get("device_id")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }

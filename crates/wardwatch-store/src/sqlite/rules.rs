@@ -7,7 +7,7 @@ use super::{begin_write, classify, SqliteStore};
 use chrono::{DateTime, Duration, SecondsFormat, Timelike, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use wardwatch_core::PatientId;
 
 use crate::rules::{
@@ -101,16 +101,7 @@ pub(crate) async fn audit(
 
 /// A `patient_limits` row, its columns read by name (a query may add others).
 fn limit_row(r: &SqliteRow) -> Result<LimitRow, StoreError> {
-    Ok(LimitRow {
-        vital: r.try_get("vital").map_err(classify)?,
-        low: r.try_get("low").map_err(classify)?,
-        high: r.try_get("high").map_err(classify)?,
-        severity: r.try_get("severity").map_err(classify)?,
-        persist_readings: r.try_get("persist_readings").map_err(classify)?,
-        persist_secs: r.try_get("persist_secs").map_err(classify)?,
-        clear_margin: r.try_get("clear_margin").map_err(classify)?,
-        clear_hold_secs: r.try_get("clear_hold_secs").map_err(classify)?,
-    })
+    LimitRow::from_row(r).map_err(classify)
 }
 
 /// The current value of `setting`'s column as PostgreSQL's `::text` shows
@@ -506,13 +497,7 @@ impl crate::RulesStore for SqliteStore {
             .await
             .map_err(classify)?;
         rows.into_iter()
-            .map(|r| {
-                Ok(OpenFlagRow {
-                    patient_id: r.try_get("patient_id").map_err(classify)?,
-                    rule: r.try_get("rule").map_err(classify)?,
-                    severity: r.try_get("severity").map_err(classify)?,
-                })
-            })
+            .map(|r| OpenFlagRow::from_row(&r).map_err(classify))
             .collect()
     }
 
@@ -540,15 +525,7 @@ impl crate::RulesStore for SqliteStore {
         .await
         .map_err(classify)?;
         rows.into_iter()
-            .map(|r| {
-                Ok(ReplayRow {
-                    patient_id: r.try_get("patient_id").map_err(classify)?,
-                    vital: r.try_get("vital").map_err(classify)?,
-                    value: r.try_get("value").map_err(classify)?,
-                    time: r.try_get("time").map_err(classify)?,
-                    device_id: r.try_get("device_id").map_err(classify)?,
-                })
-            })
+            .map(|r| ReplayRow::from_row(&r).map_err(classify))
             .collect()
     }
 
@@ -564,14 +541,7 @@ impl crate::RulesStore for SqliteStore {
             .await
             .map_err(classify)?
             .into_iter()
-            .map(|r| {
-                Ok(RaisedFlagRow {
-                    patient_id: r.try_get("patient_id").map_err(classify)?,
-                    rule: r.try_get("rule").map_err(classify)?,
-                    severity: r.try_get("severity").map_err(classify)?,
-                    raised_at: r.try_get("raised_at").map_err(classify)?,
-                })
-            })
+            .map(|r| RaisedFlagRow::from_row(&r).map_err(classify))
             .collect::<Result<Vec<_>, StoreError>>()?;
         // PostgreSQL's ARRAY(...): a JSON array of the alert's flag rules.
         let alerts = sqlx::query(
